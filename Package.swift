@@ -1,0 +1,36 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// The product is synchronous multi-process code (posix_spawn, signals, waitpid) with
+// a few process-wide globals for signal flags; Swift 5 language mode keeps those
+// simple without pretending they are actor-isolated.
+
+let package = Package(
+    name: "taskq",
+    products: [
+        .library(name: "TaskQueue", targets: ["TaskQueue"]),
+        .library(name: "TaskQueueSQLite", targets: ["TaskQueueSQLite"]),
+        .executable(name: "taskq", targets: ["taskq"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // The system SQLite (Debian: libsqlite3-dev), reached through its C API.
+        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        // A few lines of C for what Swift cannot import: prctl, posix_spawn with a
+        // reset signal state, sigaction with a plain C handler.
+        .target(name: "CTaskQSystem", path: "Sources/CTaskQSystem"),
+        // The core: task model, the storage seam, worker loop, supervisor. No SQL here.
+        .target(name: "TaskQueue", dependencies: ["CTaskQSystem"]),
+        // The SQLite store: connection, statements, embedded migrations.
+        .target(name: "TaskQueueSQLite", dependencies: ["TaskQueue", "CSQLite"]),
+        .executableTarget(name: "taskq", dependencies: [
+            "TaskQueue", "TaskQueueSQLite",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "TaskQueueTests", dependencies: ["TaskQueue", "TaskQueueSQLite"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,165 @@
+import CTaskQSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs one shell-command handler attempt: `/bin/sh -c COMMAND` in its own process
+/// group, payload on stdin, stdout captured (bounded) as the result, the tail of
+/// stderr kept for the error, the whole group killed on timeout and when the shell
+/// exits (so a forked daemon cannot outlive its task).
+struct CommandRunner {
+    /// Largest result kept; more output fails the attempt (see docs/reliability.md).
+    static let maxResultBytes = 16 << 20
+    /// How much of stderr's end goes into the error message.
+    static let stderrTailBytes = 2048
+
+    enum Outcome: Equatable {
+        case succeeded([UInt8])
+        case failed(String)
+    }
+
+    let command: String
+    let environment: [String]
+
+    /// Runs the command for `task`. `tick` is called about every `tickInterval`
+    /// seconds while it runs; when it returns false (stop at once) the group is
+    /// killed and the attempt reported as aborted.
+    func run(_ task: ClaimedTask, extraEnv: [String], tick: () -> Bool, tickInterval: Double) -> Outcome {
+        var inPipe: [Int32] = [0, 0], outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
+        guard taskq_pipe_cloexec(&inPipe) == 0, taskq_pipe_cloexec(&outPipe) == 0, taskq_pipe_cloexec(&errPipe) == 0 else {
+            return .failed("cannot create pipes for the handler: \(String(cString: strerror(errno)))")
+        }
+        let argv = ["/bin/sh", "-c", command]
+        let env = environment + extraEnv
+        var pid: pid_t = 0
+        let rc = withCStrings(argv) { cargv in
+            withCStrings(env) { cenv in
+                let closeFDs = [inPipe[1], outPipe[0], errPipe[0]]
+                return taskq_spawn(&pid, "/bin/sh", cargv, cenv, 0, 1, inPipe[0], outPipe[1], errPipe[1], closeFDs, Int32(closeFDs.count))
+            }
+        }
+        close(inPipe[0]); close(outPipe[1]); close(errPipe[1])
+        if rc != 0 {
+            close(inPipe[1]); close(outPipe[0]); close(errPipe[0])
+            return .failed("cannot start /bin/sh: \(String(cString: strerror(rc)))")
+        }
+        // From here on the worker's parent-death handler kills this group too.
+        taskq_set_handler_pgid(pid)
+        defer { taskq_set_handler_pgid(0) }
+
+        let pidfd = taskq_pidfd_open(pid)
+        var stdinFD: Int32 = inPipe[1]
+        _ = fcntl(stdinFD, F_SETFL, fcntl(stdinFD, F_GETFL) | O_NONBLOCK)
+        let payload = Array(task.payload.utf8)
+        var written = 0
+        if payload.isEmpty { close(stdinFD); stdinFD = -1 }
+
+        var output: [UInt8] = []
+        var overflow = false
+        var errTail: [UInt8] = []
+        var outOpen = true, errOpen = true, exited = false
+        var status: Int32 = 0
+        let start = System.monotonic()
+        let deadline = task.timeout.map { start + $0 }
+        var nextTick = start + tickInterval
+        var abortReason: String?
+        var buf = [UInt8](repeating: 0, count: 65536)
+
+        while outOpen || errOpen || !exited {
+            if !exited, pidfd < 0 {
+                // No pidfd (old kernel): notice the exit by polling waitpid.
+                if waitpid(pid, &status, WNOHANG) == pid { exited = true; killGroup(pid) }
+            }
+            var fds: [pollfd] = []
+            if outOpen { fds.append(pollfd(fd: outPipe[0], events: Int16(POLLIN), revents: 0)) }
+            if errOpen { fds.append(pollfd(fd: errPipe[0], events: Int16(POLLIN), revents: 0)) }
+            if stdinFD >= 0 { fds.append(pollfd(fd: stdinFD, events: Int16(POLLOUT), revents: 0)) }
+            if !exited && pidfd >= 0 { fds.append(pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)) }
+            let now = System.monotonic()
+            var wait = nextTick - now
+            if let d = deadline { wait = min(wait, d - now) }
+            if pidfd < 0 && !exited { wait = min(wait, 0.01) }
+            let n = poll(&fds, nfds_t(fds.count), Int32(max(0, wait) * 1000) + 1)
+            if n < 0 && errno != EINTR { break }
+            for f in fds where f.revents != 0 {
+                if f.fd == outPipe[0] || f.fd == errPipe[0] {
+                    let r = read(f.fd, &buf, buf.count)
+                    if r <= 0 {
+                        if r == 0 || (errno != EINTR && errno != EAGAIN) {
+                            if f.fd == outPipe[0] { outOpen = false } else { errOpen = false }
+                        }
+                        continue
+                    }
+                    if f.fd == outPipe[0] {
+                        if output.count + r <= Self.maxResultBytes { output += buf[0..<r] } else { overflow = true }
+                    } else {
+                        errTail += buf[0..<r]
+                        if errTail.count > 4 * Self.stderrTailBytes { errTail.removeFirst(errTail.count - Self.stderrTailBytes) }
+                    }
+                } else if f.fd == stdinFD {
+                    if f.revents & Int16(POLLOUT) != 0 {
+                        let r = payload.withUnsafeBytes { raw in write(stdinFD, raw.baseAddress! + written, payload.count - written) }
+                        if r > 0 { written += r }
+                        if r < 0 && errno != EAGAIN && errno != EINTR { written = payload.count }
+                    } else {
+                        written = payload.count // POLLERR/POLLHUP: the handler closed stdin
+                    }
+                    if written >= payload.count { close(stdinFD); stdinFD = -1 }
+                } else if f.fd == pidfd {
+                    if waitpid(pid, &status, 0) == pid { exited = true }
+                    // The shell is gone: anything it left behind in its group goes too,
+                    // and its pipes reach EOF once those processes are dead.
+                    killGroup(pid)
+                }
+            }
+            let t = System.monotonic()
+            if let d = deadline, t >= d, abortReason == nil {
+                abortReason = "timed out after \(formatDuration(task.timeout!)) (its process group was killed)"
+                killGroup(pid)
+            }
+            if t >= nextTick {
+                nextTick = t + tickInterval
+                if !tick(), abortReason == nil {
+                    abortReason = "aborted: the worker is stopping now"
+                    killGroup(pid)
+                }
+            }
+        }
+        if !exited { killGroup(pid); waitpid(pid, &status, 0) }
+        if stdinFD >= 0 { close(stdinFD) }
+        if pidfd >= 0 { close(pidfd) }
+        close(outPipe[0]); close(errPipe[0])
+
+        if let abortReason { return .failed(abortReason + stderrSuffix(errTail)) }
+        if overflow {
+            return .failed("handler wrote more than \(Self.maxResultBytes >> 20) MiB to stdout (the result limit); the output was discarded")
+        }
+        if status == 0 { return .succeeded(output) }
+        return .failed("handler " + System.describe(waitStatus: status) + stderrSuffix(errTail))
+    }
+
+    private func killGroup(_ pgid: pid_t) { kill(-pgid, SIGKILL) }
+
+    private func stderrSuffix(_ tail: [UInt8]) -> String {
+        var t = tail.suffix(Self.stderrTailBytes)
+        while let last = t.last, last == 10 || last == 13 || last == 32 { t.removeLast() }
+        if t.isEmpty { return "" }
+        let text = String(decoding: t, as: UTF8.self).replacingNewlines()
+        return "; stderr: " + (tail.count > Self.stderrTailBytes ? "…" : "") + text
+    }
+}
+
+extension String {
+    /// One line for a message: newlines shown as " ⏎ ".
+    func replacingNewlines() -> String {
+        split(separator: "\n", omittingEmptySubsequences: true).joined(separator: " ⏎ ")
+    }
+}
+
+/// Calls `body` with a NULL-terminated C array of C strings.
+func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var ptrs: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    ptrs.append(nil)
+    defer { for p in ptrs { free(p) } }
+    return ptrs.withUnsafeBufferPointer { body($0.baseAddress!) }
+}

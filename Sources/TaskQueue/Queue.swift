@@ -1,0 +1,80 @@
+/// A task queue: what producers and inspecting tools use. Open one with
+/// `Queue.open(path:)` (module TaskQueueSQLite).
+///
+/// ```swift
+/// let queue = try Queue.open(path: "taskq.db")
+/// let id = try queue.enqueue(kind: "resize", payload: #"{"file":"a.png"}"#)
+/// ```
+public final class Queue {
+    package let store: any TaskStore
+
+    /// Largest payload accepted, in bytes of JSON text.
+    public static let maxPayloadBytes = 1 << 20
+
+    package init(store: any TaskStore) { self.store = store }
+
+    private lazy var waiter = Waiter(databasePath: store.location)
+
+    /// Polls `check` until it returns a value or `timeout` seconds pass (nil: no
+    /// limit), sleeping between looks until the database changes (inotify) or
+    /// `interval` passes, whichever is first.
+    public func waitFor<T>(timeout: Double?, interval: Double = 0.5, _ check: () throws -> T?) throws -> T? {
+        let deadline = timeout.map { System.monotonic() + $0 }
+        while true {
+            waiter.drain()
+            if let v = try check() { return v }
+            let left = deadline.map { $0 - System.monotonic() } ?? interval
+            if left <= 0 { return nil }
+            waiter.wait(timeout: min(left, interval))
+        }
+    }
+
+    /// Where the queue lives (the database path).
+    public var location: String { store.location }
+
+    /// Checks a task before anything is written: names, options, JSON payload.
+    public static func validate(_ task: NewTask) throws {
+        try validateName(task.kind, what: "kind")
+        try task.options.validate()
+        if task.payload.utf8.count > maxPayloadBytes {
+            throw TaskQueueError.badData("payload is \(task.payload.utf8.count) bytes; the limit is \(maxPayloadBytes) bytes (1 MiB): store large data elsewhere and enqueue its path")
+        }
+        do { try JSON.validate(task.payload) } catch {
+            throw TaskQueueError.badData("payload is not valid JSON: \(error)")
+        }
+    }
+
+    /// Enqueues one task and returns its id.
+    @discardableResult
+    public func enqueue(kind: String, payload: String = "null", options: EnqueueOptions = .init()) throws -> Int64 {
+        try enqueue([NewTask(kind: kind, payload: payload, options: options)])[0]
+    }
+
+    /// Enqueues tasks in one transaction: all or none. Returns their ids in order.
+    @discardableResult
+    public func enqueue(_ tasks: [NewTask]) throws -> [Int64] {
+        for t in tasks { try Self.validate(t) }
+        if tasks.isEmpty { return [] }
+        return try store.insertTasks(tasks, now: .now())
+    }
+
+    /// One task, or nil when there is no such id.
+    public func task(_ id: Int64) throws -> TaskRecord? { try store.task(id) }
+
+    /// Tasks matching `filter`, newest first.
+    public func tasks(_ filter: TaskFilter = .init()) throws -> [TaskRecord] { try store.tasks(filter) }
+
+    /// Counts per queue and state, and the registered processes.
+    public func stats() throws -> QueueStats { try store.stats(now: .now()) }
+
+    /// Supervisors that are alive as far as anyone can tell.
+    public func liveSupervisors() throws -> [ProcessRecord] { try Recovery.liveSupervisors(store: store) }
+
+    /// Writes a stop sentinel for each live supervisor and returns them (empty:
+    /// no supervisor is running, nothing was written).
+    public func stop(mode: StopSentinel.Mode) throws -> [StopSentinel] {
+        let live = try liveSupervisors().map(\.id)
+        if live.isEmpty { return [] }
+        return try store.insertStopSentinels(mode: mode, supervisorIDs: live, now: .now())
+    }
+}

@@ -1,0 +1,47 @@
+/// Finds processes that died without cleaning up and gives their tasks back.
+/// Run by every supervisor at boot and about once a second after.
+package enum Recovery {
+    /// Why `p` must be presumed dead, or nil while it may be alive. On this host a
+    /// process is dead the moment its pid is gone (or reused, or the machine
+    /// rebooted); elsewhere, or when frozen, once its lease has expired.
+    package static func deathReason(of p: ProcessRecord, now: Timestamp) -> String? {
+        if p.host == System.hostName && !System.isAlive(pid: p.pid, startTicks: p.startTicks, bootID: p.bootID) {
+            return p.bootID == System.bootID ? "exited without cleaning up" : "was lost in a reboot"
+        }
+        if p.expiresAt < now {
+            return "stopped heartbeating (its lease expired \(formatDuration(now.seconds(since: p.expiresAt))) ago)"
+        }
+        return nil
+    }
+
+    /// Recovers every dead process except those in `skip`. Each of its running
+    /// tasks counts a failed attempt (retried with backoff, or failed when spent);
+    /// sentinels addressed to a dead supervisor are cancelled. On this host the
+    /// dead worker's session is killed too, so a handler it left cannot overlap
+    /// the retry. Returns the recovered records.
+    @discardableResult
+    package static func recoverDead(store: any TaskStore, retry: RetryPolicy, skip: Set<Int64>,
+                                    log: (String) -> Void) throws -> [ProcessRecord] {
+        let now = Timestamp.now()
+        var recovered: [ProcessRecord] = []
+        for p in try store.processes() where !skip.contains(p.id) {
+            guard let reason = deathReason(of: p, now: now) else { continue }
+            if p.host == System.hostName && !System.isAlive(pid: p.pid, startTicks: p.startTicks, bootID: p.bootID) {
+                System.killSession(p.pid)
+            }
+            let held = try store.recoverProcess(p.id, now: now) { t in
+                retry.outcome(for: t, error: "\(p.role.rawValue) pid \(p.pid) on \(p.host) \(reason) while running task \(t.id), attempt \(t.attempt)/\(t.maxAttempts)", now: now)
+            }
+            log("recovered \(p.role.rawValue) pid \(p.pid) (process \(p.id)), which \(reason)"
+                + (held.isEmpty ? "" : "; its tasks \(held.map { String($0.id) }.joined(separator: ", ")) go back for a retry"))
+            recovered.append(p)
+        }
+        return recovered
+    }
+
+    /// Supervisors that are alive as far as anyone can tell.
+    package static func liveSupervisors(store: any TaskStore) throws -> [ProcessRecord] {
+        let now = Timestamp.now()
+        return try store.processes().filter { $0.role == .supervisor && deathReason(of: $0, now: now) == nil }
+    }
+}

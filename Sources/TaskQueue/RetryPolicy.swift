@@ -1,0 +1,33 @@
+/// When a failed attempt runs again: exponential backoff with jitter.
+/// Attempt n (1-based) waits base·2^(n-1) seconds, capped at `cap`, times a random
+/// factor in [0.5, 1.0] so tasks that failed together do not retry together.
+public struct RetryPolicy: Sendable, Equatable {
+    /// Delay before the second attempt, in seconds. Default 1.
+    public var base: Double
+    /// Longest delay, in seconds. Default 300.
+    public var cap: Double
+
+    public init(base: Double = 1, cap: Double = 300) {
+        self.base = base
+        self.cap = cap
+    }
+
+    /// The delay after attempt `attempt` (1-based) failed.
+    public func delay(afterAttempt attempt: Int64) -> Double {
+        let exp = min(Double(max(0, attempt - 1)), 62)
+        let raw = min(cap, base * pow2(exp))
+        return raw * Double.random(in: 0.5...1.0)
+    }
+
+    /// The outcome for a failed attempt: retry later, or give up when attempts are spent.
+    package func outcome(for task: ClaimedTask, error: String, now: Timestamp) -> TaskOutcome.Result {
+        if task.attempt >= task.maxAttempts { return .failed(error: error, retryAt: nil) }
+        return .failed(error: error, retryAt: now.adding(seconds: delay(afterAttempt: task.attempt)))
+    }
+
+    private func pow2(_ e: Double) -> Double {
+        var r = 1.0
+        for _ in 0..<Int(e) { r *= 2 }
+        return r
+    }
+}

@@ -1,0 +1,280 @@
+import CTaskQSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a supervisor runs.
+public struct SupervisorOptions: Sendable {
+    /// Absolute path of the database.
+    public var database: String
+    public var synchronous: String = "normal"
+    public var busyTimeout: Double = 10
+    /// Worker processes to keep running. Default: CPUs this process may use.
+    public var workers: Int = System.cpuCount
+    /// Queues served; nil = all.
+    public var queues: [String]? = nil
+    /// kind → shell command.
+    public var commands: [String: String] = [:]
+    /// Seconds a claim lives without a heartbeat. Default 30.
+    public var lease: Double = 30
+    /// On SIGTERM/SIGINT/stop --now: how long running tasks may finish. Default 30.
+    public var shutdownTimeout: Double = 30
+    public var retry: RetryPolicy = .init()
+    /// Exit once no task is ready (workers exit when they find nothing to claim).
+    public var untilEmpty: Bool = false
+
+    public init(database: String) { self.database = database }
+}
+
+/// The supervisor: keeps N worker processes running, reaps and replaces them,
+/// recovers what dead processes held, and stops on a sentinel or a signal.
+///
+/// It is single-threaded by design: signals are blocked and taken synchronously
+/// with `sigtimedwait`, children are reaped with `waitpid(-1, WNOHANG)`, and
+/// workers are started with `posix_spawn` of this same executable (never `fork`
+/// without `exec` in a Swift process), from the main thread, because the workers'
+/// parent-death signal fires when the spawning *thread* exits.
+public final class Supervisor {
+    let options: SupervisorOptions
+    let kinds: [String]
+    let makeStore: () throws -> any TaskStore
+    private var store: (any TaskStore)!
+    private(set) var processID: Int64 = 0
+
+    private struct Slot {
+        var startedAt: Double
+        var retired = false
+    }
+    private var workers: [pid_t: Slot] = [:]
+    /// How many workers should be running: starts at `options.workers` and drops
+    /// by one each time a worker exits because it is done (drain, until-empty).
+    private var desired = 0
+    private var crashStreak = 0
+    private var nextSpawnAt = 0.0
+
+    private enum Phase: Equatable { case running, draining, stopping, aborting }
+    private var phase = Phase.running
+    private var sentinel: StopSentinel?
+    private var stopDeadline = 0.0
+    private var killDeadline = 0.0
+
+    package init(options: SupervisorOptions, functionKinds: [String], makeStore: @escaping () throws -> any TaskStore) {
+        self.options = options
+        self.kinds = Array(Set(functionKinds).union(options.commands.keys)).sorted()
+        self.makeStore = makeStore
+    }
+
+    private func log(_ s: String) { System.log("taskq supervisor \(getpid()): \(s)") }
+
+    private static let signals: [Int32] = [SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT]
+
+    /// Runs until stopped. Returns the exit status: 0 for every orderly stop.
+    public func run() throws -> Int32 {
+        for s in Self.signals { taskq_block_signal(s, 1) }
+        signal(SIGPIPE, SIG_IGN)
+        if kinds.isEmpty { throw TaskQueueError.usage("no handlers: give at least one --handler KIND=COMMAND") }
+        store = try makeStore()
+        processID = try store.registerProcess(
+            role: .supervisor, supervisorID: nil, pid: getpid(), host: System.hostName, bootID: System.bootID,
+            startTicks: System.startTicks(of: getpid()) ?? 0, queues: options.queues, kinds: kinds,
+            now: .now(), lease: options.lease)
+        log("started as process \(processID) with \(options.workers) workers for \(kinds.joined(separator: ", ")) on \(options.database)")
+        recover()
+        desired = options.workers
+
+        let heartbeatEvery = max(0.05, min(options.lease / 3, 5))
+        var nextHeartbeat = System.monotonic() + heartbeatEvery
+        var nextRecovery = System.monotonic() + 1
+        while true {
+            spawnMissing()
+            let now = System.monotonic()
+            var wake = min(nextHeartbeat, nextRecovery, now + 0.25)
+            if phase == .stopping { wake = min(wake, stopDeadline) }
+            if phase == .aborting { wake = min(wake, killDeadline) }
+            if activeCount < desired && (phase == .running || phase == .draining) { wake = min(wake, max(now, nextSpawnAt)) }
+            let sig = Self.signals.withUnsafeBufferPointer {
+                taskq_wait_signals($0.baseAddress, Int32($0.count), Int32(max(0, wake - now) * 1000))
+            }
+            switch sig {
+            case SIGTERM, SIGINT, SIGHUP, SIGQUIT:
+                if phase == .stopping || phase == .aborting { abort("second \(System.signalName(sig))") }
+                else { stopGracefully("\(System.signalName(sig))") }
+            default: break
+            }
+            reap()
+            let t = System.monotonic()
+            if t >= nextHeartbeat {
+                nextHeartbeat = t + heartbeatEvery
+                if (try? store.heartbeat(processID: processID, now: .now(), lease: options.lease)) == false {
+                    log("lease lost: another supervisor declared this one dead; stopping its workers")
+                    killAll()
+                    return 1
+                }
+            }
+            checkSentinel()
+            if t >= nextRecovery {
+                nextRecovery = t + 1
+                recover()
+            }
+            if phase == .stopping && t >= stopDeadline { abort("shutdown timeout of \(formatDuration(options.shutdownTimeout)) passed") }
+            if phase == .aborting && t >= killDeadline { killAll() }
+            if activeCount == 0 && (desired == 0 || phase == .stopping || phase == .aborting) {
+                if !workers.isEmpty { killAll() }
+                return finish()
+            }
+        }
+    }
+
+    // MARK: stopping
+
+    private func checkSentinel() {
+        guard sentinel == nil, let s = try? store.stopSentinel(for: processID) else { return }
+        sentinel = s
+        switch s.mode {
+        case .drain:
+            log("stop sentinel \(s.id): draining tasks enqueued before it, then exiting")
+            if phase == .running { phase = .draining }
+        case .now:
+            stopGracefully("stop --now (sentinel \(s.id))")
+        }
+    }
+
+    private func stopGracefully(_ why: String) {
+        log("\(why): finishing running tasks (up to \(formatDuration(options.shutdownTimeout))), then exiting")
+        phase = .stopping
+        stopDeadline = System.monotonic() + options.shutdownTimeout
+        for pid in workers.keys { kill(pid, SIGTERM) }
+    }
+
+    private func abort(_ why: String) {
+        log("\(why): stopping running tasks now; they go back to the queue without counting the attempt")
+        phase = .aborting
+        killDeadline = System.monotonic() + 2
+        for pid in workers.keys { kill(pid, SIGUSR1); kill(pid, SIGCONT) }
+    }
+
+    /// Kills every worker's whole session (worker and handlers) and reaps them.
+    private func killAll() {
+        for pid in workers.keys { System.killSession(pid) }
+        while !workers.isEmpty {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, 0)
+            if pid <= 0 { break }
+            workerExited(pid, status: status)
+        }
+        workers.removeAll()
+    }
+
+    private func finish() -> Int32 {
+        if let s = sentinel {
+            try? store.completeStopSentinel(s.id, note: "supervisor pid \(getpid()) (process \(processID)) stopped", now: .now())
+        }
+        try? store.removeProcess(processID)
+        log("stopped")
+        return 0
+    }
+
+    // MARK: workers
+
+    private var activeCount: Int { workers.values.filter { !$0.retired }.count }
+
+    private func spawnMissing() {
+        guard phase == .running || phase == .draining else { return }
+        let active = activeCount
+        if active >= desired || System.monotonic() < nextSpawnAt { return }
+        for _ in active..<desired { spawnWorker() }
+    }
+
+    private func spawnWorker() {
+        var config = WorkerConfig(database: options.database, supervisorID: processID, supervisorPID: getpid())
+        config.synchronous = options.synchronous
+        config.busyTimeout = options.busyTimeout
+        config.queues = options.queues
+        config.commands = options.commands
+        config.lease = options.lease
+        config.retry = options.retry
+        config.untilEmpty = options.untilEmpty
+        let exe = System.executablePath
+        let argv = [exe, WorkerConfig.argument, config.json]
+        var pid: pid_t = 0
+        let rc = withCStrings(argv) { a in
+            withCStrings(currentEnvironment()) { e in taskq_spawn(&pid, exe, a, e, 1, 0, -1, -1, -1, nil, 0) }
+        }
+        if rc != 0 {
+            log("cannot start a worker (\(String(cString: strerror(rc)))); retrying")
+            noteCrash()
+            return
+        }
+        workers[pid] = Slot(startedAt: System.monotonic())
+    }
+
+    private func noteCrash() {
+        crashStreak += 1
+        let delay = min(10, 0.1 * Double(1 << min(crashStreak, 7)))
+        nextSpawnAt = System.monotonic() + delay
+    }
+
+    private func reap() {
+        while true {
+            var status: Int32 = 0
+            let pid = waitpid(-1, &status, WNOHANG)
+            if pid <= 0 { return }
+            workerExited(pid, status: status)
+        }
+    }
+
+    /// A worker is gone: kill what is left of its session (a retry must never
+    /// overlap the old run), give back what it held, decide whether to replace it.
+    private func workerExited(_ pid: pid_t, status: Int32) {
+        guard let slot = workers.removeValue(forKey: pid) else { return }
+        System.killSession(pid)
+        let how = System.describe(waitStatus: status)
+        let clean = status == 0
+        let deliberate = phase == .aborting || slot.retired
+        let now = Timestamp.now()
+        if let rows = try? store.processes().filter({ $0.role == .worker && $0.supervisorID == processID && $0.pid == pid }) {
+            for row in rows {
+                let held = (try? store.recoverProcess(row.id, now: now) { t in
+                    if clean || deliberate { return .released }
+                    return self.options.retry.outcome(
+                        for: t, error: "worker pid \(pid) \(how) while running task \(t.id), attempt \(t.attempt)/\(t.maxAttempts)", now: now)
+                }) ?? []
+                if !held.isEmpty && !clean && !deliberate {
+                    log("worker pid \(pid) \(how) while running task \(held.map { String($0.id) }.joined(separator: ", ")); the task goes back for a retry")
+                }
+            }
+        }
+        if deliberate { return }
+        if clean {
+            // A worker exits 0 only when told to stop or when it found nothing
+            // left (until-empty, a drain sentinel): it is done, not replaced.
+            crashStreak = 0
+            if phase == .running || phase == .draining { desired -= 1 }
+            return
+        }
+        if phase == .running || phase == .draining {
+            log("worker pid \(pid) \(how); starting a replacement")
+        }
+        if System.monotonic() - slot.startedAt < 1 { noteCrash() } else { crashStreak = 0 }
+    }
+
+    private func recover() {
+        let mine = Set((try? store.processes())?.filter { p in
+            p.id == processID || (p.supervisorID == processID && workers[p.pid] != nil && !(p.expiresAt < .now()))
+        }.map(\.id) ?? [])
+        do {
+            let recovered = try Recovery.recoverDead(store: store, retry: options.retry, skip: mine) { log($0) }
+            for p in recovered where p.supervisorID == processID {
+                // Our own worker, frozen past its lease: its tasks were just given
+                // back; replace it. If it ever resumes, its late result is refused by
+                // the fence and it exits when it finds its lease gone.
+                if workers[p.pid] != nil {
+                    workers[p.pid]?.retired = true
+                    kill(p.pid, SIGTERM)
+                }
+            }
+        } catch {
+            log("recovery failed: \(error)")
+        }
+    }
+}

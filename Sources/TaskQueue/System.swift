@@ -1,0 +1,122 @@
+import CTaskQSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Facts about this machine and its processes, read from /proc. Linux only.
+public enum System {
+    /// This machine's host name.
+    public static let hostName: String = {
+        var buf = [CChar](repeating: 0, count: 256)
+        return gethostname(&buf, buf.count) == 0 ? String(cString: buf) : "localhost"
+    }()
+
+    /// Changes at every boot: a pid recorded under another boot id is dead.
+    public static let bootID: String = readFile("/proc/sys/kernel/random/boot_id")?
+        .trimmingCharacters(in: " \n") ?? ""
+
+    /// CPUs this process may use (its affinity mask), like Python's os.process_cpu_count().
+    public static var cpuCount: Int { Int(taskq_cpu_count()) }
+
+    /// The running executable's absolute path (argv[0] may be relative or a bare name).
+    public static var executablePath: String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        return n > 0 ? String(cString: buf) : CommandLine.arguments[0]
+    }
+
+    /// Field 22 of /proc/PID/stat (start time in clock ticks since boot), or nil if
+    /// there is no such process. With the pid it names one process for this boot.
+    public static func startTicks(of pid: Int32) -> Int64? {
+        statFields(pid).flatMap { $0.count > 19 ? Int64($0[19]) : nil }
+    }
+
+    /// Whether the process recorded as (pid, startTicks, bootID) on this host is
+    /// still running. Zombies count as dead.
+    public static func isAlive(pid: Int32, startTicks: Int64, bootID: String) -> Bool {
+        if bootID != self.bootID { return false }
+        guard let f = statFields(pid), f.count > 19 else { return false }
+        if f[0] == "Z" || f[0] == "X" { return false }
+        return startTicks == 0 || Int64(f[19]) == startTicks
+    }
+
+    /// SIGKILLs every process whose session id is `sid`: a worker's session holds
+    /// the worker and every handler process group it started. Returns how many.
+    @discardableResult
+    public static func killSession(_ sid: Int32) -> Int {
+        guard sid > 1, let dir = opendir("/proc") else { return 0 }
+        defer { closedir(dir) }
+        var killed = 0
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
+            }
+            guard let pid = Int32(name), pid > 1, pid != getpid() else { continue }
+            // Fields after "(comm)": state, ppid, pgrp, session, ...
+            if let f = statFields(pid), f.count > 3, Int32(f[3]) == sid {
+                if kill(pid, SIGKILL) == 0 { killed += 1 }
+            }
+        }
+        return killed
+    }
+
+    /// Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, session, ...].
+    static func statFields(_ pid: Int32) -> [Substring]? {
+        guard let text = readFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+        return text[text.index(after: close)...].split(separator: " ")
+    }
+
+    static func readFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Seconds on a monotonic clock, for deadlines and durations.
+    public static func monotonic() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// A readable name for a signal number.
+    public static func signalName(_ sig: Int32) -> String {
+        let names: [Int32: String] = [SIGHUP: "SIGHUP", SIGINT: "SIGINT", SIGQUIT: "SIGQUIT", SIGILL: "SIGILL",
+                                      SIGABRT: "SIGABRT", SIGBUS: "SIGBUS", SIGFPE: "SIGFPE", SIGKILL: "SIGKILL",
+                                      SIGSEGV: "SIGSEGV", SIGPIPE: "SIGPIPE", SIGALRM: "SIGALRM", SIGTERM: "SIGTERM",
+                                      SIGUSR1: "SIGUSR1", SIGUSR2: "SIGUSR2", SIGXCPU: "SIGXCPU", SIGXFSZ: "SIGXFSZ"]
+        return names[sig] ?? "signal \(sig)"
+    }
+
+    /// Describes a waitpid status: "exit status 3", "killed by signal 9 (SIGKILL)".
+    public static func describe(waitStatus status: Int32) -> String {
+        if status & 0x7f == 0 { return "exit status \((status >> 8) & 0xff)" }
+        let sig = status & 0x7f
+        return "killed by signal \(sig) (\(signalName(sig)))"
+    }
+
+    /// Writes a line to stderr in one write() call.
+    public static func log(_ line: String) {
+        var s = line
+        if !s.hasSuffix("\n") { s += "\n" }
+        s.withUTF8 { buf in _ = write(2, buf.baseAddress, buf.count) }
+    }
+}
+
+extension String {
+    /// The string without leading and trailing characters from `set`.
+    public func trimmingCharacters(in set: String) -> String {
+        var s = Substring(self)
+        while let c = s.first, set.contains(c) { s.removeFirst() }
+        while let c = s.last, set.contains(c) { s.removeLast() }
+        return String(s)
+    }
+}

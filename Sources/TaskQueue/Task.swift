@@ -1,0 +1,147 @@
+/// Where a task is in its life. The words are the values of `tasks.state`.
+public enum TaskState: String, CaseIterable, Sendable {
+    case queued, running, succeeded, failed, cancelled
+
+    /// A finished task will not run again unless retried by hand.
+    public var isFinished: Bool { self == .succeeded || self == .failed || self == .cancelled }
+}
+
+/// The kind of taskq's own stop sentinel rows.
+public let stopSentinelKind = "taskq.stop"
+
+/// Checks a kind or queue name: 1–200 of letters, digits, `.`, `_`, `-`, `:`.
+/// Kinds starting with `taskq.` are reserved for taskq's own rows.
+public func validateName(_ name: String, what: String, allowReserved: Bool = false) throws {
+    if name.isEmpty { throw TaskQueueError.usage("\(what) name is empty") }
+    if name.utf8.count > 200 { throw TaskQueueError.usage("\(what) name is longer than 200 characters") }
+    for b in name.utf8 {
+        let ok = (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+            || b == UInt8(ascii: ".") || b == UInt8(ascii: "_") || b == UInt8(ascii: "-") || b == UInt8(ascii: ":")
+        if !ok {
+            throw TaskQueueError.usage("invalid \(what) name \(JSON.quote(name)): use only letters, digits, '.', '_', '-' and ':'")
+        }
+    }
+    if what == "kind" && !allowReserved && name.hasPrefix("taskq.") {
+        throw TaskQueueError.usage("kind \(JSON.quote(name)) is reserved: kinds starting with 'taskq.' belong to taskq itself")
+    }
+}
+
+/// Options a producer sets when enqueuing.
+public struct EnqueueOptions: Sendable, Equatable {
+    /// Queue name; workers can be limited to some queues.
+    public var queue: String = "default"
+    /// Higher runs first. Default 0.
+    public var priority: Int64 = 0
+    /// Not started before this time. `nil`: now.
+    public var runAt: Timestamp? = nil
+    /// Attempts before the task ends `failed`. Default 3.
+    public var maxAttempts: Int64 = 3
+    /// Per-attempt time limit in seconds; `nil`: none.
+    public var timeout: Double? = nil
+
+    public init(queue: String = "default", priority: Int64 = 0, runAt: Timestamp? = nil,
+                maxAttempts: Int64 = 3, timeout: Double? = nil) {
+        self.queue = queue
+        self.priority = priority
+        self.runAt = runAt
+        self.maxAttempts = maxAttempts
+        self.timeout = timeout
+    }
+
+    /// Throws a usage error naming the first bad option.
+    public func validate() throws {
+        try validateName(queue, what: "queue")
+        if maxAttempts < 1 || maxAttempts > 1_000_000 {
+            throw TaskQueueError.usage("max attempts must be between 1 and 1000000, got \(maxAttempts)")
+        }
+        if let t = timeout, !(t > 0 && t <= 31_536_000) {
+            throw TaskQueueError.usage("timeout must be more than 0 and at most 1 year in seconds, got \(t)")
+        }
+    }
+}
+
+/// A task to insert.
+public struct NewTask: Sendable, Equatable {
+    public var kind: String
+    /// JSON text; validated by `Queue` before it reaches the store.
+    public var payload: String
+    public var options: EnqueueOptions
+
+    public init(kind: String, payload: String = "null", options: EnqueueOptions = .init()) {
+        self.kind = kind
+        self.payload = payload
+        self.options = options
+    }
+}
+
+/// A task as stored, for inspection.
+public struct TaskRecord: Sendable, Equatable {
+    public var id: Int64
+    public var kind: String
+    public var queue: String
+    public var state: TaskState
+    public var priority: Int64
+    public var payload: String
+    public var runAt: Timestamp
+    public var attempts: Int64
+    public var maxAttempts: Int64
+    public var timeout: Double?
+    /// `processes.id` of the worker running it (running tasks only).
+    public var owner: Int64?
+    public var createdAt: Timestamp
+    public var startedAt: Timestamp?
+    public var finishedAt: Timestamp?
+    /// The handler's output, byte for byte (succeeded tasks only).
+    public var result: [UInt8]?
+    public var lastError: String?
+
+    public init(id: Int64, kind: String, queue: String, state: TaskState, priority: Int64, payload: String,
+                runAt: Timestamp, attempts: Int64, maxAttempts: Int64, timeout: Double?, owner: Int64?,
+                createdAt: Timestamp, startedAt: Timestamp?, finishedAt: Timestamp?, result: [UInt8]?, lastError: String?) {
+        self.id = id; self.kind = kind; self.queue = queue; self.state = state; self.priority = priority
+        self.payload = payload; self.runAt = runAt; self.attempts = attempts; self.maxAttempts = maxAttempts
+        self.timeout = timeout; self.owner = owner; self.createdAt = createdAt; self.startedAt = startedAt
+        self.finishedAt = finishedAt; self.result = result; self.lastError = lastError
+    }
+}
+
+/// A task a worker has claimed: what a handler gets.
+public struct ClaimedTask: Sendable, Equatable {
+    public var id: Int64
+    public var kind: String
+    public var queue: String
+    /// JSON text.
+    public var payload: String
+    /// 1 for the first attempt.
+    public var attempt: Int64
+    public var maxAttempts: Int64
+    public var timeout: Double?
+
+    public init(id: Int64, kind: String, queue: String, payload: String, attempt: Int64, maxAttempts: Int64, timeout: Double?) {
+        self.id = id; self.kind = kind; self.queue = queue; self.payload = payload
+        self.attempt = attempt; self.maxAttempts = maxAttempts; self.timeout = timeout
+    }
+}
+
+/// Filters for listing tasks.
+public struct TaskFilter: Sendable {
+    public var states: [TaskState] = []
+    public var queue: String? = nil
+    public var kind: String? = nil
+    public var limit: Int = 100
+    public init(states: [TaskState] = [], queue: String? = nil, kind: String? = nil, limit: Int = 100) {
+        self.states = states; self.queue = queue; self.kind = kind; self.limit = limit
+    }
+}
+
+/// Counts for `taskq status`.
+public struct QueueStats: Sendable {
+    /// (queue, state, count), sorted by queue then state order.
+    public var counts: [(queue: String, state: TaskState, count: Int64)]
+    /// Queued tasks whose run_at is still in the future, per queue.
+    public var waiting: [String: Int64]
+    public var processes: [ProcessRecord]
+    public init(counts: [(queue: String, state: TaskState, count: Int64)], waiting: [String: Int64], processes: [ProcessRecord]) {
+        self.counts = counts; self.waiting = waiting; self.processes = processes
+    }
+}

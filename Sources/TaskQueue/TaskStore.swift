@@ -1,0 +1,137 @@
+/// A supervisor or worker as registered in the store.
+public struct ProcessRecord: Sendable, Equatable {
+    public enum Role: String, Sendable { case supervisor, worker }
+    /// The owner id tasks refer to; never reused (unlike a pid).
+    public var id: Int64
+    public var role: Role
+    public var supervisorID: Int64?
+    public var pid: Int32
+    public var host: String
+    public var bootID: String
+    public var startTicks: Int64
+    /// Queues served; `nil`: all.
+    public var queues: [String]?
+    public var kinds: [String]
+    public var startedAt: Timestamp
+    public var heartbeatAt: Timestamp
+    public var expiresAt: Timestamp
+
+    public init(id: Int64, role: Role, supervisorID: Int64?, pid: Int32, host: String, bootID: String, startTicks: Int64,
+                queues: [String]?, kinds: [String], startedAt: Timestamp, heartbeatAt: Timestamp, expiresAt: Timestamp) {
+        self.id = id; self.role = role; self.supervisorID = supervisorID; self.pid = pid; self.host = host
+        self.bootID = bootID; self.startTicks = startTicks; self.queues = queues; self.kinds = kinds
+        self.startedAt = startedAt; self.heartbeatAt = heartbeatAt; self.expiresAt = expiresAt
+    }
+}
+
+/// What a worker asks for when it claims.
+package struct ClaimRequest: Sendable, Equatable {
+    /// The claiming worker's `processes.id`.
+    package var owner: Int64
+    /// Its supervisor: a live stop sentinel addressed to it bounds what may be claimed.
+    package var supervisorID: Int64
+    /// Kinds it has handlers for (never empty).
+    package var kinds: [String]
+    /// Queues it serves; `nil`: all.
+    package var queues: [String]?
+    /// At most this many tasks.
+    package var limit: Int
+
+    package init(owner: Int64, supervisorID: Int64, kinds: [String], queues: [String]?, limit: Int) {
+        self.owner = owner; self.supervisorID = supervisorID; self.kinds = kinds; self.queues = queues; self.limit = limit
+    }
+}
+
+/// How an attempt ended, to be written only if the attempt still owns its task.
+package struct TaskOutcome: Sendable, Equatable {
+    package enum Result: Sendable, Equatable {
+        /// The handler succeeded with this output.
+        case succeeded([UInt8])
+        /// The attempt failed; retry at `retryAt`, or end `failed` when it is nil.
+        case failed(error: String, retryAt: Timestamp?)
+        /// Put back as queued without counting the attempt (shutdown, abort).
+        case released
+    }
+    package var taskID: Int64
+    package var owner: Int64
+    package var attempt: Int64
+    package var result: Result
+
+    package init(taskID: Int64, owner: Int64, attempt: Int64, result: Result) {
+        self.taskID = taskID; self.owner = owner; self.attempt = attempt; self.result = result
+    }
+}
+
+/// A live stop sentinel: a `taskq.stop` row addressed to one supervisor.
+public struct StopSentinel: Sendable, Equatable {
+    public enum Mode: String, Sendable { case drain, now }
+    public var id: Int64
+    public var supervisorID: Int64
+    public var mode: Mode
+    public init(id: Int64, supervisorID: Int64, mode: Mode) {
+        self.id = id; self.supervisorID = supervisorID; self.mode = mode
+    }
+}
+
+/// The storage seam. The core and the CLI reach the database only through these
+/// verbs; a backend (SQLite today, PostgreSQL later) implements them all and must
+/// pass the shared conformance tests. Every verb that writes is one transaction:
+/// it happens whole or not at all.
+package protocol TaskStore: AnyObject {
+    /// Inserts `tasks` in one transaction and returns their ids, in order. Ids only
+    /// grow: a task inserted later always has a larger id.
+    func insertTasks(_ tasks: [NewTask], now: Timestamp) throws -> [Int64]
+
+    /// In one transaction: applies each outcome only if its task is still
+    /// `running` with that owner and attempt (the fence; a rescued task's late
+    /// result changes nothing), then, when `claim` is given, claims up to
+    /// `claim.limit` ready tasks (queued, run_at <= now, one of its kinds and
+    /// queues, id below any live stop sentinel addressed to its supervisor), in
+    /// order of priority (high first), run_at, id, marking them `running`, owned by
+    /// `claim.owner`, attempts + 1. Never returns a task another live owner holds.
+    /// Returns the claimed tasks and, per outcome, whether the fence accepted it.
+    func finishAndClaim(_ outcomes: [TaskOutcome], claim: ClaimRequest?, now: Timestamp) throws
+        -> (accepted: [Bool], claimed: [ClaimedTask])
+
+    /// Registers a process; its lease runs until `now + lease`.
+    func registerProcess(role: ProcessRecord.Role, supervisorID: Int64?, pid: Int32, host: String, bootID: String,
+                         startTicks: Int64, queues: [String]?, kinds: [String], now: Timestamp, lease: Double) throws -> Int64
+
+    /// Extends a process's lease. False when its row is gone: another process
+    /// declared it dead and recovered its tasks, so it must stop at once.
+    func heartbeat(processID: Int64, now: Timestamp, lease: Double) throws -> Bool
+
+    /// Every registered process.
+    func processes() throws -> [ProcessRecord]
+
+    /// In one transaction: for each task `processID` still runs, applies
+    /// `outcome(task)` (fenced as in `finishAndClaim`); cancels stop sentinels
+    /// addressed to it; deletes its row. Returns the tasks it held.
+    @discardableResult
+    func recoverProcess(_ processID: Int64, now: Timestamp, outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask]
+
+    /// Deletes a process row that holds no tasks (clean exit).
+    func removeProcess(_ processID: Int64) throws
+
+    /// The oldest live stop sentinel addressed to `supervisorID`, if any.
+    func stopSentinel(for supervisorID: Int64) throws -> StopSentinel?
+
+    /// In one transaction: one sentinel row per registered supervisor (all of them,
+    /// or only `supervisorIDs` when given). Returns them; empty when there is none.
+    func insertStopSentinels(mode: StopSentinel.Mode, supervisorIDs: [Int64]?, now: Timestamp) throws -> [StopSentinel]
+
+    /// Marks a sentinel `succeeded` (its supervisor stopped) with a note as result.
+    func completeStopSentinel(_ id: Int64, note: String, now: Timestamp) throws
+
+    /// One task, or nil.
+    func task(_ id: Int64) throws -> TaskRecord?
+
+    /// Tasks matching `filter`, newest first.
+    func tasks(_ filter: TaskFilter) throws -> [TaskRecord]
+
+    /// Counts per queue and state, and the registered processes.
+    func stats(now: Timestamp) throws -> QueueStats
+
+    /// The path or address of the database, for messages.
+    var location: String { get }
+}

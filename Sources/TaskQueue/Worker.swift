@@ -1,0 +1,230 @@
+import CTaskQSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A worker process: claim, run, finish (fenced), repeat. Started by a supervisor
+/// as `<exe> __taskq-worker '<config>'`, in its own session, so the supervisor can
+/// kill it together with every handler it started.
+///
+/// Signals: SIGTERM/SIGINT finish the task in hand, then exit 0. SIGUSR1 aborts
+/// the task in hand (its handler group is killed, the task released without
+/// counting the attempt). The parent-death signal (SIGUSR2) kills the handler
+/// group and exits at once: a worker never outlives its supervisor.
+public final class Worker {
+    /// Exit statuses a supervisor reads.
+    public enum Exit {
+        public static let clean: Int32 = 0
+        public static let parentGone: Int32 = 2
+        public static let leaseLost: Int32 = 3
+        public static let failedToStart: Int32 = 70
+    }
+
+    let config: WorkerConfig
+    let handlers: HandlerSet
+    let makeStore: () throws -> any TaskStore
+    private var store: (any TaskStore)!
+    private var processID: Int64 = 0
+    private var baseEnvironment: [String] = []
+    private var stopping = false
+    private var aborting = false
+
+    package init(config: WorkerConfig, handlers: HandlerSet, makeStore: @escaping () throws -> any TaskStore) {
+        var h = handlers
+        for (kind, command) in config.commands where h.commands[kind] == nil && h.functions[kind] == nil {
+            h.command(kind, command)
+        }
+        self.config = config
+        self.handlers = h
+        self.makeStore = makeStore
+    }
+
+    private var heartbeatInterval: Double { max(0.05, min(config.lease / 3, 5)) }
+
+    /// Runs until stopped; returns the process exit status.
+    public func run() -> Int32 {
+        // Die with the supervisor. The check after prctl closes the race where
+        // the supervisor died before the signal was armed.
+        taskq_install_die_with_child_group(SIGUSR2, Exit.parentGone)
+        taskq_set_parent_death_signal(SIGUSR2)
+        if getppid() != config.supervisorPID { return Exit.parentGone }
+        for sig in [SIGTERM, SIGINT, SIGUSR1, SIGHUP] { taskq_install_flag_handler(sig) }
+        signal(SIGPIPE, SIG_IGN)
+
+        let kinds = handlers.kinds
+        if kinds.isEmpty {
+            System.log("taskq worker \(getpid()): no handlers; nothing to do")
+            return Exit.failedToStart
+        }
+        do {
+            store = try makeStore()
+            processID = try store.registerProcess(
+                role: .worker, supervisorID: config.supervisorID, pid: getpid(), host: System.hostName,
+                bootID: System.bootID, startTicks: System.startTicks(of: getpid()) ?? 0,
+                queues: config.queues, kinds: kinds, now: .now(), lease: config.lease)
+        } catch {
+            System.log("taskq worker \(getpid()): cannot start: \(error)")
+            return Exit.failedToStart
+        }
+        baseEnvironment = currentEnvironment().filter { !$0.hasPrefix("TASKQ_") } + ["TASKQ_DB=\(config.database)"]
+        startHeartbeat()
+
+        let waiter = Waiter(databasePath: config.database)
+        let onlyFunctions = handlers.commands.isEmpty
+        var batch = 1
+        var pending: [TaskOutcome] = []
+        let request = { (limit: Int) in
+            ClaimRequest(owner: self.processID, supervisorID: self.config.supervisorID, kinds: kinds,
+                         queues: self.config.queues, limit: limit)
+        }
+
+        while true {
+            readSignals()
+            waiter.drain()
+            let limit = stopping ? 0 : batch
+            let claimed: [ClaimedTask]
+            do {
+                let r = try store.finishAndClaim(pending, claim: limit > 0 ? request(limit) : nil, now: .now())
+                for (o, ok) in zip(pending, r.accepted) where !ok {
+                    System.log("taskq worker \(getpid()): result of task \(o.taskID) attempt \(o.attempt) rejected: the task was recovered from this worker (its lease expired) and is no longer its to finish")
+                }
+                pending = []
+                claimed = r.claimed
+            } catch {
+                // "database is locked" past the busy timeout, a full disk: keep
+                // the outcomes and try again; never die of it.
+                System.log("taskq worker \(getpid()): \(error); retrying")
+                waiter.wait(timeout: 0.5)
+                continue
+            }
+            if stopping { break }
+            if claimed.isEmpty {
+                if config.untilEmpty { break }
+                if (try? store.stopSentinel(for: config.supervisorID)) ?? nil != nil { break }
+                waiter.wait(timeout: 1.0)
+                continue
+            }
+            // Claim more at once while the backlog is deep (a full claim), fewer
+            // when it is shallow, so a short queue still spreads over all workers.
+            if onlyFunctions {
+                batch = claimed.count == batch ? min(batch * 2, config.maxBatch) : max(1, batch / 2)
+            }
+            for task in claimed {
+                readSignals()
+                if stopping || aborting {
+                    pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: .released))
+                    continue
+                }
+                pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: execute(task)))
+            }
+        }
+        flush(pending)
+        try? store.removeProcess(processID)
+        return Exit.clean
+    }
+
+    private func readSignals() {
+        let f = taskq_take_signal_flags()
+        if f & (1 << UInt64(SIGTERM) | 1 << UInt64(SIGINT) | 1 << UInt64(SIGHUP)) != 0 { stopping = true }
+        if f & (1 << UInt64(SIGUSR1)) != 0 { stopping = true; aborting = true }
+    }
+
+    /// Writes the last outcomes, retrying through a busy database for a while.
+    private func flush(_ outcomes: [TaskOutcome]) {
+        if outcomes.isEmpty { return }
+        for attempt in 1...20 {
+            do {
+                _ = try store.finishAndClaim(outcomes, claim: nil, now: .now())
+                return
+            } catch {
+                System.log("taskq worker \(getpid()): cannot store results (\(error)); try \(attempt)/20")
+                usleep(500_000)
+            }
+        }
+    }
+
+    /// Runs one attempt and says how it ended.
+    private func execute(_ task: ClaimedTask) -> TaskOutcome.Result {
+        let error: String
+        if let f = handlers.functions[task.kind] {
+            do { return .succeeded(try f(task)) } catch let e { error = "handler threw: \(e)" }
+        } else if let command = handlers.commands[task.kind] {
+            let runner = CommandRunner(command: command, environment: baseEnvironment)
+            let env = ["TASKQ_TASK_ID=\(task.id)", "TASKQ_KIND=\(task.kind)", "TASKQ_QUEUE=\(task.queue)",
+                       "TASKQ_ATTEMPT=\(task.attempt)"]
+            let outcome = runner.run(task, extraEnv: env, tick: { [self] in
+                readSignals()
+                return !aborting
+            }, tickInterval: 0.2)
+            switch outcome {
+            case .succeeded(let out): return .succeeded(out)
+            case .failed(let e):
+                if aborting { return .released }
+                error = e
+            }
+        } else {
+            error = "no handler for kind \(task.kind)"
+        }
+        let result = config.retry.outcome(for: task, error: "attempt \(task.attempt)/\(task.maxAttempts): \(error)", now: .now())
+        if case .failed(let message, let retryAt) = result {
+            System.log("taskq worker \(getpid()): task \(task.id) (\(task.kind)) \(message)"
+                       + (retryAt.map { "; retry at \($0.iso)" } ?? "; no attempts left, task failed"))
+        }
+        return result
+    }
+
+    // MARK: heartbeat
+
+    /// A thread with its own connection renews this worker's lease while the main
+    /// thread runs handlers. If the lease was lost (another process recovered our
+    /// tasks) or the supervisor is gone, the worker stops at once.
+    private func startHeartbeat() {
+        let ctx = HeartbeatContext(processID: processID, lease: config.lease, interval: heartbeatInterval,
+                                   supervisorPID: config.supervisorPID, makeStore: makeStore)
+        let raw = Unmanaged.passRetained(ctx).toOpaque()
+        taskq_start_thread({ p in
+            Unmanaged<HeartbeatContext>.fromOpaque(p!).takeRetainedValue().loop()
+        }, raw)
+    }
+}
+
+private final class HeartbeatContext {
+    let processID: Int64
+    let lease: Double
+    let interval: Double
+    let supervisorPID: Int32
+    let makeStore: () throws -> any TaskStore
+
+    init(processID: Int64, lease: Double, interval: Double, supervisorPID: Int32, makeStore: @escaping () throws -> any TaskStore) {
+        self.processID = processID; self.lease = lease; self.interval = interval
+        self.supervisorPID = supervisorPID; self.makeStore = makeStore
+    }
+
+    func loop() {
+        var store: (any TaskStore)?
+        while true {
+            usleep(UInt32(interval * 1_000_000))
+            if getppid() != supervisorPID { taskq_die(Worker.Exit.parentGone) }
+            do {
+                if store == nil { store = try makeStore() }
+                if try store!.heartbeat(processID: processID, now: .now(), lease: lease) == false {
+                    System.log("taskq worker \(getpid()): lease lost (this worker was declared dead and its tasks recovered); exiting")
+                    taskq_die(Worker.Exit.leaseLost)
+                }
+            } catch {
+                System.log("taskq worker \(getpid()): heartbeat failed: \(error)")
+            }
+        }
+    }
+}
+
+/// This process's environment as KEY=VALUE strings.
+func currentEnvironment() -> [String] {
+    var out: [String] = []
+    var p = environ
+    while let s = p.pointee {
+        out.append(String(cString: s))
+        p += 1
+    }
+    return out
+}

@@ -1,0 +1,44 @@
+import TaskQueue
+
+/// Brings a database to the schema this binary knows, one migration per
+/// BEGIN IMMEDIATE transaction, and refuses a database written by a newer taskq.
+enum Migrator {
+    static var latestVersion: Int { embeddedMigrations.last?.version ?? 0 }
+
+    static func migrate(_ db: SQLiteConnection, now: Timestamp) throws {
+        // Fast path: one pragma read when the database is current.
+        let current = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
+        if current == latestVersion { return }
+        try checkNotNewer(current, db: db)
+        if current == 0 { try checkIsTaskqOrEmpty(db) }
+        for m in embeddedMigrations where m.version > current {
+            try db.writeTransaction {
+                // Re-read under the write lock: another process may have migrated
+                // while we waited for it.
+                let v = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
+                try checkNotNewer(v, db: db)
+                if v >= m.version { return }
+                try db.exec(m.sql)
+                try db.prepare("INSERT INTO taskq_migrations(version, name, applied_at) VALUES (?, ?, ?)")
+                    .bind(.int(Int64(m.version)), .text(m.name), .ts(now)).run()
+                try db.exec("PRAGMA user_version=\(m.version)")
+            }
+        }
+    }
+
+    private static func checkNotNewer(_ version: Int, db: SQLiteConnection) throws {
+        if version > latestVersion {
+            throw TaskQueueError.unavailable(
+                "database \(db.path) has schema version \(version), newer than this taskq knows (\(latestVersion)); use a newer taskq")
+        }
+    }
+
+    /// A version-0 database must be empty: never add our tables to somebody
+    /// else's SQLite file.
+    private static func checkIsTaskqOrEmpty(_ db: SQLiteConnection) throws {
+        let n = try db.scalarInt("SELECT count(*) FROM sqlite_master") ?? 0
+        if n > 0 {
+            throw TaskQueueError.badData("\(db.path) is a SQLite database but not a taskq database (it has tables and no taskq schema version)")
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import TaskQueue
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension Queue {
+    /// Opens the SQLite queue at `path`. With `create` (the default) a missing
+    /// database is created with the current schema; without it, a missing file is
+    /// a `.notFound` error and nothing is created.
+    public static func open(path: String, create: Bool = true, synchronous: Synchronous = .normal,
+                            busyTimeout: Double = 10) throws -> Queue {
+        Queue(store: try SQLiteTaskStore(path: path, create: create, synchronous: synchronous, busyTimeout: busyTimeout))
+    }
+}
+
+/// Entry points for programs that run workers: the `taskq` CLI, or your own Swift
+/// program with Swift handlers.
+///
+/// ```swift
+/// var handlers = HandlerSet()
+/// handlers.register("greet") { task in Array("hello \(task.payload)".utf8) }
+/// TaskQueueProcess.runWorkerIfRequested(handlers: handlers)   // first thing in main
+/// var options = SupervisorOptions(database: "/abs/path/taskq.db")
+/// exit(try TaskQueueProcess.supervise(options, handlers: handlers))
+/// ```
+public enum TaskQueueProcess {
+    /// If this process was started by a supervisor as a worker
+    /// (`<exe> __taskq-worker '<config>'`), runs the worker and exits; otherwise
+    /// returns at once. Call it first thing in `main`, before any threads start.
+    public static func runWorkerIfRequested(handlers: HandlerSet, arguments: [String] = CommandLine.arguments) {
+        guard arguments.count >= 3, arguments[1] == WorkerConfig.argument else { return }
+        let config: WorkerConfig
+        do { config = try WorkerConfig(json: arguments[2]) } catch {
+            System.log("taskq worker: \(error)")
+            exit(Worker.Exit.failedToStart)
+        }
+        let worker = Worker(config: config, handlers: handlers) {
+            try SQLiteTaskStore(path: config.database, create: false,
+                                synchronous: Synchronous(rawValue: config.synchronous) ?? .normal, busyTimeout: config.busyTimeout)
+        }
+        exit(worker.run())
+    }
+
+    /// Runs a supervisor in the foreground until it is stopped (sentinel, signal,
+    /// or until-empty). Creates the database if missing. Returns the exit status.
+    public static func supervise(_ options: SupervisorOptions, handlers: HandlerSet) throws -> Int32 {
+        var options = options
+        options.database = absolutePath(options.database)
+        let sync = Synchronous(rawValue: options.synchronous) ?? .normal
+        // Create and migrate once up front, so workers only ever open.
+        _ = try SQLiteTaskStore(path: options.database, create: true, synchronous: sync, busyTimeout: options.busyTimeout)
+        var commands = options.commands
+        for k in handlers.commands.keys where commands[k] == nil { commands[k] = handlers.commands[k] }
+        options.commands = commands
+        let db = options.database, timeout = options.busyTimeout
+        let supervisor = Supervisor(options: options, functionKinds: Array(handlers.functions.keys)) {
+            try SQLiteTaskStore(path: db, create: false, synchronous: sync, busyTimeout: timeout)
+        }
+        return try supervisor.run()
+    }
+
+    /// `path` made absolute against the current directory.
+    public static func absolutePath(_ path: String) -> String {
+        if path.hasPrefix("/") { return path }
+        var buf = [CChar](repeating: 0, count: 4096)
+        guard getcwd(&buf, buf.count) != nil else { return path }
+        var cwd = String(cString: buf)
+        if cwd.hasSuffix("/") { cwd.removeLast() }
+        var rel = Substring(path)
+        while rel.hasPrefix("./") { rel = rel.dropFirst(2) }
+        return cwd + "/" + rel
+    }
+}

@@ -1,0 +1,342 @@
+import CSQLite
+import TaskQueue
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// SQLite's durability level for commits (`PRAGMA synchronous`).
+public enum Synchronous: String, Sendable, CaseIterable {
+    /// WAL + NORMAL: a commit survives a crash of any process; a power loss or OS
+    /// crash may roll back the last few commits (never corrupts the file).
+    case normal
+    /// Every commit is fsynced: survives power loss too, at a cost per commit.
+    case full
+}
+
+/// The SQLite implementation of the storage seam: one file, WAL mode, every write
+/// transaction `BEGIN IMMEDIATE`, statements prepared once per connection.
+/// One instance is one connection; use it from one thread at a time.
+package final class SQLiteTaskStore: TaskStore {
+    let db: SQLiteConnection
+    package var location: String { db.path }
+
+    /// Opens (and with `create`, creates) the database at `path` and brings its
+    /// schema up to date. Without `create`, a missing file is a `.notFound` error
+    /// and nothing is created.
+    package init(path: String, create: Bool, synchronous: Synchronous = .normal, busyTimeout: Double = 10) throws {
+        var st = stat()
+        if stat(path, &st) == 0 {
+            if (st.st_mode & S_IFMT) == S_IFDIR {
+                throw TaskQueueError.badData("\(path) is a directory, not a database file")
+            }
+        } else if !create {
+            throw TaskQueueError.notFound("no database at \(path) (create one with 'taskq init', or choose another with --db or $TASKQ_DB)")
+        }
+        db = try SQLiteConnection(path: path, create: create, busyTimeoutMs: Int32(max(0, min(busyTimeout * 1000, 86_400_000))),
+                                  synchronous: synchronous)
+        try Migrator.migrate(db, now: .now())
+    }
+
+    // MARK: - statements, prepared once
+
+    private lazy var insertStmt = try! db.prepare("""
+        INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+        """)
+    private lazy var succeedStmt = try! db.prepare("""
+        UPDATE tasks SET state = 'succeeded', owner = NULL, finished_at = ?, result = ?
+        WHERE id = ? AND owner = ? AND attempts = ? AND state = 'running'
+        """)
+    private lazy var retryStmt = try! db.prepare("""
+        UPDATE tasks SET state = 'queued', owner = NULL, run_at = ?, last_error = ?
+        WHERE id = ? AND owner = ? AND attempts = ? AND state = 'running'
+        """)
+    private lazy var failStmt = try! db.prepare("""
+        UPDATE tasks SET state = 'failed', owner = NULL, finished_at = ?, last_error = ?
+        WHERE id = ? AND owner = ? AND attempts = ? AND state = 'running'
+        """)
+    private lazy var releaseStmt = try! db.prepare("""
+        UPDATE tasks SET state = 'queued', owner = NULL, attempts = attempts - 1
+        WHERE id = ? AND owner = ? AND attempts = ? AND state = 'running'
+        """)
+    private lazy var heartbeatStmt = try! db.prepare(
+        "UPDATE processes SET heartbeat_at = ?, expires_at = ? WHERE id = ?")
+    private lazy var sentinelStmt = try! db.prepare("""
+        SELECT id, json_extract(payload, '$.mode') FROM tasks
+        WHERE kind = 'taskq.stop' AND state = 'queued' AND json_extract(payload, '$.supervisor') = ?
+        ORDER BY id LIMIT 1
+        """)
+    private var claimStmts: [String: Statement] = [:]
+
+    /// The claim: one UPDATE … WHERE id IN (SELECT … LIMIT k) RETURNING, served by
+    /// the partial index `tasks_queued`. Prepared per shape of kinds and queues
+    /// (a worker's never change, so it prepares exactly one).
+    private func claimStatement(kinds: Int, queues: Int?) throws -> Statement {
+        let key = "\(kinds)/\(queues ?? -1)"
+        if let s = claimStmts[key] { return s }
+        // Numbered parameters throughout: a bare "?" would take the number after the
+        // highest seen so far, colliding with ?4 further down.
+        let kindList = (0..<kinds).map { "?\(5 + $0)" }.joined(separator: ", ")
+        let queueClause = queues.map { n in
+            "AND queue IN (\((0..<n).map { "?\(5 + kinds + $0)" }.joined(separator: ", ")))"
+        } ?? ""
+        let s = try db.prepare("""
+            UPDATE tasks SET state = 'running', owner = ?1, attempts = attempts + 1, started_at = ?2
+            WHERE id IN (
+                SELECT id FROM tasks INDEXED BY tasks_queued
+                WHERE state = 'queued' AND run_at <= ?2
+                  AND id < coalesce((SELECT min(id) FROM tasks
+                                     WHERE kind = 'taskq.stop' AND state = 'queued'
+                                       AND json_extract(payload, '$.supervisor') = ?3), 9223372036854775807)
+                  AND kind IN (\(kindList)) \(queueClause)
+                ORDER BY priority DESC, run_at, id
+                LIMIT ?4)
+            RETURNING id, kind, queue, payload, attempts, max_attempts, timeout_s, priority, run_at
+            """)
+        claimStmts[key] = s
+        return s
+    }
+
+    // MARK: - producers
+
+    package func insertTasks(_ tasks: [NewTask], now: Timestamp) throws -> [Int64] {
+        let nowText = now.iso
+        return try db.writeTransaction {
+            var ids: [Int64] = []
+            ids.reserveCapacity(tasks.count)
+            for t in tasks {
+                let o = t.options
+                let id = try insertStmt.bind(
+                    .text(t.kind), .text(o.queue), .int(o.priority), .text(t.payload),
+                    .text(o.runAt.map(\.iso) ?? nowText), .int(o.maxAttempts), .opt(o.timeout), .text(nowText)
+                ).firstRow { $0.int(0) }
+                ids.append(id!)
+            }
+            return ids
+        }
+    }
+
+    // MARK: - workers
+
+    package func finishAndClaim(_ outcomes: [TaskOutcome], claim: ClaimRequest?, now: Timestamp)
+        throws -> (accepted: [Bool], claimed: [ClaimedTask]) {
+        try db.writeTransaction {
+            var accepted: [Bool] = []
+            accepted.reserveCapacity(outcomes.count)
+            for o in outcomes { accepted.append(try apply(o, now: now)) }
+            guard let claim, claim.limit > 0 else { return (accepted, []) }
+            let s = try claimStatement(kinds: claim.kinds.count, queues: claim.queues?.count)
+            var values: [SQLValue] = [.int(claim.owner), .ts(now), .int(claim.supervisorID), .int(Int64(claim.limit))]
+            values += claim.kinds.map { .text($0) }
+            values += (claim.queues ?? []).map { .text($0) }
+            s.bind(values)
+            var rows = try s.rows { r in
+                (task: ClaimedTask(id: r.int(0), kind: r.string(1), queue: r.string(2), payload: r.string(3),
+                                   attempt: r.int(4), maxAttempts: r.int(5), timeout: r.optionalDouble(6)),
+                 priority: r.int(7), runAt: r.string(8))
+            }
+            if rows.count > 1 {
+                // RETURNING gives no order; run them in claim order.
+                rows.sort { ($0.priority, $1.runAt, $1.task.id) > ($1.priority, $0.runAt, $0.task.id) }
+            }
+            return (accepted, rows.map(\.task))
+        }
+    }
+
+    /// Applies one outcome under the fence; true when it changed the row.
+    private func apply(_ o: TaskOutcome, now: Timestamp) throws -> Bool {
+        let fence: [SQLValue] = [.int(o.taskID), .int(o.owner), .int(o.attempt)]
+        switch o.result {
+        case .succeeded(let output):
+            let value: SQLValue = utf8Text(output).map { .text($0) } ?? .blob(output)
+            try succeedStmt.bind([.ts(now), value] + fence).run()
+        case .failed(let error, let retryAt?):
+            try retryStmt.bind([.ts(retryAt), .text(error)] + fence).run()
+        case .failed(let error, nil):
+            try failStmt.bind([.ts(now), .text(error)] + fence).run()
+        case .released:
+            try releaseStmt.bind(fence).run()
+        }
+        return db.changes == 1
+    }
+
+    /// Output that is valid UTF-8 without NULs is stored as TEXT, so the sqlite3
+    /// shell and SQL string functions show it as written; anything else as a BLOB.
+    private func utf8Text(_ bytes: [UInt8]) -> String? {
+        if bytes.contains(0) { return nil }
+        var it = bytes.makeIterator()
+        var decoder = UTF8()
+        var out = ""
+        out.reserveCapacity(bytes.count)
+        while true {
+            switch decoder.decode(&it) {
+            case .scalarValue(let u): out.unicodeScalars.append(u)
+            case .emptyInput: return out
+            case .error: return nil
+            }
+        }
+    }
+
+    // MARK: - processes
+
+    package func registerProcess(role: ProcessRecord.Role, supervisorID: Int64?, pid: Int32, host: String, bootID: String,
+                                 startTicks: Int64, queues: [String]?, kinds: [String], now: Timestamp, lease: Double) throws -> Int64 {
+        try db.writeTransaction {
+            try db.prepare("""
+                INSERT INTO processes (role, supervisor_id, pid, host, boot_id, start_ticks, queues, kinds,
+                                       started_at, heartbeat_at, expires_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+                """).bind(
+                    .text(role.rawValue), .opt(supervisorID), .int(Int64(pid)), .text(host), .text(bootID), .int(startTicks),
+                    .opt(queues.map(jsonArray)), .text(jsonArray(kinds)), .ts(now), .ts(now), .ts(now.adding(seconds: lease))
+                ).firstRow { $0.int(0) }!
+        }
+    }
+
+    package func heartbeat(processID: Int64, now: Timestamp, lease: Double) throws -> Bool {
+        try db.writeTransaction {
+            try heartbeatStmt.bind(.ts(now), .ts(now.adding(seconds: lease)), .int(processID)).run()
+            return db.changes == 1
+        }
+    }
+
+    package func processes() throws -> [ProcessRecord] {
+        try db.prepare("""
+            SELECT id, role, supervisor_id, pid, host, boot_id, start_ticks, queues, kinds, started_at, heartbeat_at, expires_at
+            FROM processes ORDER BY id
+            """).rows { r in
+            ProcessRecord(id: r.int(0), role: ProcessRecord.Role(rawValue: r.string(1)) ?? .worker, supervisorID: r.optionalInt(2),
+                          pid: Int32(truncatingIfNeeded: r.int(3)), host: r.string(4), bootID: r.string(5), startTicks: r.int(6),
+                          queues: r.text(7).map(parseStringArray), kinds: parseStringArray(r.string(8)),
+                          startedAt: Timestamp(iso: r.string(9)) ?? Timestamp(milliseconds: 0),
+                          heartbeatAt: Timestamp(iso: r.string(10)) ?? Timestamp(milliseconds: 0),
+                          expiresAt: Timestamp(iso: r.string(11)) ?? Timestamp(milliseconds: 0))
+        }
+    }
+
+    @discardableResult
+    package func recoverProcess(_ processID: Int64, now: Timestamp, outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask] {
+        try db.writeTransaction {
+            let held = try db.prepare("""
+                SELECT id, kind, queue, payload, attempts, max_attempts, timeout_s FROM tasks
+                WHERE owner = ? AND state = 'running' ORDER BY id
+                """).bind(.int(processID)).rows { r in
+                ClaimedTask(id: r.int(0), kind: r.string(1), queue: r.string(2), payload: r.string(3),
+                            attempt: r.int(4), maxAttempts: r.int(5), timeout: r.optionalDouble(6))
+            }
+            for t in held {
+                _ = try apply(TaskOutcome(taskID: t.id, owner: processID, attempt: t.attempt, result: outcome(t)), now: now)
+            }
+            try db.prepare("""
+                UPDATE tasks SET state = 'cancelled', finished_at = ?,
+                       last_error = 'its supervisor (process ' || ? || ') ended before it stopped by this sentinel'
+                WHERE kind = 'taskq.stop' AND state = 'queued' AND json_extract(payload, '$.supervisor') = ?
+                """).bind(.ts(now), .int(processID), .int(processID)).run()
+            try db.prepare("DELETE FROM processes WHERE id = ?").bind(.int(processID)).run()
+            return held
+        }
+    }
+
+    package func removeProcess(_ processID: Int64) throws {
+        try recoverProcess(processID, now: .now()) { _ in .released }
+    }
+
+    // MARK: - stop sentinels
+
+    package func stopSentinel(for supervisorID: Int64) throws -> StopSentinel? {
+        try sentinelStmt.bind(.int(supervisorID)).firstRow { r in
+            StopSentinel(id: r.int(0), supervisorID: supervisorID, mode: StopSentinel.Mode(rawValue: r.string(1)) ?? .drain)
+        }
+    }
+
+    package func insertStopSentinels(mode: StopSentinel.Mode, supervisorIDs: [Int64]?, now: Timestamp) throws -> [StopSentinel] {
+        try db.writeTransaction {
+            let sups = try db.prepare("SELECT id, pid, host FROM processes WHERE role = 'supervisor' ORDER BY id")
+                .rows { (id: $0.int(0), pid: $0.int(1), host: $0.string(2)) }
+                .filter { s in supervisorIDs.map { $0.contains(s.id) } ?? true }
+            var out: [StopSentinel] = []
+            for s in sups {
+                var payload = JSONObjectWriter()
+                payload.add("supervisor", s.id)
+                payload.add("pid", s.pid)
+                payload.add("host", s.host)
+                payload.add("mode", mode.rawValue)
+                let id = try insertStmt.bind(
+                    .text(stopSentinelKind), .text("taskq"), .int(0), .text(payload.text), .ts(now), .int(1), .null, .ts(now)
+                ).firstRow { $0.int(0) }!
+                out.append(StopSentinel(id: id, supervisorID: s.id, mode: mode))
+            }
+            return out
+        }
+    }
+
+    package func completeStopSentinel(_ id: Int64, note: String, now: Timestamp) throws {
+        try db.writeTransaction {
+            try db.prepare("""
+                UPDATE tasks SET state = 'succeeded', attempts = 1, finished_at = ?, result = ?
+                WHERE id = ? AND kind = 'taskq.stop' AND state = 'queued'
+                """).bind(.ts(now), .text(note), .int(id)).run()
+        }
+    }
+
+    // MARK: - inspection
+
+    private static let taskColumns = """
+        id, kind, queue, state, priority, payload, run_at, attempts, max_attempts, timeout_s, owner,
+        created_at, started_at, finished_at, result, last_error
+        """
+
+    private func taskRecord(_ r: Statement) -> TaskRecord {
+        TaskRecord(id: r.int(0), kind: r.string(1), queue: r.string(2), state: TaskState(rawValue: r.string(3)) ?? .queued,
+                   priority: r.int(4), payload: r.string(5), runAt: Timestamp(iso: r.string(6)) ?? Timestamp(milliseconds: 0),
+                   attempts: r.int(7), maxAttempts: r.int(8), timeout: r.optionalDouble(9), owner: r.optionalInt(10),
+                   createdAt: Timestamp(iso: r.string(11)) ?? Timestamp(milliseconds: 0),
+                   startedAt: r.text(12).flatMap { Timestamp(iso: $0) }, finishedAt: r.text(13).flatMap { Timestamp(iso: $0) },
+                   result: r.bytes(14), lastError: r.text(15))
+    }
+
+    package func task(_ id: Int64) throws -> TaskRecord? {
+        try db.prepare("SELECT \(Self.taskColumns) FROM tasks WHERE id = ?").bind(.int(id)).firstRow(taskRecord)
+    }
+
+    package func tasks(_ filter: TaskFilter) throws -> [TaskRecord] {
+        var clauses: [String] = []
+        var values: [SQLValue] = []
+        if !filter.states.isEmpty {
+            clauses.append("state IN (\(filter.states.map { _ in "?" }.joined(separator: ", ")))")
+            values += filter.states.map { .text($0.rawValue) }
+        }
+        if let q = filter.queue { clauses.append("queue = ?"); values.append(.text(q)) }
+        if let k = filter.kind { clauses.append("kind = ?"); values.append(.text(k)) }
+        let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+        values.append(.int(Int64(filter.limit)))
+        return try db.prepare("SELECT \(Self.taskColumns) FROM tasks \(whereSQL) ORDER BY id DESC LIMIT ?")
+            .bind(values).rows(taskRecord)
+    }
+
+    package func stats(now: Timestamp) throws -> QueueStats {
+        try db.readTransaction {
+            let counts = try db.prepare("""
+                SELECT queue, state, count(*) FROM tasks WHERE kind <> 'taskq.stop' GROUP BY queue, state ORDER BY queue
+                """).rows { r in (queue: r.string(0), state: TaskState(rawValue: r.string(1)) ?? .queued, count: r.int(2)) }
+            let order = Dictionary(uniqueKeysWithValues: TaskState.allCases.enumerated().map { ($1, $0) })
+            let sorted = counts.sorted { ($0.queue, order[$0.state]!) < ($1.queue, order[$1.state]!) }
+            var waiting: [String: Int64] = [:]
+            for (q, n) in try db.prepare("""
+                SELECT queue, count(*) FROM tasks WHERE state = 'queued' AND run_at > ? AND kind <> 'taskq.stop' GROUP BY queue
+                """).bind(.ts(now)).rows({ ($0.string(0), $0.int(1)) }) {
+                waiting[q] = n
+            }
+            return QueueStats(counts: sorted, waiting: waiting, processes: try processes())
+        }
+    }
+}
+
+private func jsonArray(_ items: [String]) -> String {
+    "[" + items.map(JSON.quote).joined(separator: ",") + "]"
+}
+
+private func parseStringArray(_ text: String) -> [String] {
+    guard case .array(let items)? = try? JSON.parse(text) else { return [] }
+    return items.compactMap(\.stringValue)
+}

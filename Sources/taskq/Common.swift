@@ -1,0 +1,133 @@
+import ArgumentParser
+import TaskQueue
+import TaskQueueSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options every command takes: which database, and how to talk to it.
+struct DatabaseOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The queue's SQLite file. Default: $TASKQ_DB, else ./taskq.db.", valueName: "path"))
+    var db: String?
+
+    @Option(name: .long, help: ArgumentHelp("""
+        SQLite durability: 'normal' (default; a commit survives any process crash, a power \
+        loss may lose the last commits) or 'full' (fsync every commit; survives power loss).
+        """, valueName: "level"))
+    var synchronous: String = "normal"
+
+    @Option(name: .customLong("busy-timeout"), help: ArgumentHelp(
+        "Seconds to wait for the database's write lock before giving up with exit 69.", valueName: "seconds"))
+    var busyTimeout: Double = 10
+
+    var path: String {
+        if let db, !db.isEmpty { return db }
+        if let env = getenv("TASKQ_DB"), env.pointee != 0 { return String(cString: env) }
+        return "taskq.db"
+    }
+
+    var durability: Synchronous { Synchronous(rawValue: synchronous.lowercased()) ?? .normal }
+
+    mutating func validate() throws {
+        guard Synchronous(rawValue: synchronous.lowercased()) != nil else {
+            throw ValidationError("--synchronous must be 'normal' or 'full', not '\(synchronous)'")
+        }
+        guard busyTimeout >= 0, busyTimeout <= 86_400 else {
+            throw ValidationError("--busy-timeout must be between 0 and 86400 seconds")
+        }
+    }
+
+    /// Opens the queue. Read-only commands pass `create: false`: a missing
+    /// database is then exit 66 and nothing is created.
+    func open(create: Bool) throws -> Queue {
+        try Queue.open(path: path, create: create, synchronous: durability, busyTimeout: busyTimeout)
+    }
+}
+
+/// Writes text to stdout as is.
+func out(_ s: String) {
+    var s = s
+    s.withUTF8 { writeAll(1, UnsafeRawBufferPointer($0)) }
+}
+
+func writeAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer) {
+    var off = 0
+    while off < buf.count {
+        let n = write(fd, buf.baseAddress! + off, buf.count - off)
+        if n < 0 { if errno == EINTR { continue }; return }
+        off += n
+    }
+}
+
+/// Reads all of stdin.
+func readStdin() -> [UInt8] {
+    var data: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(0, &buf, buf.count)
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { break }
+        data += buf[0..<n]
+    }
+    return data
+}
+
+/// Bytes as UTF-8 text, or a bad-data error naming `what`.
+func utf8(_ bytes: [UInt8], what: String) throws -> String {
+    var it = bytes.makeIterator()
+    var decoder = UTF8()
+    while true {
+        switch decoder.decode(&it) {
+        case .scalarValue: continue
+        case .emptyInput: return String(decoding: bytes, as: UTF8.self)
+        case .error: throw TaskQueueError.badData("\(what) is not valid UTF-8 text")
+        }
+    }
+}
+
+/// Parses "90", "1.5", "90s", "5m"… for options that take seconds.
+func seconds(_ text: String, option: String) throws -> Double {
+    do { return try parseDuration(text) } catch {
+        throw ValidationError("\(option): \(error)")
+    }
+}
+
+/// A fixed-width text table.
+func table(_ header: [String], _ rows: [[String]]) -> String {
+    var widths = header.map(\.count)
+    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+    func line(_ cells: [String]) -> String {
+        var s = ""
+        for (i, c) in cells.enumerated() {
+            s += i == cells.count - 1 ? c : c + String(repeating: " ", count: widths[i] - c.count + 2)
+        }
+        return s + "\n"
+    }
+    return line(header) + rows.map(line).joined()
+}
+
+/// JSON for one task (the documented shape of `show --json` and `list --json`).
+func taskJSON(_ t: TaskRecord) -> String {
+    var o = JSONObjectWriter()
+    o.add("id", t.id)
+    o.add("kind", t.kind)
+    o.add("queue", t.queue)
+    o.add("state", t.state.rawValue)
+    o.add("priority", t.priority)
+    o.addRaw("payload", t.payload)
+    o.add("run_at", t.runAt.iso)
+    o.add("attempts", t.attempts)
+    o.add("max_attempts", t.maxAttempts)
+    if let timeout = t.timeout { o.add("timeout", timeout) } else { o.addNull("timeout") }
+    o.add("owner", t.owner)
+    o.add("created_at", t.createdAt.iso)
+    o.add("started_at", t.startedAt?.iso)
+    o.add("finished_at", t.finishedAt?.iso)
+    if let r = t.result {
+        if let text = try? utf8(r, what: "result") { o.add("result", text) } else {
+            o.add("result", String(decoding: r, as: UTF8.self))
+        }
+    } else { o.addNull("result") }
+    o.add("error", t.lastError)
+    return o.text
+}

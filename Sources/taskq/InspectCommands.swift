@@ -1,0 +1,180 @@
+import ArgumentParser
+import TaskQueue
+import TaskQueueSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Init: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create the database with the current schema (other commands that write do this too).")
+
+    @OptionGroup var database: DatabaseOptions
+
+    func run() throws {
+        let q = try database.open(create: true)
+        out("initialized \(q.location)\n")
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show task counts per queue and state, and the live supervisors and workers.",
+        discussion: """
+            --json prints one object: {"database", "queues": [{"queue", "queued", "waiting", \
+            "running", "succeeded", "failed", "cancelled"}], "totals": {same counts}, \
+            "supervisors": [{"id", "pid", "host", "started_at", "heartbeat_at", "queues", \
+            "kinds", "workers": [{"id", "pid", "started_at", "heartbeat_at"}]}]}. "waiting" \
+            counts queued tasks whose start time (delay or retry backoff) is still ahead.
+            """)
+
+    @OptionGroup var database: DatabaseOptions
+    @Flag(help: "Print JSON (shape above).") var json = false
+
+    func run() throws {
+        let q = try database.open(create: false)
+        let s = try q.stats()
+        let states = TaskState.allCases
+        var perQueue: [String: [TaskState: Int64]] = [:]
+        for c in s.counts { perQueue[c.queue, default: [:]][c.state] = c.count }
+        for (queue, _) in s.waiting where perQueue[queue] == nil { perQueue[queue] = [:] }
+        let queues = perQueue.keys.sorted()
+        var totals: [TaskState: Int64] = [:]
+        for (_, m) in perQueue { for (k, v) in m { totals[k, default: 0] += v } }
+        let waitingTotal = s.waiting.values.reduce(0, +)
+        let supervisors = s.processes.filter { $0.role == .supervisor }
+        if json {
+            func counts(_ m: [TaskState: Int64], waiting: Int64) -> JSONObjectWriter {
+                var o = JSONObjectWriter()
+                o.add("queued", m[.queued] ?? 0)
+                o.add("waiting", waiting)
+                for st in states where st != .queued { o.add(st.rawValue, m[st] ?? 0) }
+                return o
+            }
+            var items: [String] = []
+            for queue in queues {
+                var o = JSONObjectWriter()
+                o.add("queue", queue)
+                let c = counts(perQueue[queue]!, waiting: s.waiting[queue] ?? 0)
+                items.append("{" + o.text.dropFirst().dropLast() + "," + c.text.dropFirst())
+            }
+            var root = JSONObjectWriter()
+            root.add("database", q.location)
+            root.addRaw("queues", "[" + items.joined(separator: ",") + "]")
+            root.addRaw("totals", counts(totals, waiting: waitingTotal).text)
+            root.addRaw("supervisors", "[" + supervisors.map { sup in
+                var o = processJSON(sup)
+                o.addRaw("workers", "[" + s.processes.filter { $0.supervisorID == sup.id }.map { processJSON($0).text }.joined(separator: ",") + "]")
+                return o.text
+            }.joined(separator: ",") + "]")
+            out(root.text + "\n")
+            return
+        }
+        var text = "database: \(q.location)\n\n"
+        if queues.isEmpty {
+            text += "no tasks\n"
+        } else {
+            let header = ["QUEUE"] + states.map { $0.rawValue.uppercased() } + ["WAITING"]
+            var rows = queues.map { queue in
+                [queue] + states.map { String(perQueue[queue]![$0] ?? 0) } + [String(s.waiting[queue] ?? 0)]
+            }
+            if queues.count > 1 { rows.append(["(all)"] + states.map { String(totals[$0] ?? 0) } + [String(waitingTotal)]) }
+            text += table(header, rows)
+        }
+        text += "\n"
+        if supervisors.isEmpty {
+            text += "no supervisor is running\n"
+        } else {
+            for sup in supervisors {
+                let ws = s.processes.filter { $0.supervisorID == sup.id }
+                text += "supervisor pid \(sup.pid) on \(sup.host) (process \(sup.id)), up since \(sup.startedAt.iso), \(ws.count) workers"
+                text += " [pids \(ws.map { String($0.pid) }.joined(separator: " "))], kinds: \(sup.kinds.joined(separator: ", "))"
+                text += sup.queues.map { ", queues: \($0.joined(separator: ", "))" } ?? ", all queues"
+                text += "\n"
+            }
+        }
+        out(text)
+    }
+
+    private func processJSON(_ p: ProcessRecord) -> JSONObjectWriter {
+        var o = JSONObjectWriter()
+        o.add("id", p.id)
+        o.add("pid", Int64(p.pid))
+        o.add("host", p.host)
+        o.add("started_at", p.startedAt.iso)
+        o.add("heartbeat_at", p.heartbeatAt.iso)
+        if p.role == .supervisor {
+            if let qs = p.queues { o.addRaw("queues", "[" + qs.map(JSON.quote).joined(separator: ",") + "]") } else { o.addNull("queues") }
+            o.addRaw("kinds", "[" + p.kinds.map(JSON.quote).joined(separator: ",") + "]")
+        }
+        return o
+    }
+}
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List tasks, newest first.",
+        discussion: "--json prints a JSON array of task objects, each shaped as in 'taskq show --json'.")
+
+    @OptionGroup var database: DatabaseOptions
+    @Option(help: ArgumentHelp("Only tasks in this state: queued, running, succeeded, failed, cancelled (repeatable).", valueName: "state"))
+    var state: [String] = []
+    @Option(help: ArgumentHelp("Only this queue.", valueName: "name")) var queue: String?
+    @Option(help: ArgumentHelp("Only this kind.", valueName: "kind")) var kind: String?
+    @Option(help: ArgumentHelp("At most this many tasks.", valueName: "n")) var limit: Int = 100
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        for s in state where TaskState(rawValue: s) == nil {
+            throw ValidationError("--state '\(s)' is not a state; use queued, running, succeeded, failed or cancelled")
+        }
+        if limit < 1 { throw ValidationError("--limit must be at least 1") }
+    }
+
+    func run() throws {
+        let q = try database.open(create: false)
+        let tasks = try q.tasks(TaskFilter(states: state.compactMap(TaskState.init(rawValue:)), queue: queue, kind: kind, limit: limit))
+        if json {
+            out("[" + tasks.map(taskJSON).joined(separator: ",\n") + "]\n")
+            return
+        }
+        if tasks.isEmpty { out("no tasks\n"); return }
+        out(table(["ID", "KIND", "QUEUE", "STATE", "ATTEMPTS", "CREATED", "ERROR"], tasks.map { t in
+            [String(t.id), t.kind, t.queue, t.state.rawValue, "\(t.attempts)/\(t.maxAttempts)", t.createdAt.iso,
+             t.lastError.map { String($0.prefix(60)) } ?? ""]
+        }))
+    }
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show one task.",
+        discussion: """
+            --json prints {"id", "kind", "queue", "state", "priority", "payload" (the JSON itself), \
+            "run_at", "attempts", "max_attempts", "timeout", "owner", "created_at", "started_at", \
+            "finished_at", "result" (text), "error"}; times are UTC ISO 8601, absent values null.
+            """)
+
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: ArgumentHelp("Task id.", valueName: "id")) var id: Int64
+    @Flag(help: "Print JSON (shape above).") var json = false
+
+    func run() throws {
+        let q = try database.open(create: false)
+        guard let t = try q.task(id) else { throw TaskQueueError.notFound("no task \(id) in \(q.location)") }
+        if json { out(taskJSON(t) + "\n"); return }
+        var lines: [(String, String)] = [
+            ("id", String(t.id)), ("kind", t.kind), ("queue", t.queue), ("state", t.state.rawValue),
+            ("priority", String(t.priority)), ("attempts", "\(t.attempts)/\(t.maxAttempts)"),
+            ("timeout", t.timeout.map { formatDuration($0) } ?? "none"),
+            ("created", t.createdAt.iso), ("run at", t.runAt.iso),
+        ]
+        if let s = t.startedAt { lines.append(("started", s.iso)) }
+        if let f = t.finishedAt { lines.append(("finished", f.iso)) }
+        if let o = t.owner { lines.append(("owner", "process \(o)")) }
+        if let e = t.lastError { lines.append(("error", e)) }
+        lines.append(("payload", t.payload))
+        if let r = t.result { lines.append(("result", String(decoding: r, as: UTF8.self))) }
+        out(lines.map { "\($0.0):" + String(repeating: " ", count: 10 - $0.0.count) + $0.1 + "\n" }.joined())
+    }
+}

@@ -1,0 +1,99 @@
+import ArgumentParser
+import TaskQueue
+import TaskQueueSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Result: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a task's result.",
+        discussion: """
+            Exit 0 and the stored result (the handler's stdout, byte for byte) if the task \
+            succeeded; exit 1 with its last error on stderr if it failed or was cancelled; \
+            exit 75 if it has not finished (or --wait timed out); exit 66 if there is no such task.
+
+            Example: id=$(taskq enqueue square 7) && taskq result "$id" --wait --timeout 30
+            """)
+
+    @OptionGroup var database: DatabaseOptions
+    @Argument(help: ArgumentHelp("Task id.", valueName: "id")) var id: Int64
+    @Flag(help: "Wait until the task has finished.") var wait = false
+    @Option(help: ArgumentHelp("With --wait: give up after this long (exit 75). Default: wait forever.", valueName: "seconds"))
+    var timeout: String?
+
+    func validate() throws {
+        if timeout != nil && !wait { throw ValidationError("--timeout goes with --wait") }
+        if let t = timeout { _ = try seconds(t, option: "--timeout") }
+    }
+
+    func run() throws {
+        let q = try database.open(create: false)
+        guard var t = try q.task(id) else { throw TaskQueueError.notFound("no task \(id) in \(q.location)") }
+        if wait && !t.state.isFinished {
+            let limit = try timeout.map { try seconds($0, option: "--timeout") }
+            if let done = try q.waitFor(timeout: limit, { () -> TaskRecord? in
+                guard let r = try q.task(id) else { throw TaskQueueError.notFound("task \(id) was deleted while waiting") }
+                return r.state.isFinished ? r : nil
+            }) { t = done } else {
+                throw TaskQueueError(.notFinished, "task \(id) is still \(t.state.rawValue) after waiting \(timeout ?? "")")
+            }
+        }
+        switch t.state {
+        case .succeeded:
+            (t.result ?? []).withUnsafeBytes { writeAll(1, $0) }
+        case .failed, .cancelled:
+            throw TaskQueueError.failed("task \(id) \(t.state.rawValue) after \(t.attempts) attempt\(t.attempts == 1 ? "" : "s"): \(t.lastError ?? "no error recorded")")
+        case .queued, .running:
+            let when = t.state == .queued && t.runAt > Timestamp.now() ? " (next attempt at \(t.runAt.iso))" : ""
+            throw TaskQueueError(.notFinished, "task \(id) is \(t.state.rawValue), not finished yet\(when)")
+        }
+    }
+}
+
+struct Stop: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stop the running supervisors by writing a stop sentinel row.",
+        discussion: """
+            Writes one row of kind 'taskq.stop' per live supervisor. Its workers finish every \
+            ready task enqueued before the sentinel, start nothing enqueued after it (those wait \
+            for the next start), then every worker and the supervisor exit 0. Delayed tasks and \
+            tasks waiting out a retry backoff are not ready: they stay queued. The sentinel \
+            survives crashes; a supervisor started later ignores sentinels addressed to dead ones.
+
+            --now: like SIGTERM: running tasks get --shutdown-timeout to finish, then are put \
+            back as queued. With no live supervisor, nothing is written and the exit status is 1.
+            """)
+
+    @OptionGroup var database: DatabaseOptions
+    @Flag(help: "Stop without draining: let running tasks finish (up to the shutdown timeout), start nothing new.")
+    var now = false
+    @Flag(help: "Block until the supervisors have exited.") var wait = false
+    @Option(help: ArgumentHelp("With --wait: give up after this long (exit 75).", valueName: "seconds")) var timeout: String?
+
+    func validate() throws {
+        if timeout != nil && !wait { throw ValidationError("--timeout goes with --wait") }
+        if let t = timeout { _ = try seconds(t, option: "--timeout") }
+    }
+
+    func run() throws {
+        let q = try database.open(create: false)
+        let sentinels = try q.stop(mode: now ? .now : .drain)
+        if sentinels.isEmpty {
+            throw TaskQueueError.failed("no supervisor is running on \(q.location); nothing to stop")
+        }
+        let pids = Dictionary(uniqueKeysWithValues: try q.stats().processes.map { ($0.id, $0.pid) })
+        for s in sentinels {
+            out("stop sentinel \(s.id) written for supervisor pid \(pids[s.supervisorID].map(String.init) ?? "?") (\(now ? "now" : "drain"))\n")
+        }
+        guard wait else { return }
+        let ids = Set(sentinels.map(\.supervisorID))
+        let limit = try timeout.map { try seconds($0, option: "--timeout") }
+        let done = try q.waitFor(timeout: limit, interval: 0.1) { () -> Bool? in
+            let live = Set(try q.liveSupervisors().map(\.id))
+            return live.isDisjoint(with: ids) ? true : nil
+        }
+        if done == nil { throw TaskQueueError(.notFinished, "supervisors still running after \(timeout ?? "")") }
+        out("stopped\n")
+    }
+}

@@ -1,0 +1,100 @@
+import ArgumentParser
+import TaskQueue
+import TaskQueueSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Supervise: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run N worker processes that claim and run tasks, in the foreground, until stopped.",
+        discussion: """
+            Each --handler KIND=COMMAND runs COMMAND with /bin/sh -c for tasks of KIND, in its own \
+            process group, in this directory, with the task's JSON payload on stdin and \
+            TASKQ_TASK_ID, TASKQ_KIND, TASKQ_QUEUE, TASKQ_ATTEMPT and TASKQ_DB in its environment. \
+            Exit 0: the task succeeded and its stdout is the result. Anything else: the attempt \
+            failed; it is retried with exponential backoff until --max-attempts, then ends failed.
+
+            Stopping: 'taskq stop' drains what was ready before it, then every process exits 0. \
+            SIGTERM or SIGINT (Ctrl-C) lets running tasks finish for up to --shutdown-timeout, \
+            then puts them back as queued; a second signal does that at once.
+
+            A worker killed mid-task is noticed at once: its handler's process group is killed \
+            and the task goes back for a retry. A killed supervisor takes its workers with it; \
+            the next supervisor recovers what they held.
+
+            Examples:
+              taskq supervise --workers 4 --handler resize='./resize.sh'
+              taskq supervise --handler email='python3 send.py' --queue emails --lease 60
+              taskq supervise --handler square='jq ".n * .n"' --until-empty
+            """)
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Option(help: ArgumentHelp("Worker processes. Default: the CPUs this process may use (\(System.cpuCount) here).", valueName: "n"))
+    var workers: Int?
+
+    @Option(name: .customLong("handler"), help: ArgumentHelp("KIND=COMMAND: run COMMAND (with /bin/sh -c) for tasks of KIND. Repeatable; at least one.", valueName: "kind=command"))
+    var handlers: [String] = []
+
+    @Option(name: .customLong("queue"), help: ArgumentHelp("Serve only this queue (repeatable). Default: every queue.", valueName: "name"))
+    var queues: [String] = []
+
+    @Option(help: ArgumentHelp("Seconds a claim lives without a heartbeat; a worker frozen longer loses its task to a retry.", valueName: "seconds"))
+    var lease: String = "30"
+
+    @Option(name: .customLong("shutdown-timeout"), help: ArgumentHelp("On SIGTERM/SIGINT/stop --now: how long running tasks may finish before they are killed and put back.", valueName: "seconds"))
+    var shutdownTimeout: String = "30"
+
+    @Option(name: .customLong("backoff-base"), help: ArgumentHelp("Retry delay after the first failed attempt; it doubles per attempt, with jitter.", valueName: "seconds"))
+    var backoffBase: String = "1"
+
+    @Option(name: .customLong("backoff-cap"), help: ArgumentHelp("Longest retry delay.", valueName: "seconds"))
+    var backoffCap: String = "300"
+
+    @Flag(name: .customLong("until-empty"), help: "Exit 0 once no task is ready for these handlers (a batch run), instead of waiting for more.")
+    var untilEmpty = false
+
+    func validate() throws {
+        if let w = workers, w < 1 { throw ValidationError("--workers must be at least 1") }
+        if let w = workers, w > 1024 { throw ValidationError("--workers must be at most 1024") }
+        if handlers.isEmpty { throw ValidationError("give at least one --handler KIND=COMMAND") }
+        var seen = Set<String>()
+        for h in handlers {
+            guard let eq = h.firstIndex(of: "=") else {
+                throw ValidationError("--handler '\(h)' has no '=': write KIND=COMMAND, e.g. --handler resize='./resize.sh'")
+            }
+            let kind = String(h[..<eq]), command = String(h[h.index(after: eq)...])
+            do { try validateName(kind, what: "kind") } catch let e as TaskQueueError { throw ValidationError("--handler: \(e.message)") }
+            if command.trimmingCharacters(in: " \t").isEmpty { throw ValidationError("--handler \(kind)= has an empty command") }
+            if !seen.insert(kind).inserted { throw ValidationError("--handler: kind '\(kind)' given twice") }
+        }
+        for q in queues {
+            do { try validateName(q, what: "queue") } catch let e as TaskQueueError { throw ValidationError("--queue: \(e.message)") }
+        }
+        _ = try settings()
+    }
+
+    func settings() throws -> SupervisorOptions {
+        var o = SupervisorOptions(database: database.path)
+        o.synchronous = database.durability.rawValue
+        o.busyTimeout = database.busyTimeout
+        o.workers = workers ?? System.cpuCount
+        o.queues = queues.isEmpty ? nil : Array(Set(queues)).sorted()
+        for h in handlers {
+            let eq = h.firstIndex(of: "=")!
+            o.commands[String(h[..<eq])] = String(h[h.index(after: eq)...])
+        }
+        o.lease = try seconds(lease, option: "--lease")
+        if o.lease < 0.5 { throw ValidationError("--lease must be at least 0.5 seconds") }
+        o.shutdownTimeout = try seconds(shutdownTimeout, option: "--shutdown-timeout")
+        o.retry = RetryPolicy(base: try seconds(backoffBase, option: "--backoff-base"), cap: try seconds(backoffCap, option: "--backoff-cap"))
+        o.untilEmpty = untilEmpty
+        return o
+    }
+
+    func run() throws {
+        let code = try TaskQueueProcess.supervise(try settings(), handlers: HandlerSet())
+        if code != 0 { throw ExitCode(code) }
+    }
+}
