@@ -30,7 +30,16 @@ let package = Package(
             "TaskQueue", "TaskQueueSQLite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "TaskQueueTests", dependencies: ["TaskQueue", "TaskQueueSQLite"]),
+        // Examples are built with the package and run by the tests, so they never rot.
+        .executableTarget(name: "taskq-example-producer", dependencies: ["TaskQueue", "TaskQueueSQLite"],
+                          path: "examples/producer"),
+        .executableTarget(name: "taskq-example-worker", dependencies: ["TaskQueue", "TaskQueueSQLite"],
+                          path: "examples/swift-worker"),
+        // Shared by the tests: spawn real processes, wait with deadlines, read rows.
+        .target(name: "TaskQueueTestSupport", dependencies: ["TaskQueue", "CTaskQSystem"]),
+        .testTarget(name: "TaskQueueTests", dependencies: ["TaskQueue", "TaskQueueSQLite", "TaskQueueTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["TaskQueue", "TaskQueueTestSupport",
+                                                             "taskq", "taskq-example-producer", "taskq-example-worker"]),
     ],
     swiftLanguageModes: [.v5]
 )

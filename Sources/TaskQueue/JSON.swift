@@ -314,7 +314,7 @@ public struct JSONObjectWriter: Sendable {
 // MARK: - Output
 
 /// A UTF-8 byte buffer for building JSON text.
-struct JSONOutput: Sendable {
+private struct JSONOutput: Sendable {
     var bytes: [UInt8] = []
 
     mutating func reserve(_ n: Int) { bytes.reserveCapacity(n) }
@@ -402,7 +402,7 @@ struct JSONOutput: Sendable {
 // MARK: - Scanner
 
 /// The byte-level validator/parser. `i` always indexes the next unread byte.
-struct JSONScanner {
+private struct JSONScanner {
     let b: UnsafeRawBufferPointer
     let n: Int
     var i = 0

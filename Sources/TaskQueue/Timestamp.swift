@@ -247,14 +247,14 @@ public func formatDuration(_ seconds: Double) -> String {
 
 /// Floor division and the matching non-negative remainder.
 @inline(__always)
-func floorDivMod(_ a: Int64, _ b: Int64) -> (Int64, Int64) {
+private func floorDivMod(_ a: Int64, _ b: Int64) -> (Int64, Int64) {
     let q = a / b
     let r = a % b
     return r < 0 ? (q - 1, r + b) : (q, r)
 }
 
 /// Days since 1970-01-01 for a civil date (Howard Hinnant's algorithm).
-func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int64 {
+private func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int64 {
     let y = Int64(month <= 2 ? year - 1 : year)
     let era = (y >= 0 ? y : y - 399) / 400
     let yoe = y - era * 400
@@ -265,7 +265,7 @@ func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int64 {
 }
 
 /// The civil date (year, month 1–12, day 1–31) of a day count since 1970-01-01.
-func civilFromDays(_ days: Int64) -> (Int, Int, Int) {
+private func civilFromDays(_ days: Int64) -> (Int, Int, Int) {
     let z = days + 719_468
     let era = (z >= 0 ? z : z - 146_096) / 146_097
     let doe = z - era * 146_097
@@ -278,11 +278,11 @@ func civilFromDays(_ days: Int64) -> (Int, Int, Int) {
     return (Int(y), Int(m), Int(d))
 }
 
-func isLeapYear(_ y: Int) -> Bool {
+private func isLeapYear(_ y: Int) -> Bool {
     y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
 }
 
-func daysInMonth(_ y: Int, _ m: Int) -> Int {
+private func daysInMonth(_ y: Int, _ m: Int) -> Int {
     switch m {
     case 2: return isLeapYear(y) ? 29 : 28
     case 4, 6, 9, 11: return 30
@@ -290,7 +290,7 @@ func daysInMonth(_ y: Int, _ m: Int) -> Int {
     }
 }
 
-func trimmedASCIIWhitespace(_ s: String) -> Substring {
+private func trimmedASCIIWhitespace(_ s: String) -> Substring {
     @inline(__always) func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D }
     let v = s.utf8
     guard let first = v.firstIndex(where: { !isSpace($0) }), let last = v.lastIndex(where: { !isSpace($0) }) else {
@@ -305,7 +305,7 @@ private let monthNames = ["January", "February", "March", "April", "May", "June"
                           "August", "September", "October", "November", "December"]
 
 /// The parser behind `Timestamp.parseUserTime`.
-struct UserTimeParser {
+private struct UserTimeParser {
     let text: String
     let u: [UInt8]
     var k = 0

@@ -1,0 +1,49 @@
+// A worker program with Swift handlers: the same supervisor and worker processes
+// as `taskq supervise`, running Swift functions inside the workers instead of
+// shell commands.
+//
+//   taskq-example-worker [--db PATH] [--workers N] [--until-empty]
+//
+// Kinds: "square" ({"n": 3} -> 9), "report" (returns a line of text), and
+// "bench-noop" (the benchmark harness's no-op: appends an audit line to
+// $BENCH_AUDIT_DIR/<pid>.tsv and returns the payload's length).
+import TaskQueue
+import TaskQueueSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
+
+var handlers = HandlerSet()
+handlers.register("square") { task in
+    guard let n = (try JSON.parse(task.payload))["n"]?.intValue else {
+        throw TaskQueueError.badData("payload needs an integer \"n\"")
+    }
+    return Array("\(n * n)\n".utf8)
+}
+handlers.register("report") { task in
+    Array("report for \(task.payload), attempt \(task.attempt)\n".utf8)
+}
+handlers.register("bench-noop", BenchAudit.noop)
+
+// A worker started by the supervisor below runs here and exits.
+TaskQueueProcess.runWorkerIfRequested(handlers: handlers)
+
+var options = SupervisorOptions(database: "taskq.db")
+var args = CommandLine.arguments.dropFirst()
+while let a = args.popFirst() {
+    switch a {
+    case "--db": options.database = args.popFirst() ?? options.database
+    case "--workers": options.workers = Int(args.popFirst() ?? "") ?? options.workers
+    case "--until-empty": options.untilEmpty = true
+    case "--synchronous": options.synchronous = args.popFirst() ?? "normal"
+    default:
+        System.log("usage: taskq-example-worker [--db PATH] [--workers N] [--until-empty] [--synchronous normal|full]")
+        exit(64)
+    }
+}
+do {
+    exit(try TaskQueueProcess.supervise(options, handlers: handlers))
+} catch let e as TaskQueueError {
+    System.log("taskq-example-worker: \(e.message)")
+    exit(e.exitCode)
+}
