@@ -19,13 +19,15 @@ let package = Package(
         // The system SQLite (Debian: libsqlite3-dev), reached through its C API.
         .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
                        providers: [.apt(["libsqlite3-dev"])]),
+        // sqlite3_config (variadic) for process-wide SQLite settings.
+        .target(name: "CSQLiteTuning", path: "Sources/CSQLiteTuning", linkerSettings: [.linkedLibrary("sqlite3")]),
         // A few lines of C for what Swift cannot import: prctl, posix_spawn with a
         // reset signal state, sigaction with a plain C handler.
         .target(name: "CTaskQSystem", path: "Sources/CTaskQSystem"),
         // The core: task model, the storage seam, worker loop, supervisor. No SQL here.
         .target(name: "TaskQueue", dependencies: ["CTaskQSystem"]),
         // The SQLite store: connection, statements, embedded migrations.
-        .target(name: "TaskQueueSQLite", dependencies: ["TaskQueue", "CSQLite"]),
+        .target(name: "TaskQueueSQLite", dependencies: ["TaskQueue", "CSQLite", "CSQLiteTuning"]),
         .executableTarget(name: "taskq", dependencies: [
             "TaskQueue", "TaskQueueSQLite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,4 +1,5 @@
 import CSQLite
+import CSQLiteTuning
 import TaskQueue
 #if canImport(Glibc)
 import Glibc
@@ -22,6 +23,7 @@ final class SQLiteConnection {
             if fd < 0 { throw SQLiteConnection.openError(path: path, errno: errno) }
             close(fd)
         }
+        taskq_sqlite_tune()
         var db: OpaquePointer?
         let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
         let rc = sqlite3_open_v2(path, &db, flags, nil)
@@ -32,7 +34,7 @@ final class SQLiteConnection {
         }
         handle = db
         sqlite3_extended_result_codes(db, 1)
-        sqlite3_busy_timeout(db, busyTimeoutMs)
+        taskq_sqlite_busy_handler(db, busyTimeoutMs)
         do {
             // WAL: readers never block the writer and the writer never blocks readers.
             let mode = try scalarText("PRAGMA journal_mode=WAL")
@@ -125,6 +127,7 @@ final class SQLiteConnection {
     private lazy var rollback = try! prepare("ROLLBACK")
 
     var changes: Int { Int(sqlite3_changes(handle)) }
+    var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 }
 
 /// A prepared statement, kept for the life of its connection and reset after use.
@@ -150,12 +153,33 @@ final class Statement {
         return self
     }
 
+    // Direct binds for the hot paths (no enum, no array). Call `reset()` first
+    // and bind every parameter.
+    func reset() { sqlite3_reset(stmt) }
+    func bind(_ i: Int32, _ v: Int64) { sqlite3_bind_int64(stmt, i, v) }
+    func bind(_ i: Int32, _ v: Double?) {
+        if let v { sqlite3_bind_double(stmt, i, v) } else { sqlite3_bind_null(stmt, i) }
+    }
+    func bind(_ i: Int32, _ v: String) {
+        var v = v
+        v.withUTF8 { buf in
+            // An empty buffer may have no address; SQLite needs a non-NULL pointer for ''.
+            let p = UnsafeRawPointer(buf.baseAddress ?? UnsafePointer(bitPattern: 1)!).assumingMemoryBound(to: CChar.self)
+            _ = sqlite3_bind_text(stmt, i, p, Int32(buf.count), transient)
+        }
+    }
+    func bind(_ i: Int32, bytes: [UInt8]) {
+        bytes.withUnsafeBytes { buf in
+            _ = sqlite3_bind_blob(stmt, i, buf.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(buf.count), transient)
+        }
+    }
+
     func bind(_ value: SQLValue, at i: Int32) {
         switch value {
         case .null: sqlite3_bind_null(stmt, i)
         case .int(let v): sqlite3_bind_int64(stmt, i, v)
         case .double(let v): sqlite3_bind_double(stmt, i, v)
-        case .text(let v): sqlite3_bind_text(stmt, i, v, -1, transient)
+        case .text(let v): bind(i, v)
         case .blob(let bytes):
             bytes.withUnsafeBytes { buf in
                 _ = sqlite3_bind_blob(stmt, i, buf.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(buf.count), transient)

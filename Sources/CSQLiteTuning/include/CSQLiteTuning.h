@@ -1,0 +1,17 @@
+#ifndef CSQLITE_TUNING_H
+#define CSQLITE_TUNING_H
+/// Process-wide SQLite settings that must be made before the first connection
+/// (sqlite3_config is variadic, so Swift cannot call it): connections are used
+/// by one thread at a time (multi-thread mode, no per-connection mutex), and no
+/// memory statistics are kept (they take a global mutex on every allocation).
+/// Safe to call more than once. Returns the sqlite3_config result code.
+int taskq_sqlite_tune(void);
+
+#include <sqlite3.h>
+/// Installs taskq's busy handler on `db`: while another connection holds the write
+/// lock, retry after yielding, then after sleeps growing from 20 µs to 2 ms, for up
+/// to `timeout_ms` in all. SQLite's own handler (sqlite3_busy_timeout) sleeps at
+/// least 1 ms per retry, which caps a hand-over between two busy workers at about
+/// a thousand per second; write transactions here last tens of microseconds.
+int taskq_sqlite_busy_handler(sqlite3 *db, int timeout_ms);
+#endif
