@@ -20,7 +20,7 @@ CREATE TABLE tasks (
     kind         TEXT    NOT NULL CHECK (length(kind) BETWEEN 1 AND 200),
     queue        TEXT    NOT NULL DEFAULT 'default' CHECK (length(queue) BETWEEN 1 AND 200),
     state        TEXT    NOT NULL DEFAULT 'queued'
-                 CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+                 CHECK (state = 'queued' OR state = 'running' OR state = 'succeeded' OR state = 'failed' OR state = 'cancelled'),
     priority     INTEGER NOT NULL DEFAULT 0,        -- higher runs first
     payload      TEXT    NOT NULL DEFAULT 'null',   -- JSON, given to the handler on stdin
     run_at       TEXT    NOT NULL,                  -- not claimed before this time (delay, retry backoff)
@@ -34,9 +34,11 @@ CREATE TABLE tasks (
     result       BLOB,                              -- the handler's stdout, byte for byte (TEXT when it is UTF-8)
     last_error   TEXT,                              -- why the latest attempt failed, for people
     -- The state machine, per row: a careless UPDATE from the sqlite3 shell is refused.
+    -- (Written with = and OR, not IN (...): SQLite builds a temporary table for an IN
+    -- list of three or more values every time a CHECK is evaluated.)
     CHECK ((state = 'running') = (owner IS NOT NULL)),
-    CHECK ((state IN ('succeeded', 'failed', 'cancelled')) = (finished_at IS NOT NULL)),
-    CHECK (state NOT IN ('running', 'succeeded') OR attempts >= 1),
+    CHECK ((state = 'queued' OR state = 'running') = (finished_at IS NULL)),
+    CHECK ((state <> 'running' AND state <> 'succeeded') OR attempts >= 1),
     CHECK (state = 'succeeded' OR result IS NULL)
 );
 
@@ -55,10 +57,10 @@ CREATE INDEX tasks_stop_sentinels ON tasks (id) WHERE kind = 'taskq.stop' AND st
 CREATE TRIGGER tasks_state_machine BEFORE UPDATE OF state ON tasks
 WHEN NOT (
        OLD.state = NEW.state
-    OR (OLD.state = 'queued'  AND NEW.state IN ('running', 'cancelled'))
+    OR (OLD.state = 'queued'  AND (NEW.state = 'running' OR NEW.state = 'cancelled'))
     OR (OLD.state = 'queued'  AND NEW.state = 'succeeded' AND OLD.kind = 'taskq.stop')
-    OR (OLD.state = 'running' AND NEW.state IN ('queued', 'succeeded', 'failed', 'cancelled'))
-    OR (OLD.state IN ('failed', 'cancelled') AND NEW.state = 'queued')
+    OR  OLD.state = 'running' -- to queued, succeeded, failed or cancelled (the CHECKs hold each row together)
+    OR ((OLD.state = 'failed' OR OLD.state = 'cancelled') AND NEW.state = 'queued')
 )
 BEGIN
     SELECT RAISE(ABORT, 'taskq: illegal task state change (allowed: queued->running|cancelled, a stop sentinel queued->succeeded, running->queued|succeeded|failed|cancelled, failed|cancelled->queued)');

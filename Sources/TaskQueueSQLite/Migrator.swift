@@ -5,6 +5,15 @@ import TaskQueue
 enum Migrator {
     static var latestVersion: Int { embeddedMigrations.last?.version ?? 0 }
 
+    /// True for an empty database (version 0, no tables); throws for a SQLite
+    /// file that holds somebody else's tables, or a file that is not SQLite.
+    static func isUninitialized(_ db: SQLiteConnection) throws -> Bool {
+        let version = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
+        if version != 0 { return false }
+        try checkIsTaskqOrEmpty(db)
+        return true
+    }
+
     static func migrate(_ db: SQLiteConnection, now: Timestamp) throws {
         // Fast path: one pragma read when the database is current.
         let current = Int(try db.scalarInt("PRAGMA user_version") ?? 0)

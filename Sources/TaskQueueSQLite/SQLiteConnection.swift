@@ -16,7 +16,7 @@ final class SQLiteConnection {
     /// Opens `path`. With `create`, a missing file is created first with mode 0600
     /// so the database (and the -wal/-shm files SQLite derives from it) is readable
     /// by its owner only.
-    init(path: String, create: Bool, busyTimeoutMs: Int32, synchronous: Synchronous) throws {
+    init(path: String, create: Bool, busyTimeoutMs: Int32) throws {
         self.path = path
         if create {
             let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
@@ -35,21 +35,22 @@ final class SQLiteConnection {
         handle = db
         sqlite3_extended_result_codes(db, 1)
         taskq_sqlite_busy_handler(db, busyTimeoutMs)
-        do {
-            // WAL: readers never block the writer and the writer never blocks readers.
-            let mode = try scalarText("PRAGMA journal_mode=WAL")
-            if mode?.lowercased() != "wal" {
-                throw TaskQueueError.unavailable("cannot switch \(path) to WAL mode (journal_mode is \(mode ?? "unknown")); is it on a network file system?")
-            }
-            try exec("PRAGMA synchronous=\(synchronous == .full ? "FULL" : "NORMAL")")
-            // A page cache large enough for the hot part of the claim index:
-            // SQLite's default 2 MiB made claims 4x slower once the table held ~20k rows.
-            try exec("PRAGMA cache_size=-32768")
-            try exec("PRAGMA temp_store=MEMORY")
-        } catch {
-            sqlite3_close_v2(db)
-            throw error
+    }
+
+    /// Switches to WAL and sets the per-connection pragmas. Called only once the
+    /// file is known to be a taskq database (or empty and ours to create), so a
+    /// stranger's SQLite file is never modified.
+    func configure(synchronous: Synchronous) throws {
+        // WAL: readers never block the writer and the writer never blocks readers.
+        let mode = try scalarText("PRAGMA journal_mode=WAL")
+        if mode?.lowercased() != "wal" {
+            throw TaskQueueError.unavailable("cannot switch \(path) to WAL mode (journal_mode is \(mode ?? "unknown")); is it on a network file system?")
         }
+        try exec("PRAGMA synchronous=\(synchronous == .full ? "FULL" : "NORMAL")")
+        // A page cache large enough for the hot part of the claim index:
+        // SQLite's default 2 MiB made claims 4x slower once the table held ~20k rows.
+        try exec("PRAGMA cache_size=-32768")
+        try exec("PRAGMA temp_store=MEMORY")
     }
 
     deinit { sqlite3_close_v2(handle) }

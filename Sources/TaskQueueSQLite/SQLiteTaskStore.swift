@@ -32,8 +32,13 @@ package final class SQLiteTaskStore: TaskStore {
         } else if !create {
             throw TaskQueueError.notFound("no database at \(path) (create one with 'taskq init', or choose another with --db or $TASKQ_DB)")
         }
-        db = try SQLiteConnection(path: path, create: create, busyTimeoutMs: Int32(max(0, min(busyTimeout * 1000, 86_400_000))),
-                                  synchronous: synchronous)
+        db = try SQLiteConnection(path: path, create: create, busyTimeoutMs: Int32(max(0, min(busyTimeout * 1000, 86_400_000))))
+        // Look before changing anything: a stranger's file is refused untouched,
+        // and a read-only command on an empty file creates no schema.
+        if try Migrator.isUninitialized(db) && !create {
+            throw TaskQueueError.notFound("no taskq database at \(path) (the file is empty; create one with 'taskq init')")
+        }
+        try db.configure(synchronous: synchronous)
         try Migrator.migrate(db, now: .now())
     }
 
@@ -76,9 +81,11 @@ package final class SQLiteTaskStore: TaskStore {
         if let s = claimStmts[key] { return s }
         // Numbered parameters throughout: a bare "?" would take the number after the
         // highest seen so far, colliding with ?4 further down.
-        let kindList = (0..<kinds).map { "?\(5 + $0)" }.joined(separator: ", ")
+        // `kind = ?5 OR kind = ?6 …` rather than IN (…): SQLite builds a temporary
+        // table for an IN list of three or more values on every execution.
+        let kindList = (0..<kinds).map { "kind = ?\(5 + $0)" }.joined(separator: " OR ")
         let queueClause = queues.map { n in
-            "AND queue IN (\((0..<n).map { "?\(5 + kinds + $0)" }.joined(separator: ", ")))"
+            "AND (\((0..<n).map { "queue = ?\(5 + kinds + $0)" }.joined(separator: " OR ")))"
         } ?? ""
         let s = try db.prepare("""
             UPDATE tasks SET state = 'running', owner = ?1, attempts = attempts + 1, started_at = ?2
@@ -88,7 +95,7 @@ package final class SQLiteTaskStore: TaskStore {
                   AND id < coalesce((SELECT min(id) FROM tasks INDEXED BY tasks_stop_sentinels
                                      WHERE kind = 'taskq.stop' AND state = 'queued'
                                        AND json_extract(payload, '$.supervisor') = ?3), 9223372036854775807)
-                  AND kind IN (\(kindList)) \(queueClause)
+                  AND (\(kindList)) \(queueClause)
                 ORDER BY priority DESC, run_at, id
                 LIMIT ?4)
             RETURNING id, kind, queue, payload, attempts, max_attempts, timeout_s, priority, run_at

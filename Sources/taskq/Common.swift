@@ -16,7 +16,7 @@ struct DatabaseOptions: ParsableArguments {
         """, valueName: "level"))
     var synchronous: String = "normal"
 
-    @Option(name: .customLong("busy-timeout"), help: ArgumentHelp(
+    @Option(name: .customLong("busy-timeout"), parsing: .unconditional, help: ArgumentHelp(
         "Seconds to wait for the database's write lock before giving up with exit 69.", valueName: "seconds"))
     var busyTimeout: Double = 10
 
@@ -29,11 +29,14 @@ struct DatabaseOptions: ParsableArguments {
     var durability: Synchronous { Synchronous(rawValue: synchronous.lowercased()) ?? .normal }
 
     mutating func validate() throws {
+        if let db, db.isEmpty {
+            throw ValidationError("--db is empty: give the database file's path, e.g. --db ./taskq.db")
+        }
         guard Synchronous(rawValue: synchronous.lowercased()) != nil else {
             throw ValidationError("--synchronous must be 'normal' or 'full', not '\(synchronous)'")
         }
         guard busyTimeout >= 0, busyTimeout <= 86_400 else {
-            throw ValidationError("--busy-timeout must be between 0 and 86400 seconds")
+            throw ValidationError("--busy-timeout must be between 0 and 86400 seconds, not \(busyTimeout)")
         }
     }
 
@@ -59,37 +62,58 @@ func writeAll(_ fd: Int32, _ buf: UnsafeRawBufferPointer) {
     }
 }
 
-/// Reads all of stdin.
-func readStdin() -> [UInt8] {
+/// Reads all of stdin; with `limit`, stops reading past `limit` bytes and
+/// throws a bad-data error naming `what` (so `cat /dev/zero | taskq enqueue x`
+/// ends at once instead of filling memory).
+func readStdin(limit: Int? = nil, what: String = "stdin") throws -> [UInt8] {
     var data: [UInt8] = []
     var buf = [UInt8](repeating: 0, count: 65536)
     while true {
         let n = read(0, &buf, buf.count)
         if n < 0 && errno == EINTR { continue }
-        if n <= 0 { break }
+        if n < 0 {
+            throw TaskQueueError.unavailable("cannot read \(what): \(String(cString: strerror(errno)))")
+        }
+        if n == 0 { break }
         data += buf[0..<n]
+        if let limit, data.count > limit {
+            throw TaskQueueError.badData("\(what) is over the payload limit of \(Queue.maxPayloadBytes) bytes (1 MiB); stopped reading after \(data.count) bytes: store large data elsewhere and enqueue its path")
+        }
     }
     return data
 }
 
 /// Bytes as UTF-8 text, or a bad-data error naming `what`.
-func utf8(_ bytes: [UInt8], what: String) throws -> String {
+func utf8<C: Collection>(_ bytes: C, what: String) throws -> String where C.Element == UInt8 {
+    guard isValidUTF8(bytes) else {
+        throw TaskQueueError.badData("\(what) is not valid UTF-8 text")
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+func isValidUTF8<C: Collection>(_ bytes: C) -> Bool where C.Element == UInt8 {
     var it = bytes.makeIterator()
     var decoder = UTF8()
     while true {
         switch decoder.decode(&it) {
         case .scalarValue: continue
-        case .emptyInput: return String(decoding: bytes, as: UTF8.self)
-        case .error: throw TaskQueueError.badData("\(what) is not valid UTF-8 text")
+        case .emptyInput: return true
+        case .error: return false
         }
     }
 }
 
-/// Parses "90", "1.5", "90s", "5m"… for options that take seconds.
+/// Parses "90", "1.5", "90s", "5m"… for options that take seconds. Throws a
+/// `ValidationError` (exit 64), so call it from `validate()`.
 func seconds(_ text: String, option: String) throws -> Double {
     do { return try parseDuration(text) } catch {
         throw ValidationError("\(option): \(error)")
     }
+}
+
+/// A task id given on the command line: ids start at 1.
+func checkID(_ id: Int64) throws {
+    if id < 1 { throw ValidationError("task ids are positive integers, not \(id)") }
 }
 
 /// A fixed-width text table.

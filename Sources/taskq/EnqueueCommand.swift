@@ -9,16 +9,33 @@ struct Enqueue: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Add tasks to the queue; prints each new task's id.",
         discussion: """
-            PAYLOAD is JSON text handed to the handler on stdin. Use '-' (or omit it while \
-            stdin is not a terminal) to read it from stdin. It is validated before anything \
-            is written.
+            PAYLOAD is JSON text (at most 1 MiB) handed to the handler on stdin. Use '-' \
+            (or omit it while stdin is not a terminal) to read it from stdin; empty stdin \
+            without '-' means null. Everything is validated before anything is written, and \
+            the database is created if it is missing. On success only the new id and a \
+            newline are printed.
+
+            KIND and --queue names use letters, digits, '.', '_', '-' and ':'. Kinds starting \
+            with 'taskq.' are reserved.
+
+            --batch reads one JSON object per stdin line, e.g.
+              {"kind": "resize", "payload": {"file": "a.png"}, "priority": 5}
+            with optional "queue", "priority", "delay", "at", "max_attempts", "timeout"; the \
+            command line's KIND and options are the defaults for lines that omit them. All \
+            lines commit in one transaction or none do; a bad line is named by its number.
 
             Examples:
               taskq enqueue resize '{"file":"a.png"}'
               echo '{"n": 3}' | taskq enqueue square
+              taskq enqueue square - < payload.json
               taskq enqueue report --delay 10m --priority 5 --timeout 60 '{}'
-              printf '%s\\n' '{"kind":"a","payload":1}' '{"kind":"b","payload":[2]}' | taskq enqueue --batch
+              taskq enqueue report --at 2026-12-01T09:00:00Z --queue nightly null
+              id=$(taskq enqueue square 7) && taskq result "$id" --wait
+              printf '%s\\n' '{"payload":1}' '{"payload":2}' | taskq enqueue sq --batch
               seq 1 100 | taskq enqueue square --lines
+
+            Exit status: 0 enqueued; 64 bad option or name; 65 bad payload or batch \
+            line; 66 the database's directory does not exist; 69 database busy.
             """)
 
     @OptionGroup var database: DatabaseOptions
@@ -29,22 +46,22 @@ struct Enqueue: ParsableCommand {
     @Argument(help: ArgumentHelp("JSON payload, or '-' for stdin. Default: stdin when it is not a terminal, else null.", valueName: "payload"))
     var payload: String?
 
-    @Option(help: ArgumentHelp("Queue name.", valueName: "name"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Queue name.", valueName: "name"))
     var queue: String = "default"
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Higher runs first.", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Higher runs first; may be negative.", valueName: "n"))
     var priority: Int64 = 0
 
-    @Option(help: ArgumentHelp("Start no sooner than this long from now: seconds, or 90s, 5m, 2h, 1d.", valueName: "duration"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Start no sooner than this long from now: seconds, or 250ms, 90s, 5m, 2h, 1d.", valueName: "duration"))
     var delay: String?
 
-    @Option(help: ArgumentHelp("Start no sooner than this time: ISO 8601, e.g. 2026-12-01T09:00:00Z; without an offset or Z it is local time.", valueName: "time"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Start no sooner than this time: ISO 8601, e.g. 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00; without an offset or Z it is local time ($TZ).", valueName: "time"))
     var at: String?
 
-    @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: ArgumentHelp("Attempts before the task ends failed.", valueName: "n"))
+    @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: ArgumentHelp("Attempts before the task ends failed (1 to 1000000).", valueName: "n"))
     var maxAttempts: Int64 = 3
 
-    @Option(help: ArgumentHelp("Time limit per attempt (seconds, or 90s, 5m…); its handler's process group is killed when it passes. Default: none.", valueName: "duration"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Time limit per attempt (seconds, or 90s, 5m…); its handler's process group is killed when it passes. Default: none.", valueName: "duration"))
     var timeout: String?
 
     @Flag(help: "Read JSON lines from stdin, one task per line: {\"kind\", \"payload\", and optionally \"queue\", \"priority\", \"delay\", \"at\", \"max_attempts\", \"timeout\"}. All commit in one transaction, or none.")
@@ -53,7 +70,7 @@ struct Enqueue: ParsableCommand {
     @Flag(help: "Read stdin line by line; each line is the JSON payload of one task of KIND, committed as soon as it is read (see --commit-every).")
     var lines = false
 
-    @Option(name: .customLong("commit-every"), help: ArgumentHelp("With --lines: commit every N lines instead of every line.", valueName: "n"))
+    @Option(name: .customLong("commit-every"), parsing: .unconditional, help: ArgumentHelp("With --lines: commit every N lines instead of every line.", valueName: "n"))
     var commitEvery: Int = 1
 
     @Flag(help: "Print nothing on success.")
@@ -69,7 +86,22 @@ struct Enqueue: ParsableCommand {
         if (batch || lines) && payload != nil { throw ValidationError("--batch and --lines read stdin; give no PAYLOAD") }
         if lines && kind == nil { throw ValidationError("--lines needs a KIND") }
         if !batch && kind == nil { throw ValidationError("missing KIND: taskq enqueue KIND [PAYLOAD]") }
-        if commitEvery < 1 { throw ValidationError("--commit-every must be at least 1") }
+        if commitEvery < 1 { throw ValidationError("--commit-every must be at least 1, not \(commitEvery)") }
+        if commitEvery != 1 && !lines { throw ValidationError("--commit-every goes with --lines") }
+        if let kind { try usage { try validateName(kind, what: "kind") } }
+        try usage { try validateName(queue, what: "queue") }
+        if maxAttempts < 1 || maxAttempts > 1_000_000 {
+            throw ValidationError("--max-attempts must be between 1 and 1000000, not \(maxAttempts)")
+        }
+        let o = try options()
+        if let t = o.timeout, !(t > 0 && t <= 31_536_000) {
+            throw ValidationError("--timeout must be more than 0 and at most 1 year (365d), not \(timeout ?? "")")
+        }
+    }
+
+    /// Runs `body`, turning a usage `TaskQueueError` into a `ValidationError`.
+    private func usage(_ body: () throws -> Void) throws {
+        do { try body() } catch let e as TaskQueueError { throw ValidationError(e.message) }
     }
 
     /// The options given on the command line (defaults for --batch lines).
@@ -90,12 +122,15 @@ struct Enqueue: ParsableCommand {
         let kind = kind!
         var text = payload ?? "null"
         if payload == "-" || (payload == nil && isatty(0) == 0) {
-            let bytes = readStdin()
+            // A little over the limit, so surrounding whitespace does not count against it.
+            let bytes = try readStdin(limit: Queue.maxPayloadBytes + 65_536, what: "payload on stdin")
             text = try utf8(bytes, what: "payload on stdin")
-            if text.allSatisfy({ $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }) {
+            if isBlank(text) {
                 if payload == "-" { throw TaskQueueError.badData("payload on stdin is empty; give JSON, e.g. null or {}") }
                 text = "null"
             }
+        } else if isBlank(text) {
+            throw TaskQueueError.badData("payload is empty; give JSON, e.g. null or {}")
         }
         let task = NewTask(kind: kind, payload: trimmed(text), options: defaults)
         try Queue.validate(task)
@@ -105,22 +140,29 @@ struct Enqueue: ParsableCommand {
     }
 
     private func trimmed(_ s: String) -> String { s.trimmingCharacters(in: " \n\t\r") }
+    private func isBlank<S: StringProtocol>(_ s: S) -> Bool { s.allSatisfy { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" || $0 == "\r\n" } }
+
+    /// stdin split into lines (without their newline), as bytes.
+    private func stdinLines() throws -> [ArraySlice<UInt8>] {
+        try readStdin().split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+    }
 
     private func runBatch(_ defaults: EnqueueOptions) throws {
-        let text = try utf8(readStdin(), what: "stdin")
         var tasks: [NewTask] = []
-        for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        for (i, bytes) in try stdinLines().enumerated() {
             let n = i + 1
-            if line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
             do {
-                tasks.append(try batchTask(String(line), defaults: defaults))
+                guard isValidUTF8(bytes) else { throw TaskQueueError.badData("not valid UTF-8 text") }
+                let line = String(decoding: bytes, as: UTF8.self)
+                if isBlank(line) { continue }
+                tasks.append(try batchTask(line, defaults: defaults))
             } catch let e as TaskQueueError {
-                throw TaskQueueError.badData("line \(n): \(e.message)")
+                throw TaskQueueError.badData("line \(n): \(e.message); nothing was enqueued")
             } catch {
-                throw TaskQueueError.badData("line \(n): \(error)")
+                throw TaskQueueError.badData("line \(n): \(error); nothing was enqueued")
             }
         }
-        if tasks.isEmpty { throw TaskQueueError.badData("no tasks on stdin: --batch expects one JSON object per line") }
+        if tasks.isEmpty { throw TaskQueueError.badData("no tasks on stdin: --batch expects one JSON object per line, e.g. {\"kind\": \"resize\", \"payload\": {}}") }
         let ids = try database.open(create: true).enqueue(tasks)
         if !quiet { out(ids.map { "\($0)\n" }.joined()) }
     }
@@ -168,29 +210,41 @@ struct Enqueue: ParsableCommand {
     }
 
     /// One task per stdin line, committed as it is read: the shape the benchmark
-    /// harness drives, and `tail -f log | taskq enqueue KIND --lines`.
+    /// harness drives, and `tail -f log | taskq enqueue KIND --lines`. The database
+    /// is opened (and created) with the first good line.
     private func runLines(_ defaults: EnqueueOptions) throws {
-        let queue = try database.open(create: true)
+        var queue: Queue?
         var pending: [NewTask] = []
-        var n = 0, count = 0
+        var n = 0, count = 0, committed = 0
         let start = System.monotonic()
         var first: Double?
         func commit() throws {
             if pending.isEmpty { return }
-            let ids = try queue.enqueue(pending)
+            if queue == nil { queue = try database.open(create: true) }
+            let ids = try queue!.enqueue(pending)
+            committed += ids.count
             pending.removeAll(keepingCapacity: true)
             if !quiet { out(ids.map { "\($0)\n" }.joined()) }
         }
-        while let line = readLine(strippingNewline: true) {
+        var reader = LineReader(fd: 0)
+        while let bytes = try reader.next() {
             n += 1
             if first == nil { first = System.monotonic() }
-            if line.isEmpty { continue }
-            let task = NewTask(kind: kind!, payload: line, options: defaults)
-            do { try Queue.validate(task) } catch let e as TaskQueueError {
+            do {
+                if bytes.count > Queue.maxPayloadBytes + 65_536 {
+                    throw TaskQueueError.badData("line is longer than the 1 MiB payload limit")
+                }
+                guard isValidUTF8(bytes) else { throw TaskQueueError.badData("not valid UTF-8 text") }
+                let line = String(decoding: bytes, as: UTF8.self)
+                if isBlank(line) { continue }
+                let task = NewTask(kind: kind!, payload: trimmed(line), options: defaults)
+                try Queue.validate(task)
+                pending.append(task)
+            } catch let e as TaskQueueError {
                 try commit()
-                throw TaskQueueError.badData("line \(n): \(e.message) (earlier lines were enqueued)")
+                let earlier = committed == 0 ? "nothing was enqueued" : "the \(committed) earlier line\(committed == 1 ? " was" : "s were") enqueued"
+                throw TaskQueueError.badData("line \(n): \(e.message); \(earlier)")
             }
-            pending.append(task)
             count += 1
             if pending.count >= commitEvery { try commit() }
         }
@@ -198,6 +252,40 @@ struct Enqueue: ParsableCommand {
         if report {
             let elapsed = System.monotonic() - (first ?? start)
             out("{\"enqueued\": \(count), \"elapsed_s\": \(elapsed)}\n")
+        }
+    }
+}
+
+/// Reads a file descriptor line by line, as bytes (a line that is not UTF-8 is
+/// reported, not silently repaired as `readLine` would).
+struct LineReader {
+    let fd: Int32
+    private var buffer: [UInt8] = []
+    private var start = 0
+    private var eof = false
+
+    init(fd: Int32) { self.fd = fd }
+
+    /// The next line without its "\n", or nil at the end of input.
+    mutating func next() throws -> [UInt8]? {
+        while true {
+            if let nl = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                let line = Array(buffer[start..<nl])
+                start = nl + 1
+                return line
+            }
+            if eof {
+                if start < buffer.count { let line = Array(buffer[start...]); start = buffer.count; return line }
+                return nil
+            }
+            if start > 0 { buffer.removeFirst(start); start = 0 }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let got = read(fd, &chunk, chunk.count)
+            if got < 0 {
+                if errno == EINTR { continue }
+                throw TaskQueueError.unavailable("cannot read stdin: \(String(cString: strerror(errno)))")
+            }
+            if got == 0 { eof = true } else { buffer += chunk[0..<got] }
         }
     }
 }

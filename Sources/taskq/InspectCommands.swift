@@ -7,7 +7,17 @@ import Glibc
 
 struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Create the database with the current schema (other commands that write do this too).")
+        abstract: "Create the database with the current schema (other commands that write do this too).",
+        discussion: """
+            Creates the file (mode 0600: readable by its owner only) in WAL mode and applies \
+            the schema; on an existing taskq database it only brings the schema up to date. \
+            Safe to run more than once.
+
+            Examples:
+              taskq init
+              taskq init --db /var/lib/myapp/queue.db
+              TASKQ_DB=/srv/q.db taskq init && sqlite3 /srv/q.db .tables
+            """)
 
     @OptionGroup var database: DatabaseOptions
 
@@ -25,7 +35,13 @@ struct Status: ParsableCommand {
             "running", "succeeded", "failed", "cancelled"}], "totals": {same counts}, \
             "supervisors": [{"id", "pid", "host", "started_at", "heartbeat_at", "queues", \
             "kinds", "workers": [{"id", "pid", "started_at", "heartbeat_at"}]}]}. "waiting" \
-            counts queued tasks whose start time (delay or retry backoff) is still ahead.
+            counts queued tasks whose start time (delay or retry backoff) is still ahead. \
+            Times are UTC ISO 8601.
+
+            Examples:
+              taskq status
+              taskq status --json | jq .totals
+              taskq status --db /srv/q.db
             """)
 
     @OptionGroup var database: DatabaseOptions
@@ -114,21 +130,34 @@ struct Status: ParsableCommand {
 struct List: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List tasks, newest first.",
-        discussion: "--json prints a JSON array of task objects, each shaped as in 'taskq show --json'.")
+        discussion: """
+            Filters combine: every given filter must match. --json prints a JSON array of \
+            task objects, each shaped as in 'taskq show --json'.
+
+            Examples:
+              taskq list
+              taskq list --state failed --limit 20
+              taskq list --state queued --state running --queue emails
+              taskq list --kind resize --json | jq '.[].id'
+            """)
 
     @OptionGroup var database: DatabaseOptions
-    @Option(help: ArgumentHelp("Only tasks in this state: queued, running, succeeded, failed, cancelled (repeatable).", valueName: "state"))
+    @Option(parsing: .unconditionalSingleValue, help: ArgumentHelp("Only tasks in this state: queued, running, succeeded, failed, cancelled (repeatable).", valueName: "state"))
     var state: [String] = []
-    @Option(help: ArgumentHelp("Only this queue.", valueName: "name")) var queue: String?
-    @Option(help: ArgumentHelp("Only this kind.", valueName: "kind")) var kind: String?
-    @Option(help: ArgumentHelp("At most this many tasks.", valueName: "n")) var limit: Int = 100
+    @Option(parsing: .unconditional, help: ArgumentHelp("Only this queue.", valueName: "name")) var queue: String?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Only this kind.", valueName: "kind")) var kind: String?
+    @Option(parsing: .unconditional, help: ArgumentHelp("At most this many tasks (1 to 1000000).", valueName: "n")) var limit: Int = 100
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
         for s in state where TaskState(rawValue: s) == nil {
             throw ValidationError("--state '\(s)' is not a state; use queued, running, succeeded, failed or cancelled")
         }
-        if limit < 1 { throw ValidationError("--limit must be at least 1") }
+        if limit < 1 || limit > 1_000_000 { throw ValidationError("--limit must be between 1 and 1000000, not \(limit)") }
+        do {
+            if let queue { try validateName(queue, what: "queue") }
+            if let kind { try validateName(kind, what: "kind", allowReserved: true) }
+        } catch let e as TaskQueueError { throw ValidationError(e.message) }
     }
 
     func run() throws {
@@ -153,11 +182,19 @@ struct Show: ParsableCommand {
             --json prints {"id", "kind", "queue", "state", "priority", "payload" (the JSON itself), \
             "run_at", "attempts", "max_attempts", "timeout", "owner", "created_at", "started_at", \
             "finished_at", "result" (text), "error"}; times are UTC ISO 8601, absent values null.
+
+            Examples:
+              taskq show 42
+              taskq show 42 --json | jq -r .error
+
+            Exit status: 0 shown, 64 not a task id, 66 no such task or database.
             """)
 
     @OptionGroup var database: DatabaseOptions
     @Argument(help: ArgumentHelp("Task id.", valueName: "id")) var id: Int64
     @Flag(help: "Print JSON (shape above).") var json = false
+
+    func validate() throws { try checkID(id) }
 
     func run() throws {
         let q = try database.open(create: false)

@@ -13,17 +13,21 @@ struct Result: ParsableCommand {
             succeeded; exit 1 with its last error on stderr if it failed or was cancelled; \
             exit 75 if it has not finished (or --wait timed out); exit 66 if there is no such task.
 
-            Example: id=$(taskq enqueue square 7) && taskq result "$id" --wait --timeout 30
+            Examples:
+              taskq result 42
+              taskq result 42 --wait                  # block until it finishes
+              id=$(taskq enqueue square 7) && taskq result "$id" --wait --timeout 30
             """)
 
     @OptionGroup var database: DatabaseOptions
     @Argument(help: ArgumentHelp("Task id.", valueName: "id")) var id: Int64
     @Flag(help: "Wait until the task has finished.") var wait = false
-    @Option(help: ArgumentHelp("With --wait: give up after this long (exit 75). Default: wait forever.", valueName: "seconds"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("With --wait: give up after this long (seconds, or 90s, 5m…; exit 75). Default: wait forever.", valueName: "duration"))
     var timeout: String?
 
     func validate() throws {
-        if timeout != nil && !wait { throw ValidationError("--timeout goes with --wait") }
+        try checkID(id)
+        if timeout != nil && !wait { throw ValidationError("--timeout goes with --wait: taskq result ID --wait --timeout SECONDS") }
         if let t = timeout { _ = try seconds(t, option: "--timeout") }
     }
 
@@ -36,7 +40,8 @@ struct Result: ParsableCommand {
                 guard let r = try q.task(id) else { throw TaskQueueError.notFound("task \(id) was deleted while waiting") }
                 return r.state.isFinished ? r : nil
             }) { t = done } else {
-                throw TaskQueueError(.notFinished, "task \(id) is still \(t.state.rawValue) after waiting \(timeout ?? "")")
+                let now = try q.task(id)?.state ?? t.state
+                throw TaskQueueError(.notFinished, "task \(id) is still \(now.rawValue) after waiting \(formatDuration(limit ?? 0)) (--timeout)")
             }
         }
         switch t.state {
@@ -63,16 +68,21 @@ struct Stop: ParsableCommand {
 
             --now: like SIGTERM: running tasks get --shutdown-timeout to finish, then are put \
             back as queued. With no live supervisor, nothing is written and the exit status is 1.
+
+            Examples:
+              taskq stop                       # drain, then exit
+              taskq stop --wait --timeout 60   # ... and block until they have exited
+              taskq stop --now
             """)
 
     @OptionGroup var database: DatabaseOptions
     @Flag(help: "Stop without draining: let running tasks finish (up to the shutdown timeout), start nothing new.")
     var now = false
     @Flag(help: "Block until the supervisors have exited.") var wait = false
-    @Option(help: ArgumentHelp("With --wait: give up after this long (exit 75).", valueName: "seconds")) var timeout: String?
+    @Option(parsing: .unconditional, help: ArgumentHelp("With --wait: give up after this long (seconds, or 90s, 5m…; exit 75).", valueName: "duration")) var timeout: String?
 
     func validate() throws {
-        if timeout != nil && !wait { throw ValidationError("--timeout goes with --wait") }
+        if timeout != nil && !wait { throw ValidationError("--timeout goes with --wait: taskq stop --wait --timeout SECONDS") }
         if let t = timeout { _ = try seconds(t, option: "--timeout") }
     }
 
@@ -93,7 +103,7 @@ struct Stop: ParsableCommand {
             let live = Set(try q.liveSupervisors().map(\.id))
             return live.isDisjoint(with: ids) ? true : nil
         }
-        if done == nil { throw TaskQueueError(.notFinished, "supervisors still running after \(timeout ?? "")") }
+        if done == nil { throw TaskQueueError(.notFinished, "supervisors still running after waiting \(formatDuration(limit ?? 0)) (--timeout); the sentinels stay in place") }
         out("stopped\n")
     }
 }

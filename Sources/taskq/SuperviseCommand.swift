@@ -31,34 +31,34 @@ struct Supervise: ParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(help: ArgumentHelp("Worker processes. Default: the CPUs this process may use (\(System.cpuCount) here).", valueName: "n"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Worker processes (1 to 1024). Default: the CPUs this process may use (\(System.cpuCount) here).", valueName: "n"))
     var workers: Int?
 
-    @Option(name: .customLong("handler"), help: ArgumentHelp("KIND=COMMAND: run COMMAND (with /bin/sh -c) for tasks of KIND. Repeatable; at least one.", valueName: "kind=command"))
+    @Option(name: .customLong("handler"), parsing: .unconditionalSingleValue, help: ArgumentHelp("KIND=COMMAND: run COMMAND (with /bin/sh -c) for tasks of KIND. Repeatable; at least one.", valueName: "kind=command"))
     var handlers: [String] = []
 
-    @Option(name: .customLong("queue"), help: ArgumentHelp("Serve only this queue (repeatable). Default: every queue.", valueName: "name"))
+    @Option(name: .customLong("queue"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Serve only this queue (repeatable). Default: every queue.", valueName: "name"))
     var queues: [String] = []
 
-    @Option(help: ArgumentHelp("Seconds a claim lives without a heartbeat; a worker frozen longer loses its task to a retry.", valueName: "seconds"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seconds a claim lives without a heartbeat; a worker frozen longer loses its task to a retry.", valueName: "seconds"))
     var lease: String = "30"
 
-    @Option(name: .customLong("shutdown-timeout"), help: ArgumentHelp("On SIGTERM/SIGINT/stop --now: how long running tasks may finish before they are killed and put back.", valueName: "seconds"))
+    @Option(name: .customLong("shutdown-timeout"), parsing: .unconditional, help: ArgumentHelp("On SIGTERM/SIGINT/stop --now: how long running tasks may finish before they are killed and put back.", valueName: "seconds"))
     var shutdownTimeout: String = "30"
 
-    @Option(name: .customLong("backoff-base"), help: ArgumentHelp("Retry delay after the first failed attempt; it doubles per attempt, with jitter.", valueName: "seconds"))
+    @Option(name: .customLong("backoff-base"), parsing: .unconditional, help: ArgumentHelp("Retry delay after the first failed attempt; it doubles per attempt, with jitter.", valueName: "seconds"))
     var backoffBase: String = "1"
 
-    @Option(name: .customLong("backoff-cap"), help: ArgumentHelp("Longest retry delay.", valueName: "seconds"))
+    @Option(name: .customLong("backoff-cap"), parsing: .unconditional, help: ArgumentHelp("Longest retry delay.", valueName: "seconds"))
     var backoffCap: String = "300"
 
     @Flag(name: .customLong("until-empty"), help: "Exit 0 once no task is ready for these handlers (a batch run), instead of waiting for more.")
     var untilEmpty = false
 
     func validate() throws {
-        if let w = workers, w < 1 { throw ValidationError("--workers must be at least 1") }
-        if let w = workers, w > 1024 { throw ValidationError("--workers must be at most 1024") }
-        if handlers.isEmpty { throw ValidationError("give at least one --handler KIND=COMMAND") }
+        if let w = workers, w < 1 { throw ValidationError("--workers must be at least 1, not \(w)") }
+        if let w = workers, w > 1024 { throw ValidationError("--workers must be at most 1024, not \(w)") }
+        if handlers.isEmpty { throw ValidationError("give at least one --handler KIND=COMMAND, e.g. --handler resize='./resize.sh'") }
         var seen = Set<String>()
         for h in handlers {
             guard let eq = h.firstIndex(of: "=") else {
@@ -86,9 +86,12 @@ struct Supervise: ParsableCommand {
             o.commands[String(h[..<eq])] = String(h[h.index(after: eq)...])
         }
         o.lease = try seconds(lease, option: "--lease")
-        if o.lease < 0.5 { throw ValidationError("--lease must be at least 0.5 seconds") }
+        if o.lease < 0.5 { throw ValidationError("--lease must be at least 0.5 seconds, not \(lease)") }
         o.shutdownTimeout = try seconds(shutdownTimeout, option: "--shutdown-timeout")
         o.retry = RetryPolicy(base: try seconds(backoffBase, option: "--backoff-base"), cap: try seconds(backoffCap, option: "--backoff-cap"))
+        if o.retry.cap < o.retry.base {
+            throw ValidationError("--backoff-cap (\(backoffCap)) must not be shorter than --backoff-base (\(backoffBase))")
+        }
         o.untilEmpty = untilEmpty
         return o
     }

@@ -18,10 +18,21 @@ struct Taskq: ParsableCommand {
             Nothing enqueued is lost: a killed worker's task is retried, a late result from a \
             worker that lost its claim is refused.
 
-            Every command takes --db PATH (default $TASKQ_DB, else ./taskq.db).
+            Every command takes --db PATH (default $TASKQ_DB, else ./taskq.db). enqueue, \
+            supervise and init create the database (mode 0600) when it is missing; the \
+            other commands exit 66 and create nothing. See 'taskq help <command>'.
 
-            Exit status: 0 ok, 1 failed, 64 usage error, 65 bad data, 66 no such database or \
-            task, 69 database busy or unavailable, 75 not finished yet.
+            Quick start:
+              taskq enqueue resize '{"file":"a.png"}'        # prints the task id
+              taskq supervise --workers 4 --handler resize='./resize.sh' &
+              taskq status
+              taskq result 1 --wait --timeout 30
+              taskq stop --wait
+
+            Exit status: 0 ok, 1 failed (task or operation), 64 usage error, 65 bad data \
+            (invalid JSON, bad batch line, not a taskq database), 66 no such database or \
+            task, 69 database busy or unavailable, 75 not finished yet. The first line on \
+            stderr says what was wrong.
             """,
         version: taskqVersion,
         subcommands: [Enqueue.self, Supervise.self, Status.self, List.self, Show.self, Result.self, Stop.self, Init.self])
@@ -30,12 +41,34 @@ struct Taskq: ParsableCommand {
 // A worker started by a supervisor runs here and never returns.
 TaskQueueProcess.runWorkerIfRequested(handlers: HandlerSet())
 
+/// Every error ends here: one first line on stderr, "taskq: <what was wrong>",
+/// then (for usage errors) the usage; the exit status follows the documented codes.
+func fail(_ error: Error) -> Never {
+    switch error {
+    case let e as TaskQueueError:
+        System.log("taskq: \(e.message)")
+        exit(e.exitCode)
+    default:
+        let code = Taskq.exitCode(for: error)
+        // --help and --version arrive here as errors; they print to stdout and exit 0.
+        if code == .success { Taskq.exit(withError: error) }
+        var message = Taskq.fullMessage(for: error)
+        if message.hasPrefix("Error: ") { message = String(message.dropFirst(7)) }
+        if !message.isEmpty { System.log("taskq: " + message) }
+        exit(code.rawValue)
+    }
+}
+
+let command: ParsableCommand
+do { command = try Taskq.parseAsRoot() } catch { fail(error) }
 do {
-    var command = try Taskq.parseAsRoot()
+    var command = command
     try command.run()
-} catch let error as TaskQueueError {
-    System.log("taskq: \(error.message)")
-    exit(error.exitCode)
+} catch let e as ValidationError {
+    // A check that could only be made at run time: a usage error all the same,
+    // without the root command's usage text.
+    System.log("taskq: \(e.message)")
+    exit(64)
 } catch {
-    Taskq.exit(withError: error)
+    fail(error)
 }
