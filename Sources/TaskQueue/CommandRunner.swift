@@ -135,7 +135,13 @@ struct CommandRunner {
             return .failed("handler wrote more than \(Self.maxResultBytes >> 20) MiB to stdout (the result limit); the output was discarded")
         }
         if status == 0 { return .succeeded(output) }
-        return .failed("handler " + System.describe(waitStatus: status) + stderrSuffix(errTail))
+        var how = System.describe(waitStatus: status)
+        let code = (status >> 8) & 0xff
+        if status & 0x7f == 0 && code > 128 && code < 160 {
+            // /bin/sh reports a command it ran that died of signal N as exit 128+N.
+            how += " (a command in it was killed by signal \(code - 128) (\(System.signalName(code - 128))))"
+        }
+        return .failed("handler " + how + stderrSuffix(errTail))
     }
 
     private func killGroup(_ pgid: pid_t) { kill(-pgid, SIGKILL) }

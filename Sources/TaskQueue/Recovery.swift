@@ -26,8 +26,15 @@ package enum Recovery {
         var recovered: [ProcessRecord] = []
         for p in try store.processes() where !skip.contains(p.id) {
             guard let reason = deathReason(of: p, now: now) else { continue }
-            if p.host == System.hostName && !System.isAlive(pid: p.pid, startTicks: p.startTicks, bootID: p.bootID) {
-                System.killSession(p.pid)
+            if p.host == System.hostName {
+                if !System.isAlive(pid: p.pid, startTicks: p.startTicks, bootID: p.bootID) {
+                    System.killSession(p.pid)
+                } else if p.role == .worker {
+                    // Alive but frozen past its lease (SIGSTOP, swapped out): its
+                    // handlers must not overlap the retry. The worker itself is left
+                    // to wake up, find its lease gone, and exit.
+                    System.killSession(p.pid, sparingLeader: true)
+                }
             }
             let held = try store.recoverProcess(p.id, now: now) { t in
                 retry.outcome(for: t, error: "\(p.role.rawValue) pid \(p.pid) on \(p.host) \(reason) while running task \(t.id), attempt \(t.attempt)/\(t.maxAttempts)", now: now)

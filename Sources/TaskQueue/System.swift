@@ -41,9 +41,11 @@ public enum System {
     }
 
     /// SIGKILLs every process whose session id is `sid`: a worker's session holds
-    /// the worker and every handler process group it started. Returns how many.
+    /// the worker and every handler process group it started. With
+    /// `sparingLeader`, the session leader (the worker itself) is left alone and
+    /// only its handlers die. Returns how many were signalled.
     @discardableResult
-    public static func killSession(_ sid: Int32) -> Int {
+    public static func killSession(_ sid: Int32, sparingLeader: Bool = false) -> Int {
         guard sid > 1, let dir = opendir("/proc") else { return 0 }
         defer { closedir(dir) }
         var killed = 0
@@ -51,7 +53,7 @@ public enum System {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                 String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
             }
-            guard let pid = Int32(name), pid > 1, pid != getpid() else { continue }
+            guard let pid = Int32(name), pid > 1, pid != getpid(), !(sparingLeader && pid == sid) else { continue }
             // Fields after "(comm)": state, ppid, pgrp, session, ...
             if let f = statFields(pid), f.count > 3, Int32(f[3]) == sid {
                 if kill(pid, SIGKILL) == 0 { killed += 1 }

@@ -67,7 +67,16 @@ public final class Scenario {
     }
 
     /// Pids of live worker processes started for this scenario's database.
-    public var workerPids: [Int32] { pidsMatching("__taskq-worker {\"database\":\"\(db)\"") }
+    /// (Only session leaders: a worker's child between fork and exec still shows
+    /// the worker's command line.)
+    public var workerPids: [Int32] {
+        pidsMatching("__taskq-worker {\"database\":\"\(db)\"").filter { pid in
+            let stat = String(decoding: readAll("/proc/\(pid)/stat"), as: UTF8.self)
+            guard let close = stat.lastIndex(of: ")") else { return false }
+            let f = stat[stat.index(after: close)...].split(separator: " ")
+            return f.count > 3 && Int32(f[3]) == pid
+        }
+    }
 
     public func close() {
         for c in children { c.kill9() }
