@@ -5,13 +5,18 @@ import TaskQueue
 enum Migrator {
     static var latestVersion: Int { embeddedMigrations.last?.version ?? 0 }
 
-    /// True for an empty database (version 0, no tables); throws for a SQLite
-    /// file that holds somebody else's tables, or a file that is not SQLite.
+    /// Looks without changing anything, in one read snapshot (another process may
+    /// be migrating the same new file right now). True for an empty database
+    /// (version 0, no tables). Throws for a database from a newer taskq, a SQLite
+    /// file holding somebody else's tables, or a file that is not SQLite.
     static func isUninitialized(_ db: SQLiteConnection) throws -> Bool {
-        let version = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
-        if version != 0 { return false }
-        try checkIsTaskqOrEmpty(db)
-        return true
+        try db.readTransaction {
+            let version = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
+            try checkNotNewer(version, db: db)
+            if version != 0 { return false }
+            try checkIsTaskqOrEmpty(db)
+            return true
+        }
     }
 
     static func migrate(_ db: SQLiteConnection, now: Timestamp) throws {
@@ -19,7 +24,6 @@ enum Migrator {
         let current = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
         if current == latestVersion { return }
         try checkNotNewer(current, db: db)
-        if current == 0 { try checkIsTaskqOrEmpty(db) }
         for m in embeddedMigrations where m.version > current {
             try db.writeTransaction {
                 // Re-read under the write lock: another process may have migrated
@@ -27,6 +31,7 @@ enum Migrator {
                 let v = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
                 try checkNotNewer(v, db: db)
                 if v >= m.version { return }
+                if v == 0 { try checkIsTaskqOrEmpty(db) }
                 try db.exec(m.sql)
                 try db.prepare("INSERT INTO taskq_migrations(version, name, applied_at) VALUES (?, ?, ?)")
                     .bind(.int(Int64(m.version)), .text(m.name), .ts(now)).run()

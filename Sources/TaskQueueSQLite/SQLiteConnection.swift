@@ -12,6 +12,7 @@ private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
 final class SQLiteConnection {
     let handle: OpaquePointer
     let path: String
+    let busyTimeoutMs: Int32
 
     /// Opens `path`. With `create`, a missing file is created first with mode 0600
     /// so the database (and the -wal/-shm files SQLite derives from it) is readable
@@ -33,6 +34,7 @@ final class SQLiteConnection {
             throw TaskQueueError.sqlite(code: rc, message: message, path: path, during: "open")
         }
         handle = db
+        self.busyTimeoutMs = busyTimeoutMs
         sqlite3_extended_result_codes(db, 1)
         taskq_sqlite_busy_handler(db, busyTimeoutMs)
     }
@@ -42,7 +44,18 @@ final class SQLiteConnection {
     /// stranger's SQLite file is never modified.
     func configure(synchronous: Synchronous) throws {
         // WAL: readers never block the writer and the writer never blocks readers.
-        let mode = try scalarText("PRAGMA journal_mode=WAL")
+        // Switching a new file to WAL needs an exclusive lock, and SQLite answers
+        // SQLITE_BUSY at once there (no busy handler): retry up to the timeout.
+        let deadline = System.monotonic() + Double(busyTimeoutMs) / 1000
+        var mode: String?
+        while true {
+            do {
+                mode = try scalarText("PRAGMA journal_mode=WAL")
+                break
+            } catch let e as TaskQueueError where e.code == .busy && System.monotonic() < deadline {
+                usleep(1000)
+            }
+        }
         if mode?.lowercased() != "wal" {
             throw TaskQueueError.unavailable("cannot switch \(path) to WAL mode (journal_mode is \(mode ?? "unknown")); is it on a network file system?")
         }

@@ -360,11 +360,9 @@ let crashMarkers = ["Fatal error", "Stack dump", "Current stack trace", "Illegal
             #expect(r.status == 65, "\(r)")
             #expect(r.stderr.hasPrefix("taskq: \(other) is a SQLite database but not a taskq database"), "\(r)")
         }
-        withKnownIssue("the store switches the file to WAL before it checks whose database it is (SQLiteConnection.init)") {
-            let unchanged = readAll(other) == before
-            #expect(unchanged, "someone else's database was modified")
-            #expect(sqlite(other, "PRAGMA journal_mode") == "delete")
-        }
+        let unchanged = readAll(other) == before
+        #expect(unchanged, "someone else's database was modified")
+        #expect(sqlite(other, "PRAGMA journal_mode") == "delete")
     }
 
     /// An empty file (say, from `touch`) is not a database a read-only command may
@@ -374,10 +372,8 @@ let crashMarkers = ["Fatal error", "Stack dump", "Current stack trace", "Illegal
         defer { s.close() }
         writeBytes(s.db, [])
         let r = s.taskq(["status"])
-        withKnownIssue("SQLiteTaskStore(create: false) migrates an empty file") {
-            #expect(r.status == 66, "\(r)")
-            let size = readAll(s.db).count
-            #expect(size == 0, "status wrote a schema into an empty file")
-        }
+        #expect(r.status == 66, "\(r)")
+        let size = readAll(s.db).count
+        #expect(size == 0, "status wrote a schema into an empty file")
     }
 }
