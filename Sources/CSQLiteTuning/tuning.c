@@ -41,3 +41,8 @@ int taskq_sqlite_busy_handler(sqlite3 *db, int timeout_ms) {
     st->timeout_ms = timeout_ms;
     return sqlite3_busy_handler(db, busy_handler, st);
 }
+
+int taskq_sqlite_disable_triggers(sqlite3 *db) {
+    int now = -1;
+    return sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, &now);
+}

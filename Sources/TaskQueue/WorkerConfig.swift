@@ -17,7 +17,7 @@ public struct WorkerConfig: Sendable, Equatable {
     /// Exit when no task is ready instead of waiting for more.
     public var untilEmpty: Bool = false
     /// Largest number of tasks claimed at once for Swift handlers (shell handlers claim one).
-    public var maxBatch: Int = 32
+    public var maxBatch: Int = 128
 
     /// The argument that marks a worker process.
     public static let argument = "__taskq-worker"
