@@ -2,7 +2,7 @@
 # taskq's adapter for ../shared/bench (see its README, "Adapter contract").
 #   run_peers.sh --add "taskq cli W1,W1b,W2,W3 $PWD/Benchmarks/taskq_adapter.sh"
 # Uses the release binaries in $TASKQ_BIN_DIR (or the directory of $TASKQ), else
-# builds them once with `swift build -c release`.
+# builds them once with `swift build -c release --static-swift-stdlib`.
 #   enqueue: the taskq CLI (`enqueue bench-noop --lines`): one durable commit per
 #            line read, or per --commit-every B lines.
 #   drain/serve: the Swift worker example (examples/swift-worker), whose
@@ -15,7 +15,7 @@ elif [ -n "${TASKQ:-}" ]; then bin=$(dirname "$TASKQ")
 else
   bin=$here/.build/release
   if [ ! -x "$bin/taskq" ] || [ ! -x "$bin/taskq-example-worker" ]; then
-    (cd "$here" && swift build -c release --product taskq >&2 && swift build -c release --product taskq-example-worker >&2)
+    (cd "$here" && swift build -c release --static-swift-stdlib --product taskq >&2 && swift build -c release --static-swift-stdlib --product taskq-example-worker >&2)
   fi
 fi
 case "${BENCH_SYNC:-NORMAL}" in FULL) sync=full ;; *) sync=normal ;; esac

@@ -3,7 +3,7 @@
 
   Benchmarks/taskq_bench.py [--quick] [--only w4,cli,scale,memory,w2] [--json FILE]
 
-Runs the release binaries (built first with `swift build -c release` unless
+Runs the release binaries (built first with `swift build -c release --static-swift-stdlib` unless
 TASKQ_BIN_DIR is set) and prints one table of figures, each next to what it is
 compared with in the same run:
 
@@ -30,9 +30,9 @@ def binaries():
     d = os.environ.get("TASKQ_BIN_DIR")
     if d:
         return d
-    subprocess.run(["swift", "build", "-c", "release", "--product", "taskq"], cwd=ROOT, check=True,
+    subprocess.run(["swift", "build", "-c", "release", "--static-swift-stdlib", "--product", "taskq"], cwd=ROOT, check=True,
                    stdout=sys.stderr)
-    subprocess.run(["swift", "build", "-c", "release", "--product", "taskq-example-worker"], cwd=ROOT, check=True,
+    subprocess.run(["swift", "build", "-c", "release", "--static-swift-stdlib", "--product", "taskq-example-worker"], cwd=ROOT, check=True,
                    stdout=sys.stderr)
     return os.path.join(ROOT, ".build", "release")
 

@@ -6,7 +6,8 @@
 #
 # 1. Installs libsqlite3-dev, sqlite3 and pkg-config with apt-get if any is missing
 #    (as root, or through sudo).
-# 2. Builds the release binary: swift build -c release --product taskq
+# 2. Builds the release binary: swift build -c release --static-swift-stdlib --product taskq
+#    (the Swift runtime linked in: taskq starts in a few milliseconds)
 # 3. Installs it as /usr/local/bin/taskq when that directory is writable, else as
 #    ~/.local/bin/taskq, and says which.
 # 4. In a fresh demo directory (printed; set TASKQ_DEMO_DIR to choose it): writes
@@ -44,9 +45,9 @@ fi
 command -v swift >/dev/null 2>&1 || die "swift is not on the PATH: install Swift 6 (https://www.swift.org/install/linux/)"
 
 # --- 2. build ----------------------------------------------------------------
-step "building taskq (swift build -c release --product taskq) in $repo"
-(cd "$repo" && swift build -c release --product taskq)
-bin_path=$(cd "$repo" && swift build -c release --show-bin-path)
+step "building taskq (swift build -c release --static-swift-stdlib --product taskq) in $repo"
+(cd "$repo" && swift build -c release --static-swift-stdlib --product taskq)
+bin_path=$(cd "$repo" && swift build -c release --static-swift-stdlib --show-bin-path)
 [ -x "$bin_path/taskq" ] || die "the build did not produce $bin_path/taskq"
 
 # --- 3. install ---------------------------------------------------------------

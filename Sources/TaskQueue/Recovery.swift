@@ -4,11 +4,17 @@ package enum Recovery {
     /// Why `p` must be presumed dead, or nil while it may be alive. On this host a
     /// process is dead the moment its pid is gone (or reused, or the machine
     /// rebooted); elsewhere, or when frozen, once its lease has expired.
+    ///
+    /// A live local process past its lease counts as dead only while it is
+    /// stopped (SIGSTOP): a running one that missed heartbeats was most likely
+    /// waiting for a write lock somebody held longer than the lease, and taking
+    /// its task then would run it twice for nothing.
     package static func deathReason(of p: ProcessRecord, now: Timestamp) -> String? {
-        if p.host == System.hostName && !System.isAlive(pid: p.pid, startTicks: p.startTicks, bootID: p.bootID) {
+        let local = p.host == System.hostName
+        if local && !System.isAlive(pid: p.pid, startTicks: p.startTicks, bootID: p.bootID) {
             return p.bootID == System.bootID ? "exited without cleaning up" : "was lost in a reboot"
         }
-        if p.expiresAt < now {
+        if p.expiresAt < now && (!local || System.isStopped(p.pid)) {
             return "stopped heartbeating (its lease expired \(formatDuration(now.seconds(since: p.expiresAt))) ago)"
         }
         return nil

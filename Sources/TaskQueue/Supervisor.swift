@@ -194,11 +194,13 @@ public final class Supervisor {
         config.lease = options.lease
         config.retry = options.retry
         config.untilEmpty = options.untilEmpty
-        let exe = System.executablePath
-        let argv = [exe, WorkerConfig.argument, config.json]
+        // Spawn /proc/self/exe, not the path it points to: after an upgrade in
+        // place that path names the new file (or "… (deleted)"), and a running
+        // supervisor must keep starting workers of its own version.
+        let argv = [System.executablePath, WorkerConfig.argument, config.json]
         var pid: pid_t = 0
         let rc = withCStrings(argv) { a in
-            withCStrings(currentEnvironment()) { e in taskq_spawn(&pid, exe, a, e, 1, 0, -1, -1, -1, nil, 0) }
+            withCStrings(currentEnvironment()) { e in taskq_spawn(&pid, "/proc/self/exe", a, e, 1, 0, -1, -1, -1, nil, 0) }
         }
         if rc != 0 {
             log("cannot start a worker (\(String(cString: strerror(rc)))); retrying")

@@ -40,6 +40,12 @@ public enum System {
         return startTicks == 0 || Int64(f[19]) == startTicks
     }
 
+    /// Whether `pid` is stopped (SIGSTOP, SIGTSTP, a debugger): state T or t.
+    public static func isStopped(_ pid: Int32) -> Bool {
+        guard let f = statFields(pid), let state = f.first else { return false }
+        return state == "T" || state == "t"
+    }
+
     /// SIGKILLs every process whose session id is `sid`: a worker's session holds
     /// the worker and every handler process group it started. With
     /// `sparingLeader`, the session leader (the worker itself) is left alone and

@@ -33,9 +33,11 @@ struct Status: ParsableCommand {
         discussion: """
             --json prints one object: {"database", "queues": [{"queue", "queued", "waiting", \
             "running", "succeeded", "failed", "cancelled"}], "totals": {same counts}, \
-            "supervisors": [{"id", "pid", "host", "started_at", "heartbeat_at", "queues", \
-            "kinds", "workers": [{"id", "pid", "started_at", "heartbeat_at"}]}]}. "waiting" \
-            counts queued tasks whose start time (delay or retry backoff) is still ahead. \
+            "supervisors": [{"id", "pid", "host", "alive", "started_at", "heartbeat_at", "queues", \
+            "kinds", "workers": [{"id", "pid", "host", "alive", "started_at", "heartbeat_at"}]}]}. \
+            "waiting" counts queued tasks whose start time (delay or retry backoff) is still ahead. \
+            "alive" is false for a process that died without cleaning up (its pid is gone, or \
+            its lease expired while it was stopped); the next supervisor recovers its tasks. \
             Times are UTC ISO 8601.
 
             Examples:
@@ -59,6 +61,22 @@ struct Status: ParsableCommand {
         for (_, m) in perQueue { for (k, v) in m { totals[k, default: 0] += v } }
         let waitingTotal = s.waiting.values.reduce(0, +)
         let supervisors = s.processes.filter { $0.role == .supervisor }
+        let now = Timestamp.now()
+        let dead = Set(s.processes.filter { Recovery.deathReason(of: $0, now: now) != nil }.map(\.id))
+        func processJSON(_ p: ProcessRecord) -> JSONObjectWriter {
+            var o = JSONObjectWriter()
+            o.add("id", p.id)
+            o.add("pid", Int64(p.pid))
+            o.add("host", p.host)
+            o.add("alive", !dead.contains(p.id))
+            o.add("started_at", p.startedAt.iso)
+            o.add("heartbeat_at", p.heartbeatAt.iso)
+            if p.role == .supervisor {
+                if let qs = p.queues { o.addRaw("queues", "[" + qs.map(JSON.quote).joined(separator: ",") + "]") } else { o.addNull("queues") }
+                o.addRaw("kinds", "[" + p.kinds.map(JSON.quote).joined(separator: ",") + "]")
+            }
+            return o
+        }
         if json {
             func counts(_ m: [TaskState: Int64], waiting: Int64) -> JSONObjectWriter {
                 var o = JSONObjectWriter()
@@ -98,33 +116,26 @@ struct Status: ParsableCommand {
             text += table(header, rows)
         }
         text += "\n"
-        if supervisors.isEmpty {
+        let live = supervisors.filter { !dead.contains($0.id) }
+        if live.isEmpty {
             text += "no supervisor is running\n"
         } else {
-            for sup in supervisors {
-                let ws = s.processes.filter { $0.supervisorID == sup.id }
+            for sup in live {
+                let ws = s.processes.filter { $0.supervisorID == sup.id && !dead.contains($0.id) }
                 text += "supervisor pid \(sup.pid) on \(sup.host) (process \(sup.id)), up since \(sup.startedAt.iso), \(ws.count) workers"
                 text += " [pids \(ws.map { String($0.pid) }.joined(separator: " "))], kinds: \(sup.kinds.joined(separator: ", "))"
                 text += sup.queues.map { ", queues: \($0.joined(separator: ", "))" } ?? ", all queues"
                 text += "\n"
             }
         }
+        if !dead.isEmpty {
+            let pids = s.processes.filter { dead.contains($0.id) }.map { "\($0.role.rawValue) pid \($0.pid)" }
+            text += "\(dead.count) dead process\(dead.count == 1 ? "" : "es") not cleaned up yet (\(pids.joined(separator: ", "))): "
+                + "the next 'taskq supervise' recovers their tasks\n"
+        }
         out(text)
     }
 
-    private func processJSON(_ p: ProcessRecord) -> JSONObjectWriter {
-        var o = JSONObjectWriter()
-        o.add("id", p.id)
-        o.add("pid", Int64(p.pid))
-        o.add("host", p.host)
-        o.add("started_at", p.startedAt.iso)
-        o.add("heartbeat_at", p.heartbeatAt.iso)
-        if p.role == .supervisor {
-            if let qs = p.queues { o.addRaw("queues", "[" + qs.map(JSON.quote).joined(separator: ",") + "]") } else { o.addNull("queues") }
-            o.addRaw("kinds", "[" + p.kinds.map(JSON.quote).joined(separator: ",") + "]")
-        }
-        return o
-    }
 }
 
 struct List: ParsableCommand {
