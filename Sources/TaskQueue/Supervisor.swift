@@ -57,6 +57,7 @@ public final class Supervisor {
     private var sentinel: StopSentinel?
     private var stopDeadline = 0.0
     private var killDeadline = 0.0
+    private lazy var scheduler = (store as? any ScheduleStore).map { Scheduler(store: $0, log: { [unowned self] in self.log($0) }) }
 
     package init(options: SupervisorOptions, functionKinds: [String], makeStore: @escaping () throws -> any TaskStore) {
         self.options = options
@@ -112,6 +113,7 @@ public final class Supervisor {
                 }
             }
             checkSentinel()
+            if phase == .running { scheduler?.tick() }   // recurring schedules (Scheduler.swift)
             if t >= nextRecovery {
                 nextRecovery = t + 1
                 recover()

@@ -314,12 +314,12 @@ package final class SQLiteTaskStore: TaskStore {
 
     // MARK: - inspection
 
-    private static let taskColumns = """
+    static let taskColumns = """
         id, kind, queue, state, priority, payload, run_at, attempts, max_attempts, timeout_s, owner,
         created_at, started_at, finished_at, result, last_error
         """
 
-    private func taskRecord(_ r: Statement) -> TaskRecord {
+    func taskRecord(_ r: Statement) -> TaskRecord {
         TaskRecord(id: r.int(0), kind: r.string(1), queue: r.string(2), state: TaskState(rawValue: r.string(3)) ?? .queued,
                    priority: r.int(4), payload: r.string(5), runAt: Timestamp(iso: r.string(6)) ?? Timestamp(milliseconds: 0),
                    attempts: r.int(7), maxAttempts: r.int(8), timeout: r.optionalDouble(9), owner: r.optionalInt(10),

@@ -1,0 +1,478 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A standard 5-field cron expression — minute, hour, day of month, month, day of
+/// week — or one of the shortcuts @yearly (@annually), @monthly, @weekly, @daily
+/// (@midnight), @hourly.
+///
+/// Each field is `*`, a number, a range `a-b`, a step `*/n`, `a-b/n` or `a/n`
+/// (from a to the field's maximum), or a comma-separated list of those. Months
+/// may be written JAN–DEC and days of week SUN–SAT (any case); day of week 0 and
+/// 7 are both Sunday. When both day of month and day of week are restricted
+/// (neither starts with `*`), a day matches if either matches (the classic cron
+/// rule): `0 9 1 * MON` is 09:00 on the 1st and on every Monday.
+///
+/// Times are read as wall-clock times in a `CronTimeZone`. Around daylight-saving
+/// changes: a wall time skipped when the clocks go forward runs once, at the
+/// moment of the jump (02:30 on that day runs at 03:00); a wall time that occurs
+/// twice when the clocks go back runs once, the first time, unless the hour field
+/// is `*` (every hour), in which case it runs in both passes so that an
+/// every-N-minutes schedule keeps its pace.
+public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
+    /// The expression as given.
+    public let text: String
+    var minutes: UInt64 = 0     // bits 0...59
+    var hours: UInt32 = 0       // bits 0...23
+    var days: UInt32 = 0        // bits 1...31
+    var months: UInt16 = 0      // bits 1...12
+    var weekdays: UInt8 = 0     // bits 0...6, Sunday = 0
+    var dayOfMonthStar = true
+    var dayOfWeekStar = true
+    var hourStar = true
+
+    public var description: String { text }
+
+    static let shortcuts: [String: String] = [
+        "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
+        "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
+    ]
+    static let monthNames = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+    static let dayNames = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]
+
+    /// Parses `text`; a usage error names the field that is wrong.
+    public init(_ text: String) throws {
+        self.text = text
+        let trimmed = text.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        var fields = trimmed
+        if trimmed.count == 1, trimmed[0].hasPrefix("@") {
+            guard let expanded = Self.shortcuts[trimmed[0].lowercased()] else {
+                throw Self.error(text, "unknown shortcut \(trimmed[0]) (known: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly)")
+            }
+            fields = expanded.split(separator: " ").map(String.init)
+        }
+        guard fields.count == 5 else {
+            throw Self.error(text, "expected 5 fields (minute hour day-of-month month day-of-week) or a shortcut like @daily, got \(fields.count) field\(fields.count == 1 ? "" : "s")")
+        }
+        minutes = try Self.field(fields[0], name: "minute", 0, 59, names: nil, expr: text)
+        hours = UInt32(try Self.field(fields[1], name: "hour", 0, 23, names: nil, expr: text))
+        days = UInt32(try Self.field(fields[2], name: "day-of-month", 1, 31, names: nil, expr: text))
+        months = UInt16(try Self.field(fields[3], name: "month", 1, 12, names: Self.monthNames, expr: text))
+        let dow = try Self.field(fields[4], name: "day-of-week", 0, 7, names: Self.dayNames, expr: text)
+        weekdays = UInt8((dow | (dow >> 7)) & 0x7F)
+        hourStar = fields[1].hasPrefix("*")
+        dayOfMonthStar = fields[2].hasPrefix("*")
+        dayOfWeekStar = fields[4].hasPrefix("*")
+    }
+
+    private static func error(_ expr: String, _ why: String) -> TaskQueueError {
+        .usage("cron expression \(JSON.quote(expr)): \(why)")
+    }
+
+    /// One field as a bit set of its allowed values.
+    private static func field(_ f: String, name: String, _ lo: Int, _ hi: Int, names: [String]?, expr: String) throws -> UInt64 {
+        func bad(_ why: String) -> TaskQueueError { error(expr, "\(name) field \(JSON.quote(f)): \(why)") }
+        func value(_ s: Substring) throws -> Int {
+            if let n = Int(s), String(n) == s || s.allSatisfy(\.isNumber) {
+                guard n >= lo && n <= hi else { throw bad("\(n) is out of range \(lo)-\(hi)") }
+                return n
+            }
+            if let names, let i = names.firstIndex(of: s.uppercased()) { return i + (name == "month" ? 1 : 0) }
+            let what = names == nil ? "a number \(lo)-\(hi)" : (name == "month" ? "a number 1-12 or a month name (JAN-DEC)" : "a number 0-7 or a day name (SUN-SAT)")
+            throw bad("\(s.isEmpty ? "empty value" : JSON.quote(String(s))) is not \(what)")
+        }
+        var bits: UInt64 = 0
+        for item in f.split(separator: ",", omittingEmptySubsequences: false) {
+            var base = item, step = 1
+            if let slash = item.firstIndex(of: "/") {
+                base = item[..<slash]
+                let s = item[item.index(after: slash)...]
+                guard let n = Int(s), n >= 1 else { throw bad("step \(JSON.quote(String(s))) is not a whole number of at least 1") }
+                step = n
+            }
+            var a: Int, b: Int
+            if base == "*" {
+                a = lo; b = hi
+                if name == "day-of-week" { b = 6 }
+            } else if let dash = base.firstIndex(of: "-") {
+                a = try value(base[..<dash])
+                b = try value(base[base.index(after: dash)...])
+                guard a <= b else { throw bad("range \(a)-\(b) goes backwards") }
+            } else {
+                a = try value(base)
+                b = item.contains("/") ? hi : a
+            }
+            var v = a
+            while v <= b { bits |= 1 << UInt64(v); v += step }
+        }
+        return bits
+    }
+
+    // MARK: matching wall-clock minutes
+
+    private func dayMatches(day: Int, weekday: Int) -> Bool {
+        let dom = days & (1 << UInt32(day)) != 0
+        let dow = weekdays & (1 << UInt8(weekday)) != 0
+        if dayOfMonthStar && dayOfWeekStar { return true }
+        if dayOfMonthStar { return dow }
+        if dayOfWeekStar { return dom }
+        return dom || dow
+    }
+
+    /// The first wall-clock minute (minutes since 1970-01-01T00:00 read as a wall
+    /// time) after `after` that matches, or nil when there is none up to `limit`.
+    func nextWallMinute(after: Int64, limit: Int64) -> Int64? {
+        var c = after + 1
+        while c <= limit {
+            let (dayNumber, minuteOfDay) = CivilTime.divMod(c, 1440)
+            let (y, m, d) = CivilTime.civil(fromDays: dayNumber)
+            if months & (1 << UInt16(m)) == 0 {
+                c = CivilTime.days(y + (m == 12 ? 1 : 0), m == 12 ? 1 : m + 1, 1) * 1440
+                continue
+            }
+            if !dayMatches(day: d, weekday: Int(CivilTime.divMod(dayNumber + 4, 7).1)) {
+                c = (dayNumber + 1) * 1440
+                continue
+            }
+            let h = Int(minuteOfDay / 60), mm = Int(minuteOfDay % 60)
+            if hours & (1 << UInt32(h)) == 0 {
+                c = dayNumber * 1440 + Int64(h + 1) * 60
+                continue
+            }
+            let later = minutes >> UInt64(mm)
+            if later == 0 {
+                c = dayNumber * 1440 + Int64(h + 1) * 60
+                continue
+            }
+            return c + Int64(later.trailingZeroBitCount)
+        }
+        return nil
+    }
+
+    /// How far ahead `next` looks before deciding an expression never fires:
+    /// 8 years covers 29 February across a century's skipped leap year.
+    static let horizonSeconds: Int64 = 8 * 366 * 86_400
+
+    /// The first occurrence strictly after `after`, in `zone`; nil when none comes
+    /// within 8 years (e.g. `0 0 30 2 *`).
+    public func next(after: Timestamp, in zone: CronTimeZone = .utc) -> Timestamp? {
+        let t = CivilTime.divMod(after.milliseconds, 1000).0
+        guard let s = nextSecond(after: t, zone: zone) else { return nil }
+        return Timestamp(milliseconds: s * 1000)
+    }
+
+    private func nextSecond(after t: Int64, zone: CronTimeZone) -> Int64? {
+        let horizon = t + Self.horizonSeconds
+        var from = t   // exclusive
+        while from < horizon {
+            let seg = zone.segment(containing: from)
+            let o = Int64(seg.offset)
+            // Wall times below this (seconds) happened already, before the clocks went back.
+            let repeatsBelow: Int64? = seg.previousOffset.flatMap { p in p > seg.offset ? seg.start + Int64(p) : nil }
+            let wallLimit = seg.end == Int64.max ? (horizon + o) / 60 + 1 : (seg.end + o) / 60 + 1
+            var w = CivilTime.divMod(from + o, 60).0
+            while let wall = nextWallMinute(after: w, limit: wallLimit) {
+                let u = wall * 60 - o
+                if u >= seg.end { break }
+                if let r = repeatsBelow, wall * 60 < r, !hourStar { w = wall; continue }
+                return u
+            }
+            if seg.end == Int64.max { return nil }
+            // The clocks change at seg.end. Going forward skips wall times
+            // [end + o, end + o2): any of them that matches runs at the jump.
+            let o2 = Int64(seg.nextOffset ?? seg.offset)
+            if o2 > o, let wall = nextWallMinute(after: CivilTime.divMod(seg.end + o, 60).0 - 1, limit: (seg.end + o2) / 60 + 1),
+               wall * 60 < seg.end + o2, wall * 60 >= seg.end + o {
+                return seg.end
+            }
+            from = seg.end - 1
+        }
+        return nil
+    }
+
+    /// The latest occurrence at or before `time`, or nil when there is none in the
+    /// 8 years before it.
+    public func latest(atOrBefore time: Timestamp, in zone: CronTimeZone = .utc) -> Timestamp? {
+        for window: Int64 in [7_200, 2 * 86_400, 32 * 86_400, 367 * 86_400, Self.horizonSeconds] {
+            var cursor = time.adding(seconds: -Double(window))
+            var found: Timestamp?
+            var steps = 0
+            while let n = next(after: cursor, in: zone), n <= time, steps < 100_000 {
+                found = n; cursor = n; steps += 1
+            }
+            if let found { return found }
+        }
+        return nil
+    }
+}
+
+/// Calendar arithmetic on the proleptic Gregorian calendar.
+enum CivilTime {
+    static func divMod(_ a: Int64, _ b: Int64) -> (Int64, Int64) {
+        let q = a / b, r = a % b
+        return r < 0 ? (q - 1, r + b) : (q, r)
+    }
+
+    /// Days since 1970-01-01 of a civil date (H. Hinnant's algorithm).
+    static func days(_ year: Int, _ month: Int, _ day: Int) -> Int64 {
+        let y = Int64(month <= 2 ? year - 1 : year)
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yoe = y - era * 400
+        let mp = Int64(month > 2 ? month - 3 : month + 9)
+        let doy = (153 * mp + 2) / 5 + Int64(day) - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    static func civil(fromDays z0: Int64) -> (Int, Int, Int) {
+        let z = z0 + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = Int(doy - (153 * mp + 2) / 5 + 1)
+        let m = Int(mp < 10 ? mp + 3 : mp - 9)
+        return (Int(yoe + era * 400) + (m <= 2 ? 1 : 0), m, d)
+    }
+
+    static func isLeap(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }
+
+    static func daysInMonth(_ y: Int, _ m: Int) -> Int {
+        m == 2 ? (isLeap(y) ? 29 : 28) : (m == 4 || m == 6 || m == 9 || m == 11 ? 30 : 31)
+    }
+}
+
+/// A time zone for cron schedules: UTC, or an IANA zone read from the system's
+/// tz database (`$TZDIR`, default /usr/share/zoneinfo) in TZif format, its table
+/// extended past its last transition by the POSIX TZ rule in the file's footer.
+public struct CronTimeZone: Sendable, Equatable {
+    /// The name given ("UTC", "Europe/Berlin").
+    public let name: String
+    /// UTC offset in seconds before the first transition.
+    let initialOffset: Int
+    /// (seconds since the epoch, UTC offset in seconds from then on), sorted.
+    let transitions: [(at: Int64, offset: Int)]
+
+    public static let utc = CronTimeZone(name: "UTC", initialOffset: 0, transitions: [])
+
+    init(name: String, initialOffset: Int, transitions: [(at: Int64, offset: Int)]) {
+        self.name = name; self.initialOffset = initialOffset; self.transitions = transitions
+    }
+
+    public static func == (a: CronTimeZone, b: CronTimeZone) -> Bool { a.name == b.name }
+
+    /// Loads `name`: "UTC" (also "Etc/UTC", "Z"), or an IANA name like
+    /// "Europe/Berlin". Throws a usage error for an unknown or malformed zone.
+    public init(named name: String) throws {
+        if name == "UTC" || name == "Z" || name == "Etc/UTC" || name == "Etc/UCT" {
+            self = .utc
+            if name != "UTC" { self = CronTimeZone(name: name, initialOffset: 0, transitions: []) }
+            return
+        }
+        let ok = !name.isEmpty && !name.hasPrefix("/") && !name.contains("..") && name.utf8.count <= 200
+            && name.allSatisfy { $0.isLetter || $0.isNumber || $0 == "/" || $0 == "_" || $0 == "-" || $0 == "+" }
+        var dir = "/usr/share/zoneinfo"
+        if let env = getenv("TZDIR"), env.pointee != 0 { dir = String(cString: env) }
+        guard ok, let bytes = Self.readFile(dir + "/" + name) else {
+            throw TaskQueueError.usage("unknown time zone \(JSON.quote(name)) (nothing at \(dir)/\(name)): use an IANA name like Europe/Berlin or America/New_York, or UTC")
+        }
+        guard let parsed = TZif.parse(bytes) else {
+            throw TaskQueueError.usage("time zone \(JSON.quote(name)): \(dir)/\(name) is not a TZif file")
+        }
+        self.init(name: name, initialOffset: parsed.initial, transitions: parsed.transitions)
+    }
+
+    private static func readFile(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) != 0 || (st.st_mode & S_IFMT) != S_IFREG { return nil }
+        var data: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let n = read(fd, &buf, buf.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            data += buf[0..<n]
+            if data.count > 1 << 20 { return nil }
+        }
+        return data
+    }
+
+    /// UTC offset in seconds at `t` (seconds since the epoch).
+    public func offset(at t: Int64) -> Int { segment(containing: t).offset }
+
+    /// The stretch of constant offset that holds `t`: [start, end).
+    func segment(containing t: Int64) -> (start: Int64, end: Int64, offset: Int, previousOffset: Int?, nextOffset: Int?) {
+        // Last transition at or before t.
+        var lo = 0, hi = transitions.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if transitions[mid].at <= t { lo = mid + 1 } else { hi = mid }
+        }
+        let i = lo - 1
+        let end = lo < transitions.count ? transitions[lo].at : Int64.max
+        let next = lo < transitions.count ? transitions[lo].offset : nil
+        if i < 0 { return (Int64.min, end, initialOffset, nil, next) }
+        return (transitions[i].at, end, transitions[i].offset, i > 0 ? transitions[i - 1].offset : initialOffset, next)
+    }
+}
+
+/// The parts of RFC 8536 (TZif) that cron needs: transition times and offsets.
+enum TZif {
+    static func parse(_ b: [UInt8]) -> (initial: Int, transitions: [(at: Int64, offset: Int)])? {
+        guard b.count >= 44, b[0] == 0x54, b[1] == 0x5A, b[2] == 0x69, b[3] == 0x66 else { return nil }
+        func u32(_ at: Int) -> Int { Int(b[at]) << 24 | Int(b[at + 1]) << 16 | Int(b[at + 2]) << 8 | Int(b[at + 3]) }
+        func i32(_ at: Int) -> Int { Int(Int32(bitPattern: UInt32(u32(at)))) }
+        func i64(_ at: Int) -> Int64 { Int64(bitPattern: UInt64(u32(at)) << 32 | UInt64(u32(at + 4))) }
+        func counts(_ at: Int) -> (isut: Int, isstd: Int, leap: Int, time: Int, type: Int, char: Int) {
+            (u32(at + 20), u32(at + 24), u32(at + 28), u32(at + 32), u32(at + 36), u32(at + 40))
+        }
+        var c = counts(0)
+        var at = 44, timeSize = 4
+        let version = b[4]
+        if version >= 0x32 {
+            // Skip the v1 block; use the 64-bit one that follows.
+            at += c.time * 4 + c.time + c.type * 6 + c.char + c.leap * 8 + c.isstd + c.isut
+            guard b.count >= at + 44 else { return nil }
+            c = counts(at)
+            at += 44
+            timeSize = 8
+        }
+        let need = c.time * timeSize + c.time + c.type * 6 + c.char + c.leap * (timeSize + 4) + c.isstd + c.isut
+        guard c.type >= 1, b.count >= at + need else { return nil }
+        let timesAt = at, indexAt = at + c.time * timeSize, typesAt = indexAt + c.time
+        var types: [Int] = []
+        for k in 0..<c.type { types.append(i32(typesAt + k * 6)) }
+        var transitions: [(at: Int64, offset: Int)] = []
+        for k in 0..<c.time {
+            let t = timeSize == 8 ? i64(timesAt + k * 8) : Int64(i32(timesAt + k * 4))
+            let idx = Int(b[indexAt + k])
+            guard idx < types.count else { return nil }
+            transitions.append((t, types[idx]))
+        }
+        // Footer (v2+): "\n<POSIX TZ>\n" — extends the table to 2200.
+        if timeSize == 8 {
+            let footerAt = at + need
+            if footerAt < b.count, b[footerAt] == 0x0A,
+               let endNL = b[(footerAt + 1)...].firstIndex(of: 0x0A),
+               let rule = PosixTZ(String(decoding: b[(footerAt + 1)..<endNL], as: UTF8.self)) {
+                let last = transitions.last?.at ?? Int64.min
+                let firstYear = last == Int64.min ? 1970 : CivilTime.civil(fromDays: CivilTime.divMod(last, 86_400).0).0
+                var extra: [(at: Int64, offset: Int)] = []
+                if rule.dst != nil {
+                    for y in firstYear...2200 { extra += rule.transitions(year: y) }
+                } else if transitions.isEmpty || transitions.last!.offset != rule.std {
+                    extra.append((last == Int64.min ? Int64.min + 1 : last + 1, rule.std))
+                }
+                transitions += extra.filter { $0.at > last }.sorted { $0.at < $1.at }
+            }
+        }
+        // Drop no-op transitions (the offset does not change): only changes matter to cron.
+        var out: [(at: Int64, offset: Int)] = []
+        var current = types[0]
+        for t in transitions where t.offset != current {
+            out.append(t); current = t.offset
+        }
+        return (types[0], out)
+    }
+}
+
+/// A POSIX TZ string like "CET-1CEST,M3.5.0,M10.5.0/3" (as in TZif footers).
+struct PosixTZ {
+    var std: Int
+    var dst: (offset: Int, start: Rule, end: Rule)?
+
+    enum Kind { case julianNoLeap(Int), zeroBased(Int), monthWeekDay(Int, Int, Int) }
+    struct Rule { var kind: Kind; var time: Int }
+
+    init?(_ s: String) {
+        var p = Substring(s)
+        func name() -> Bool {
+            if p.first == "<" {
+                guard let close = p.firstIndex(of: ">") else { return false }
+                p = p[p.index(after: close)...]
+                return true
+            }
+            let n = p.prefix { $0.isLetter }
+            if n.count < 3 { return false }
+            p = p.dropFirst(n.count)
+            return true
+        }
+        func number() -> Int? {
+            let d = p.prefix { $0.isNumber }
+            guard !d.isEmpty, let v = Int(d) else { return nil }
+            p = p.dropFirst(d.count)
+            return v
+        }
+        func hms() -> Int? {
+            var sign = 1
+            if p.first == "+" { p = p.dropFirst() } else if p.first == "-" { sign = -1; p = p.dropFirst() }
+            guard let h = number() else { return nil }
+            var total = h * 3600
+            if p.first == ":" { p = p.dropFirst(); guard let m = number() else { return nil }; total += m * 60 }
+            if p.first == ":" { p = p.dropFirst(); guard let sec = number() else { return nil }; total += sec }
+            return sign * total
+        }
+        func rule() -> Rule? {
+            var kind: Kind
+            if p.first == "M" {
+                p = p.dropFirst()
+                guard let m = number(), p.first == "." else { return nil }
+                p = p.dropFirst()
+                guard let w = number(), p.first == "." else { return nil }
+                p = p.dropFirst()
+                guard let d = number(), (1...12).contains(m), (1...5).contains(w), (0...6).contains(d) else { return nil }
+                kind = .monthWeekDay(m, w, d)
+            } else if p.first == "J" {
+                p = p.dropFirst()
+                guard let n = number(), (1...365).contains(n) else { return nil }
+                kind = .julianNoLeap(n)
+            } else {
+                guard let n = number(), (0...365).contains(n) else { return nil }
+                kind = .zeroBased(n)
+            }
+            var time = 7200
+            if p.first == "/" { p = p.dropFirst(); guard let t = hms() else { return nil }; time = t }
+            return Rule(kind: kind, time: time)
+        }
+        guard name(), let stdOff = hms() else { return nil }
+        std = -stdOff
+        if p.isEmpty { dst = nil; return }
+        guard name() else { return nil }
+        var dstOffset = std + 3600
+        if p.first != "," && !p.isEmpty { guard let o = hms() else { return nil }; dstOffset = -o }
+        guard p.first == "," else { return nil }
+        p = p.dropFirst()
+        guard let start = rule(), p.first == "," else { return nil }
+        p = p.dropFirst()
+        guard let end = rule(), p.isEmpty else { return nil }
+        dst = (dstOffset, start, end)
+    }
+
+    /// Days since the epoch of the rule's day in `year`.
+    private func day(_ r: Rule, year: Int) -> Int64 {
+        let jan1 = CivilTime.days(year, 1, 1)
+        switch r.kind {
+        case .zeroBased(let n): return jan1 + Int64(n)
+        case .julianNoLeap(let n):
+            return jan1 + Int64(n - 1) + (CivilTime.isLeap(year) && n >= 60 ? 1 : 0)
+        case .monthWeekDay(let m, let w, let d):
+            let first = CivilTime.days(year, m, 1)
+            let wd1 = Int(CivilTime.divMod(first + 4, 7).1)
+            var dom = 1 + (d - wd1 + 7) % 7 + (w - 1) * 7
+            while dom > CivilTime.daysInMonth(year, m) { dom -= 7 }
+            return first + Int64(dom - 1)
+        }
+    }
+
+    /// The year's two changes, as (UTC instant, offset from then on).
+    func transitions(year: Int) -> [(at: Int64, offset: Int)] {
+        guard let dst else { return [] }
+        let start = day(dst.start, year: year) * 86_400 + Int64(dst.start.time) - Int64(std)
+        let end = day(dst.end, year: year) * 86_400 + Int64(dst.end.time) - Int64(dst.offset)
+        return [(start, dst.offset), (end, std)].sorted { $0.0 < $1.0 }
+    }
+}

@@ -1,0 +1,154 @@
+import TaskQueue
+
+// Recurring schedules (table `schedules`, `schedule_runs`) and map groups
+// (`task_groups`): see migrations/0002_schedules.sql.
+
+extension SQLiteTaskStore: ScheduleStore, TaskGroupStore {
+    /// Inserts one task with a statement prepared once per call site; returns its id.
+    private func insertTask(_ s: Statement, _ t: NewTask, nowText: String) throws -> Int64 {
+        let o = t.options
+        try s.bind(.text(t.kind), .text(o.queue), .int(o.priority), .text(t.payload), .text(o.runAt?.iso ?? nowText),
+                   .int(o.maxAttempts), .opt(o.timeout), .text(nowText)).run()
+        return db.lastInsertRowID
+    }
+
+    private func prepareInsert() throws -> Statement {
+        try db.prepare("""
+            INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            """)
+    }
+
+    // MARK: - schedules
+
+    private static let scheduleColumns = """
+        name, cron, tz, kind, payload, queue, priority, max_attempts, timeout_s, created_at, next_at, last_at, last_task_id
+        """
+
+    private func schedule(_ r: Statement) -> Schedule {
+        Schedule(name: r.string(0), cron: r.string(1), timeZone: r.string(2), kind: r.string(3), payload: r.string(4),
+                 options: EnqueueOptions(queue: r.string(5), priority: r.int(6), maxAttempts: r.int(7), timeout: r.optionalDouble(8)),
+                 createdAt: Timestamp(iso: r.string(9)) ?? .epoch, nextAt: Timestamp(iso: r.string(10)) ?? .epoch,
+                 lastAt: r.text(11).flatMap { Timestamp(iso: $0) }, lastTaskID: r.optionalInt(12))
+    }
+
+    package func addSchedule(_ s: Schedule, replace: Bool, now: Timestamp) throws -> Bool {
+        try db.writeTransaction {
+            let exists = try db.prepare("SELECT 1 FROM schedules WHERE name = ?").bind(.text(s.name)).firstRow { _ in true } ?? false
+            if exists && !replace {
+                throw TaskQueueError.failed("schedule \(JSON.quote(s.name)) exists already: remove it first, or add --replace")
+            }
+            try db.prepare("""
+                INSERT INTO schedules (name, cron, tz, kind, payload, queue, priority, max_attempts, timeout_s, created_at, next_at)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                ON CONFLICT (name) DO UPDATE SET cron = ?2, tz = ?3, kind = ?4, payload = ?5, queue = ?6, priority = ?7,
+                    max_attempts = ?8, timeout_s = ?9, next_at = ?11
+                """).bind(.text(s.name), .text(s.cron), .text(s.timeZone), .text(s.kind), .text(s.payload), .text(s.options.queue),
+                          .int(s.options.priority), .int(s.options.maxAttempts), .opt(s.options.timeout), .ts(now), .ts(s.nextAt)).run()
+            return exists
+        }
+    }
+
+    package func removeSchedule(named name: String) throws -> Bool {
+        try db.writeTransaction {
+            try db.prepare("DELETE FROM schedules WHERE name = ?").bind(.text(name)).run()
+            let removed = db.changes > 0
+            try db.prepare("DELETE FROM schedule_runs WHERE schedule = ?").bind(.text(name)).run()
+            return removed
+        }
+    }
+
+    package func schedules() throws -> [Schedule] {
+        try db.prepare("SELECT \(Self.scheduleColumns) FROM schedules ORDER BY name").rows(schedule)
+    }
+
+    package func nextScheduleTime() throws -> Timestamp? {
+        try db.prepare("SELECT min(next_at) FROM schedules").firstRow { $0.text(0) }?.flatMap { Timestamp(iso: $0) }
+    }
+
+    package func fireDueSchedules(now: Timestamp, plan: (Schedule) throws -> SchedulePlan) throws -> [FiredOccurrence] {
+        try db.writeTransaction {
+            // Re-read under the write lock: another supervisor may have fired them.
+            let due = try db.prepare("SELECT \(Self.scheduleColumns) FROM schedules WHERE next_at <= ? ORDER BY next_at, name")
+                .bind(.ts(now)).rows(schedule)
+            if due.isEmpty { return [] }
+            let insert = try prepareInsert()
+            let recordRun = try db.prepare("""
+                INSERT INTO schedule_runs (schedule, occurrence, task_id, created_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT (schedule, occurrence) DO NOTHING
+                """)
+            let seen = try db.prepare("SELECT task_id FROM schedule_runs WHERE schedule = ? AND occurrence = ?")
+            let advance = try db.prepare("""
+                UPDATE schedules SET next_at = ?, last_at = ?, last_task_id = ? WHERE name = ? AND next_at = ?
+                """)
+            var fired: [FiredOccurrence] = []
+            for s in due {
+                guard let p = try? plan(s) else { continue }
+                let occurrence = p.occurrence.iso
+                if let existing = try seen.bind(.text(s.name), .text(occurrence)).firstRow({ $0.int(0) }) {
+                    // Recorded already (cannot happen under the write lock unless the
+                    // schedule was re-added): only move next_at on.
+                    try advance.bind(.ts(p.next), .text(occurrence), .int(existing), .text(s.name), .ts(s.nextAt)).run()
+                    continue
+                }
+                let id = try insertTask(insert, p.task, nowText: now.iso)
+                try recordRun.bind(.text(s.name), .text(occurrence), .int(id), .ts(now)).run()
+                try advance.bind(.ts(p.next), .text(occurrence), .int(id), .text(s.name), .ts(s.nextAt)).run()
+                fired.append(FiredOccurrence(schedule: s.name, occurrence: p.occurrence, taskID: id))
+            }
+            return fired
+        }
+    }
+
+    // MARK: - groups
+
+    package func createGroup(_ name: String, tasks: [NewTask], now: Timestamp) throws -> (ids: [Int64], created: Bool) {
+        try db.writeTransaction {
+            let existing = try db.prepare("SELECT task_id FROM task_groups WHERE group_name = ? ORDER BY position")
+                .bind(.text(name)).rows { $0.int(0) }
+            if !existing.isEmpty { return (existing, false) }
+            let insert = try prepareInsert()
+            let member = try db.prepare("INSERT INTO task_groups (group_name, position, task_id) VALUES (?, ?, ?)")
+            let nowText = now.iso
+            var ids: [Int64] = []
+            ids.reserveCapacity(tasks.count)
+            for (i, t) in tasks.enumerated() {
+                let id = try insertTask(insert, t, nowText: nowText)
+                try member.bind(.text(name), .int(Int64(i + 1)), .int(id)).run()
+                ids.append(id)
+            }
+            return (ids, true)
+        }
+    }
+
+    package func groupTasks(_ name: String, from position: Int, limit: Int) throws -> [(position: Int, task: TaskRecord)] {
+        let columns = Self.taskColumns.split(separator: ",").map { "t." + String($0).trimmingCharacters(in: " \n") }.joined(separator: ", ")
+        return try db.prepare("""
+            SELECT \(columns), g.position FROM task_groups g JOIN tasks t ON t.id = g.task_id
+            WHERE g.group_name = ? AND g.position >= ? ORDER BY g.position LIMIT ?
+            """).bind(.text(name), .int(Int64(position)), .int(Int64(limit))).rows { r in
+            (position: Int(r.int(16)), task: taskRecord(r))
+        }
+    }
+
+    package func groupCounts(_ name: String) throws -> [TaskState: Int64] {
+        var out: [TaskState: Int64] = [:]
+        for (state, n) in try db.prepare("""
+            SELECT t.state, count(*) FROM task_groups g JOIN tasks t ON t.id = g.task_id WHERE g.group_name = ? GROUP BY t.state
+            """).bind(.text(name)).rows({ ($0.string(0), $0.int(1)) }) {
+            if let s = TaskState(rawValue: state) { out[s] = n }
+        }
+        return out
+    }
+
+    package func requeueGroupFailures(_ name: String, now: Timestamp) throws -> Int {
+        try db.writeTransaction {
+            try db.prepare("""
+                UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?1, finished_at = NULL, result = NULL, owner = NULL
+                WHERE (state = 'failed' OR state = 'cancelled')
+                  AND id IN (SELECT task_id FROM task_groups WHERE group_name = ?2)
+                """).bind(.ts(now), .text(name)).run()
+            return db.changes
+        }
+    }
+}

@@ -1,0 +1,316 @@
+import ArgumentParser
+import CTaskQSystem
+import TaskQueue
+import TaskQueueSQLite
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct MapCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "map",
+        abstract: "Run a command over every stdin line, durably and in parallel; print the results in input order.",
+        discussion: """
+            Each stdin line becomes one task of kind 'map' (or --kind) whose payload is the \
+            line as a JSON string (with --json: the line itself, which must be JSON). All of \
+            them are enqueued in one transaction (a bad line is refused, named by its number, \
+            before anything is written), then map runs its own supervisor with --workers \
+            workers (default: the CPUs) until every one has finished, and prints each \
+            result in input order, as 'parallel -k' does: the handler's stdout, with a \
+            newline added when it has none. A failed line prints nothing on stdout; its \
+            number and error go to stderr. On a terminal a progress bar runs on stderr.
+
+            The handler is COMMAND run with /bin/sh -c, the payload on stdin (so a plain \
+            line arrives as a JSON string: use jq -r . to get the text back), as for \
+            'taskq supervise --handler'.
+
+            It is resumable: the run is the group --group NAME (default: a name derived \
+            from the handler, kind, queue and input). Running the same map again after \
+            Ctrl-C, kill -9 or a reboot runs only what has not succeeded yet (failed lines \
+            get a fresh try) and prints the full ordered output. The tasks are ordinary rows: \
+            'taskq status', 'taskq list --kind map' and sqlite3 show them (table task_groups \
+            gives each group's order), and a 'taskq supervise' with a handler for the kind \
+            helps drain them. Two different maps at once on the same database should use \
+            different --kind values, since a kind names its handler.
+
+            Examples:
+              seq 1 100 | taskq map --handler 'jq ". * ."'
+              ls *.png | taskq map --handler 'f=$(jq -r .); convert "$f" "${f%.png}.jpg" && echo "$f"'
+              cat urls.txt | taskq map --workers 8 --max-attempts 3 --handler 'curl -fsS "$(jq -r .)" | wc -c'
+              printf '%s\\n' '{"n":1}' '{"n":2}' | taskq map --json --handler 'jq .n'
+              taskq map --group nightly-thumbs --handler ./thumb.sh < files.txt   # re-run to resume
+
+            Exit status: 0 every line succeeded; 1 at least one failed (each named on \
+            stderr); 64 usage; 65 bad input line, or --group holds different input; 130 \
+            interrupted (run it again to resume).
+            """)
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("The command run for each line (with /bin/sh -c; the payload on stdin).", valueName: "command"))
+    var handler: String
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Worker processes. Default: the CPUs this process may use (\(System.cpuCount) here).", valueName: "n"))
+    var workers: Int?
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Kind of the tasks.", valueName: "kind"))
+    var kind: String = "map"
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Name of this run, to resume it. Default: derived from the handler, kind, queue and input.", valueName: "name"))
+    var group: String?
+
+    @Flag(help: "Each line is a JSON value, passed as is (default: each line is text, passed as a JSON string).")
+    var json = false
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Queue of the tasks (map's workers serve only this queue).", valueName: "name"))
+    var queue: String = "default"
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Priority of the tasks.", valueName: "n"))
+    var priority: Int64 = 0
+
+    @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: ArgumentHelp("Attempts per line before it counts as failed. Default: 1 (no retry).", valueName: "n"))
+    var maxAttempts: Int64 = 1
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Time limit per attempt (seconds, or 90s, 5m…). Default: none.", valueName: "duration"))
+    var timeout: String?
+
+    func validate() throws {
+        if let w = workers, w < 1 || w > 1024 { throw ValidationError("--workers must be between 1 and 1024, not \(w)") }
+        if handler.trimmingCharacters(in: " \t").isEmpty { throw ValidationError("--handler is empty: give the command to run for each line") }
+        do {
+            try validateName(kind, what: "kind")
+            try validateName(queue, what: "queue")
+            if let group { try validateName(group, what: "group") }
+            try options().validate()
+        } catch let e as TaskQueueError { throw ValidationError(e.message) }
+    }
+
+    func options() throws -> EnqueueOptions {
+        var o = EnqueueOptions(queue: queue, priority: priority, maxAttempts: maxAttempts)
+        if let timeout { o.timeout = try seconds(timeout, option: "--timeout") }
+        return o
+    }
+
+    func run() throws {
+        let o = try options()
+        // Read and check every line before writing anything.
+        var tasks: [NewTask] = []
+        var hash = FNV1a()
+        for part in [handler, kind, queue, json ? "json" : "text"] { hash.add(part); hash.add("\u{0}") }
+        var reader = LineReader(fd: 0)
+        var n = 0
+        while let bytes = try reader.next() {
+            n += 1
+            guard isValidUTF8(bytes) else { throw TaskQueueError.badData("line \(n): not valid UTF-8 text; nothing was enqueued") }
+            var line = String(decoding: bytes, as: UTF8.self)
+            if line.hasSuffix("\r") { line.removeLast() }
+            hash.add(line); hash.add("\n")
+            let payload: String
+            if json {
+                let text = line.trimmingCharacters(in: " \t")
+                do { try JSON.validate(text) } catch {
+                    throw TaskQueueError.badData("line \(n): not valid JSON (\(error)); nothing was enqueued")
+                }
+                payload = text
+            } else {
+                payload = JSON.quote(line)
+            }
+            if payload.utf8.count > Queue.maxPayloadBytes {
+                throw TaskQueueError.badData("line \(n): longer than the 1 MiB payload limit; nothing was enqueued")
+            }
+            tasks.append(NewTask(kind: kind, payload: payload, options: o))
+        }
+        if tasks.isEmpty { return }
+        let groupName = group ?? "map-\(hash.hex)"
+        let q = try database.open(create: true)
+        let opened = try q.openGroup(groupName, tasks: tasks)
+        if !opened.created {
+            try checkSameInput(opened.group, tasks)
+            // Give back what dead processes (a map killed with -9) still hold, so a
+            // line cut short is not counted as failed, then retry the failures.
+            _ = try? Recovery.recoverDead(store: q.store, retry: RetryPolicy(), skip: []) { _ in }
+            let again = try opened.group.requeueFailures()
+            let done = try opened.group.counts()[.succeeded] ?? 0
+            System.log("taskq: resuming map group \(groupName): \(done) of \(tasks.count) already succeeded\(again > 0 ? ", \(again) failed line\(again == 1 ? "" : "s") retried" : "")")
+        }
+        let code = try runWorkers(database: database, groupName: groupName, total: tasks.count)
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    private func checkSameInput(_ g: TaskGroup, _ tasks: [NewTask]) throws {
+        var position = 1
+        while true {
+            let page = try g.tasks(from: position, limit: 1000)
+            if page.isEmpty { break }
+            for (p, t) in page {
+                if p > tasks.count || tasks[p - 1].payload != t.payload || tasks[p - 1].kind != t.kind {
+                    throw TaskQueueError.badData("map group \(JSON.quote(g.name)) holds a different input (line \(p) differs): give another --group, or the same input")
+                }
+                position = p + 1
+            }
+        }
+        if position - 1 != tasks.count {
+            throw TaskQueueError.badData("map group \(JSON.quote(g.name)) holds \(position - 1) lines, this input has \(tasks.count): give another --group, or the same input")
+        }
+    }
+
+    /// Runs a supervisor in this process (main thread) while a monitor thread
+    /// prints results in order; the monitor stops the supervisor with SIGTERM
+    /// when every line has finished.
+    private func runWorkers(database: DatabaseOptions, groupName: String, total: Int) throws -> Int32 {
+        var options = SupervisorOptions(database: database.path)
+        options.synchronous = database.durability.rawValue
+        options.busyTimeout = database.busyTimeout
+        options.workers = workers ?? System.cpuCount
+        options.queues = [queue]
+        options.commands = [kind: handler]
+        options.shutdownTimeout = 10
+
+        // Block the signals the supervisor takes with sigtimedwait before the
+        // monitor thread starts, so it inherits the mask and never takes them.
+        for s in [SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT] { taskq_block_signal(s, 1) }
+        let errFD = dup(2)
+        let monitor = MapMonitor(database: database, group: groupName, total: total, errFD: errFD)
+        let box = Unmanaged.passRetained(monitor).toOpaque()
+        let rc = taskq_start_thread({ p in
+            let m = Unmanaged<MapMonitor>.fromOpaque(p!).takeRetainedValue()
+            m.run()
+        }, box)
+        if rc != 0 { throw TaskQueueError.unavailable("cannot start a thread: \(String(cString: strerror(rc)))") }
+        // The supervisor's own log lines (started, stopping…) are not map's output:
+        // handler errors reach the user through the tasks' errors.
+        let devnull = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        if devnull >= 0 { dup2(devnull, 2); close(devnull) }
+        defer { dup2(errFD, 2) }
+        let code: Int32
+        do { code = try TaskQueueProcess.supervise(options, handlers: HandlerSet()) } catch {
+            dup2(errFD, 2)
+            monitor.requestStop()
+            throw error
+        }
+        dup2(errFD, 2)
+        monitor.requestStop()
+        let outcome = monitor.waitDone()
+        if let e = outcome.error { throw e }
+        if !outcome.complete {
+            System.log("taskq: map interrupted: \(outcome.finished) of \(total) lines finished; run the same command again to resume (group \(groupName))")
+            return code == 0 ? 130 : code
+        }
+        if outcome.failures > 0 {
+            System.log("taskq: \(outcome.failures) of \(total) lines failed")
+            return 1
+        }
+        return 0
+    }
+}
+
+/// Follows a map group from its own connection: streams finished results in
+/// order, draws progress, and stops the supervisor when everything finished.
+final class MapMonitor {
+    let database: DatabaseOptions
+    let group: String
+    let total: Int
+    let errFD: Int32
+    private var lock = pthread_mutex_t()
+    private var stopRequested = false
+    private var done = false
+    private(set) var complete = false
+    private(set) var failures = 0
+    private(set) var finished = 0
+    private(set) var error: Error?
+
+    init(database: DatabaseOptions, group: String, total: Int, errFD: Int32) {
+        self.database = database; self.group = group; self.total = total; self.errFD = errFD
+        pthread_mutex_init(&lock, nil)
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
+        return body()
+    }
+
+    func requestStop() { locked { stopRequested = true } }
+
+    /// Waits (up to 5 s) for the monitor to end; returns what it saw.
+    func waitDone() -> (complete: Bool, failures: Int, finished: Int, error: Error?) {
+        let deadline = System.monotonic() + 5
+        while !locked({ done }) && System.monotonic() < deadline { usleep(10_000) }
+        return locked { (complete, failures, finished, error) }
+    }
+
+    private func writeErr(_ s: String) {
+        var s = s
+        s.withUTF8 { writeAll(errFD, UnsafeRawBufferPointer($0)) }
+    }
+
+    func run() {
+        defer { locked { done = true } }
+        do {
+            let q = try database.open(create: false)
+            guard let g = try q.group(group) else { throw TaskQueueError.notFound("map group \(group) is gone") }
+            let progress = isatty(errFD) == 1 ? Progress(tty: true, fd: errFD) : nil
+            let start = System.monotonic()
+            var next = 1
+            var lastLook = 0.0
+            var baseline: Int64?
+            _ = try q.waitFor(timeout: nil, interval: 0.5) { () -> Bool? in
+                if locked({ stopRequested }) { return true }
+                let gap = System.monotonic() - lastLook
+                if gap < 0.05 { usleep(useconds_t((0.05 - gap) * 1_000_000)) }
+                lastLook = System.monotonic()
+                var printed = false
+                while next <= total {
+                    let page = try g.tasks(from: next, limit: 500)
+                    var advanced = false
+                    for (p, t) in page {
+                        guard p == next, t.state.isFinished else { break }
+                        if !printed { progress?.clear(); printed = true }
+                        if t.state == .succeeded {
+                            var bytes = t.result ?? []
+                            if bytes.last != UInt8(ascii: "\n") { bytes.append(UInt8(ascii: "\n")) }
+                            bytes.withUnsafeBytes { writeAll(1, $0) }
+                        } else {
+                            let why = t.lastError ?? t.state.rawValue
+                            writeErr("taskq: line \(p) \(t.state == .failed ? "failed" : "was cancelled"): \(why)\n")
+                            locked { failures += 1 }
+                        }
+                        next += 1
+                        advanced = true
+                    }
+                    if !advanced || page.count < 500 { break }
+                }
+                locked { finished = next - 1 }
+                if let progress {
+                    let c = try g.counts()
+                    let counts = Wait.Counts(succeeded: c[.succeeded] ?? 0, failed: c[.failed] ?? 0, cancelled: c[.cancelled] ?? 0,
+                                             queued: c[.queued] ?? 0, running: c[.running] ?? 0)
+                    if baseline == nil { baseline = counts.done }
+                    progress.update(counts, elapsed: System.monotonic() - start, doneSinceStart: counts.done - (baseline ?? 0))
+                }
+                return next > total ? true : nil
+            }
+            if next > total {
+                progress?.clear()
+                locked { complete = true }
+                kill(getpid(), SIGTERM)   // stop the supervisor on the main thread
+            } else {
+                progress?.clear()
+            }
+        } catch {
+            locked { self.error = error }
+            kill(getpid(), SIGTERM)
+        }
+    }
+}
+
+/// 64-bit FNV-1a, for naming a map run after its input.
+struct FNV1a {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    mutating func add(_ s: String) {
+        for b in s.utf8 { value = (value ^ UInt64(b)) &* 0x100_0000_01b3 }
+    }
+    var hex: String {
+        let h = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - h.count) + h
+    }
+}
