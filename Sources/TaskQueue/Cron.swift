@@ -165,7 +165,7 @@ public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
         let horizon = t + Self.horizonSeconds
         var from = t   // exclusive
         while from < horizon {
-            let seg = zone.segment(containing: from)
+            let seg = zone.segment(containing: from + 1)   // candidates are > from
             let o = Int64(seg.offset)
             // Wall times below this (seconds) happened already, before the clocks went back.
             let repeatsBelow: Int64? = seg.previousOffset.flatMap { p in p > seg.offset ? seg.start + Int64(p) : nil }

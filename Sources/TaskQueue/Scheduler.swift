@@ -143,7 +143,8 @@ public final class Scheduler {
         // No later occurrence within 8 years: park it far ahead rather than fire again.
         let next = cron.next(after: max(occurrence, now), in: zone) ?? Timestamp.isoMaximum
         var options = s.options
-        options.runAt = nil
+        // Ready at once by the system clock (the scheduler's clock may be shifted in tests).
+        options.runAt = Timestamp.now()
         return SchedulePlan(occurrence: occurrence, next: next, task: NewTask(kind: s.kind, payload: s.payload, options: options))
     }
 }

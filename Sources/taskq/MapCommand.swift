@@ -211,7 +211,12 @@ final class MapMonitor {
     let group: String
     let total: Int
     let errFD: Int32
-    private var lock = pthread_mutex_t()
+    /// On the heap: `&storedProperty` may hand pthread a temporary copy.
+    private let lock: UnsafeMutablePointer<pthread_mutex_t> = {
+        let p = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+        pthread_mutex_init(p, nil)
+        return p
+    }()
     private var stopRequested = false
     private var done = false
     private(set) var complete = false
@@ -221,11 +226,12 @@ final class MapMonitor {
 
     init(database: DatabaseOptions, group: String, total: Int, errFD: Int32) {
         self.database = database; self.group = group; self.total = total; self.errFD = errFD
-        pthread_mutex_init(&lock, nil)
     }
 
+    deinit { pthread_mutex_destroy(lock); lock.deallocate() }
+
     private func locked<T>(_ body: () -> T) -> T {
-        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
+        pthread_mutex_lock(lock); defer { pthread_mutex_unlock(lock) }
         return body()
     }
 
@@ -280,6 +286,7 @@ final class MapMonitor {
                     if !advanced || page.count < 500 { break }
                 }
                 locked { finished = next - 1 }
+                if getenv("TASKQ_MAP_DEBUG") != nil { writeErr("debug: next=\(next) total=\(total)\n") }
                 if let progress {
                     let c = try g.counts()
                     let counts = Wait.Counts(succeeded: c[.succeeded] ?? 0, failed: c[.failed] ?? 0, cancelled: c[.cancelled] ?? 0,
@@ -297,6 +304,7 @@ final class MapMonitor {
                 progress?.clear()
             }
         } catch {
+            writeErr("taskq: map stopped following its tasks: \(error)\n")
             locked { self.error = error }
             kill(getpid(), SIGTERM)
         }

@@ -91,7 +91,8 @@ struct ScheduleAdd: ParsableCommand {
     var replace = false
 
     func validate() throws {
-        _ = try checked()
+        // Usage errors here (exit 64); a bad payload is reported by run (exit 65).
+        do { _ = try checked() } catch let e as TaskQueueError where e.code == .badData {}
     }
 
     /// Everything checked, nothing written.
