@@ -152,3 +152,4 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore {
         }
     }
 }
+

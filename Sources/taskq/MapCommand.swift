@@ -183,7 +183,17 @@ struct MapCommand: ParsableCommand {
         if devnull >= 0 { dup2(devnull, 2); close(devnull) }
         defer { dup2(errFD, 2) }
         let code: Int32
-        do { code = try TaskQueueProcess.supervise(options, handlers: HandlerSet()) } catch {
+        // Not TaskQueueProcess.supervise: it opens the database with create, and
+        // opening and closing the file from this process while the monitor's
+        // connection is open would drop that connection's POSIX locks (Linux drops
+        // all of a process's locks on a file when any descriptor of it closes);
+        // another process could then reset the WAL under it. The database exists.
+        options.database = TaskQueueProcess.absolutePath(options.database)
+        let path = options.database, sync = database.durability, busy = database.busyTimeout
+        let supervisor = Supervisor(options: options, functionKinds: []) {
+            try SQLiteTaskStore(path: path, create: false, synchronous: sync, busyTimeout: busy)
+        }
+        do { code = try supervisor.run() } catch {
             dup2(errFD, 2)
             monitor.requestStop()
             throw error
@@ -286,7 +296,6 @@ final class MapMonitor {
                     if !advanced || page.count < 500 { break }
                 }
                 locked { finished = next - 1 }
-                if getenv("TASKQ_MAP_DEBUG") != nil { writeErr("debug: next=\(next) total=\(total)\n") }
                 if let progress {
                     let c = try g.counts()
                     let counts = Wait.Counts(succeeded: c[.succeeded] ?? 0, failed: c[.failed] ?? 0, cancelled: c[.cancelled] ?? 0,

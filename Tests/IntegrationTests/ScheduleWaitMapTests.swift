@@ -200,7 +200,7 @@ import Glibc
             """)
         let input = (1...8).map(String.init).joined(separator: "\n") + "\n"
         #expect(s.taskq(["init"]).status == 0)   // so the sqlite3 looks below find the tables
-        let first = Child(Harness.taskq, ["map", "--workers", "8", "--handler", "./h.sh", "--group", "g1"], env: ["TASKQ_MAP_DEBUG": "1"], cwd: s.dir,
+        let first = Child(Harness.taskq, ["map", "--workers", "8", "--handler", "./h.sh", "--group", "g1"], cwd: s.dir,
                           stdinData: Array(input.utf8), logDir: s.dir)
         defer { first.kill9() }
         #expect(eventually(timeout: 30) { s.count("succeeded") == 4 && s.count("running") == 4 }, "\(first.stderrSoFar)")
