@@ -60,3 +60,20 @@ extension Queue {
         return try s.groupTasks(name, from: 1, limit: 1).isEmpty ? nil : TaskGroup(name: name, store: s)
     }
 }
+
+/// A store that can say what finished recently (for `taskq top`); a capability
+/// beside `TaskStore`.
+package protocol ActivityStore: AnyObject {
+    /// Tasks (not stop sentinels) that finished at or after `since`, counted per
+    /// queue and state. May scan the table: for once-a-second views, not hot paths.
+    func finishedSince(_ since: Timestamp) throws -> [(queue: String, state: TaskState, count: Int64)]
+}
+
+extension Queue {
+    /// Tasks finished at or after `since`, per queue and state (empty when the
+    /// store cannot tell).
+    public func finishedSince(_ since: Timestamp) throws -> [(queue: String, state: TaskState, count: Int64)] {
+        guard let s = store as? any ActivityStore else { return [] }
+        return try s.finishedSince(since)
+    }
+}

@@ -3,7 +3,7 @@ import TaskQueue
 // Recurring schedules (table `schedules`, `schedule_runs`) and map groups
 // (`task_groups`): see migrations/0002_schedules.sql.
 
-extension SQLiteTaskStore: ScheduleStore, TaskGroupStore {
+extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
     /// Inserts one task with a statement prepared once per call site; returns its id.
     private func insertTask(_ s: Statement, _ t: NewTask, nowText: String) throws -> Int64 {
         let o = t.options
@@ -151,5 +151,13 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore {
             return db.changes
         }
     }
-}
 
+    // MARK: - activity
+
+    package func finishedSince(_ since: Timestamp) throws -> [(queue: String, state: TaskState, count: Int64)] {
+        try db.prepare("""
+            SELECT queue, state, count(*) FROM tasks
+            WHERE finished_at >= ? AND kind <> 'taskq.stop' GROUP BY queue, state ORDER BY queue
+            """).bind(.ts(since)).rows { r in (queue: r.string(0), state: TaskState(rawValue: r.string(1)) ?? .failed, count: r.int(2)) }
+    }
+}

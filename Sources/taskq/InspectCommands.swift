@@ -48,8 +48,10 @@ struct Status: ParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
     @Flag(help: "Print JSON (shape above).") var json = false
+    @Flag(help: "Refresh every second as a live view, until Ctrl-C (the same as 'taskq top').") var watch = false
 
     func run() throws {
+        if watch { return try LiveView(database: database, interval: 1, iterations: nil).run() }
         let q = try database.open(create: false)
         let s = try q.stats()
         let states = TaskState.allCases

@@ -36,7 +36,7 @@ struct Taskq: ParsableCommand {
             """,
         version: taskqVersion,
         subcommands: [Enqueue.self, Supervise.self, Status.self, List.self, Show.self, Result.self, Stop.self, Init.self,
-                      Wait.self, ScheduleCommand.self, MapCommand.self])
+                      Wait.self, ScheduleCommand.self, MapCommand.self, Top.self])
 }
 
 // A worker started by a supervisor runs here and never returns.

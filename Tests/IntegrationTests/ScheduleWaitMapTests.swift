@@ -233,3 +233,54 @@ import Glibc
         _ = sup
     }
 }
+
+/// `taskq top` / `status --watch`, driven in a real terminal (tmux).
+@Suite struct TopTests {
+    static let tmux = "/usr/bin/tmux"
+
+    @Test func snapshotWhenNotATerminal() {
+        let s = Scenario("taskq-top")
+        defer { s.close() }
+        s.enqueue("t", "1")
+        s.enqueue("t", "2", ["--max-attempts", "1"])
+        let sup = s.supervise(["--workers", "1", "--handler", "t=test \"$(cat)\" = 1 || { echo nope >&2; exit 4; }"])
+        #expect(eventually { s.count("succeeded") == 1 && s.count("failed") == 1 }, "\(sup.stderrSoFar)")
+        let r = s.taskq(["top", "--iterations", "1"])
+        #expect(r.status == 0, "\(r)")
+        #expect(!r.stdout.contains("\u{1B}"), "no escape codes when not a terminal")
+        #expect(r.stdout.contains("QUEUE") && r.stdout.contains("DONE/MIN"))
+        #expect(r.stdout.contains("last minute: 2 finished (1 succeeded, 1 failed, 0 cancelled)"), "\(r.stdout)")
+        #expect(r.stdout.contains("RECENT FAILURES") && r.stdout.contains("nope"))
+        #expect(r.stdout.contains("supervisor pid \(sup.pid)"))
+    }
+
+    @Test(.enabled(if: access(TopTests.tmux, X_OK) == 0, "tmux is not installed (apt-get install tmux)"))
+    func restoresTheTerminalOnCtrlC() {
+        let s = Scenario("taskq-top")
+        defer { s.close() }
+        s.enqueue("t", "1")
+        let sup = s.supervise(["--workers", "1", "--handler", "t=\(s.longSleep)"])
+        #expect(eventually { s.count("running") == 1 }, "\(sup.stderrSoFar)")
+        let sock = s.dir + "/tmux.sock"
+        func tmux(_ args: [String]) -> RunResult { run(Self.tmux, ["-S", sock] + args) }
+        defer { _ = tmux(["kill-server"]) }
+        let started = tmux(["new-session", "-d", "-x", "110", "-y", "40", "-c", s.dir, "env PS1='READY$ ' /bin/sh"])
+        #expect(started.status == 0, "\(started)")
+        func screen() -> String { tmux(["capture-pane", "-p"]).stdout }
+        func flag(_ name: String) -> String { tmux(["display-message", "-p", "#{\(name)}"]).out }
+        #expect(eventually(timeout: 10) { screen().contains("READY$") })
+        _ = tmux(["send-keys", "\(Harness.taskq) status --watch --db \(s.db)", "Enter"])
+        #expect(eventually(timeout: 20) { screen().contains("RUNNING (1)") }, "\(screen())")
+        #expect(screen().contains("taskq top - \(s.db)"))
+        #expect(flag("alternate_on") == "1", "the alternate screen is in use")
+        #expect(flag("cursor_flag") == "0", "the cursor is hidden")
+        _ = tmux(["send-keys", "C-c"])
+        #expect(eventually(timeout: 10) { flag("alternate_on") == "0" }, "\(screen())")
+        #expect(eventually(timeout: 10) { flag("cursor_flag") == "1" })
+        // Back on the shell: the command line is there and a fresh prompt after it.
+        let after = screen().split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+        #expect(after.last == "READY$", "\(after)")
+        #expect(after.contains { $0.contains("status --watch") })
+        #expect(!after.contains { $0.contains("RUNNING (") })
+    }
+}
