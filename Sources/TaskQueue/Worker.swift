@@ -28,6 +28,9 @@ public final class Worker {
     private var baseEnvironment: [String] = []
     private var stopping = false
     private var aborting = false
+    /// Tasks taken from this worker while it ran them (cancelled): their refused
+    /// late results are expected, not worth a warning.
+    private var lost: Set<Int64> = []
 
     package init(config: WorkerConfig, handlers: HandlerSet, makeStore: @escaping () throws -> any TaskStore) {
         var h = handlers
@@ -75,7 +78,7 @@ public final class Worker {
         var pending: [TaskOutcome] = []
         let request = { (limit: Int) in
             ClaimRequest(owner: self.processID, supervisorID: self.config.supervisorID, kinds: kinds,
-                         queues: self.config.queues, limit: limit)
+                         queues: self.config.queues, limit: limit, pid: getpid(), host: System.hostName)
         }
 
         while true {
@@ -85,7 +88,7 @@ public final class Worker {
             let claimed: [ClaimedTask]
             do {
                 let r = try store.finishAndClaim(pending, claim: limit > 0 ? request(limit) : nil, now: .now())
-                for (o, ok) in zip(pending, r.accepted) where !ok {
+                for (o, ok) in zip(pending, r.accepted) where !ok && lost.remove(o.taskID) == nil {
                     System.log("taskq worker \(getpid()): result of task \(o.taskID) attempt \(o.attempt) rejected: the task was recovered from this worker (its lease expired) and is no longer its to finish")
                 }
                 pending = []
@@ -115,7 +118,8 @@ public final class Worker {
                     pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: .released))
                     continue
                 }
-                pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: execute(task)))
+                let (result, failure) = execute(task)
+                pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: result, failure: failure))
             }
         }
         flush(pending)
@@ -144,23 +148,38 @@ public final class Worker {
     }
 
     /// Runs one attempt and says how it ended.
-    private func execute(_ task: ClaimedTask) -> TaskOutcome.Result {
+    private func execute(_ task: ClaimedTask) -> (TaskOutcome.Result, String) {
         let error: String
+        var failure = "failed"
         if let f = handlers.functions[task.kind] {
-            do { return .succeeded(try f(task)) } catch let e { error = "handler threw: \(e)" }
+            do { return (.succeeded(try f(task)), "") } catch let e { error = "handler threw: \(e)" }
         } else if let command = handlers.commands[task.kind] {
             let runner = CommandRunner(command: command, environment: baseEnvironment)
             let env = ["TASKQ_TASK_ID=\(task.id)", "TASKQ_KIND=\(task.kind)", "TASKQ_QUEUE=\(task.queue)",
                        "TASKQ_ATTEMPT=\(task.attempt)"]
+            let ops = store as? any TaskOperationsStore
+            var taken = false
             let outcome = runner.run(task, extraEnv: env, tick: { [self] in
                 readSignals()
+                // Still ours? One primary-key read per tick: a cancelled task's
+                // handler is killed within a tick.
+                if let ops, (try? ops.stillRunning(taskID: task.id, owner: processID, attempt: task.attempt)) == false {
+                    taken = true
+                    return false
+                }
                 return !aborting
             }, tickInterval: 0.2)
+            if taken {
+                lost.insert(task.id)
+                System.log("taskq worker \(getpid()): task \(task.id) was cancelled (or taken from this worker) while running; its handler's process group was killed")
+                return (.released, "")
+            }
             switch outcome {
-            case .succeeded(let out): return .succeeded(out)
+            case .succeeded(let out): return (.succeeded(out), "")
             case .failed(let e):
-                if aborting { return .released }
+                if aborting { return (.released, "") }
                 error = e
+                if e.hasPrefix("timed out after") { failure = "timed out" }
             }
         } else {
             error = "no handler for kind \(task.kind)"
@@ -170,7 +189,7 @@ public final class Worker {
             System.log("taskq worker \(getpid()): task \(task.id) (\(task.kind)) \(message)"
                        + (retryAt.map { "; retry at \($0.iso)" } ?? "; no attempts left, task failed"))
         }
-        return result
+        return (result, failure)
     }
 
     // MARK: heartbeat
