@@ -62,8 +62,10 @@ package struct TaskOutcome: Sendable, Equatable {
     package var attempt: Int64
     package var result: Result
     /// How a failed attempt failed, for the attempt history: "failed",
-    /// "timed out" or "crashed". (A released attempt is kept as "released".)
+    /// "timed out" or "crashed". (A released attempt is kept as "released",
+    /// unless this is `notStarted`: claimed in a batch, never run, nothing to keep.)
     package var failure: String
+    package static let notStarted = "not started"
 
     package init(taskID: Int64, owner: Int64, attempt: Int64, result: Result, failure: String = "failed") {
         self.taskID = taskID; self.owner = owner; self.attempt = attempt; self.result = result; self.failure = failure

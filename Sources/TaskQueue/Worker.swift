@@ -115,7 +115,9 @@ public final class Worker {
             for task in claimed {
                 readSignals()
                 if stopping || aborting {
-                    pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: .released))
+                    // Claimed in a batch but never started: no attempt to keep in history.
+                    pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: .released,
+                                               failure: TaskOutcome.notStarted))
                     continue
                 }
                 let (result, failure) = execute(task)

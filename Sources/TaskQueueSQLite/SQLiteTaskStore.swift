@@ -300,6 +300,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 try cancelDependants(of: o.taskID, reason: "task \(o.taskID), which it was to run after, failed", now: now)
             }
         case .released:
+            if o.failure == TaskOutcome.notStarted { break }
             try keepAttempt(o.taskID, attempt: o.attempt, outcome: "released", error: "put back without counting the attempt (its worker was stopping)", now: now)
         }
         return true
