@@ -565,7 +565,17 @@ enum StoreConformance {
         let remoteGone = try f.worker(supervisor: live, pid: impossiblePid, host: "elsewhere.invalid",
                                       registeredAt: f.now.adding(seconds: -120), lease: 60)
         let remoteAlive = try f.worker(supervisor: live, pid: impossiblePid, host: "elsewhere.invalid", lease: 60)
-        let frozen = try f.worker(supervisor: live, pid: me, registeredAt: f.now.adding(seconds: -120), lease: 60)
+        // Past its lease but running: it was most likely waiting for a write lock.
+        let late = try f.worker(supervisor: live, pid: me, registeredAt: f.now.adding(seconds: -120), lease: 60)
+        // Past its lease and stopped (SIGSTOP): frozen, so dead to the queue.
+        let child = Child("/bin/sleep", ["30"])
+        defer { child.kill9() }
+        var childTicks: Int64?
+        eventually(timeout: 10) { childTicks = System.startTicks(of: child.pid); return childTicks != nil }
+        child.signal(SIGSTOP)
+        #expect(eventually(timeout: 10) { System.isStopped(child.pid) })
+        let frozen = try f.worker(supervisor: live, pid: child.pid, startTicks: childTicks ?? 0,
+                                  registeredAt: f.now.adding(seconds: -120), lease: 60)
         let rows = Dictionary(uniqueKeysWithValues: try store.processes().map { ($0.id, $0) })
         let now = Timestamp.now()
         func reason(_ id: Int64) -> String? { Recovery.deathReason(of: rows[id]!, now: now) }
@@ -577,7 +587,8 @@ enum StoreConformance {
         #expect(reason(remoteAlive) == nil, "a process on another host is alive while its lease runs")
         let gone = try #require(reason(remoteGone))
         #expect(gone.hasPrefix("stopped heartbeating (its lease expired ") && gone.hasSuffix(" ago)"), "\(gone)")
-        #expect(reason(frozen)?.hasPrefix("stopped heartbeating") == true, "a live but frozen process is dead once its lease expires")
+        #expect(reason(late) == nil, "a running local process past its lease was waiting for a lock, not dead")
+        #expect(reason(frozen)?.hasPrefix("stopped heartbeating") == true, "a stopped process is dead once its lease expires")
         #expect(try Recovery.liveSupervisors(store: store).map(\.id) == [live])
     }
 
