@@ -103,6 +103,10 @@ ALTER TABLE tasks ADD COLUMN worker_host TEXT;
 -- means for this task: 'retry' it, or end it 'failed'. NULL: the supervisor's
 -- --on-crash for its kind, else retry.
 ALTER TABLE tasks ADD COLUMN on_crash TEXT CHECK (on_crash IS NULL OR on_crash = 'retry' OR on_crash = 'fail');
+-- 1 when some task was enqueued --after this one: only then does finishing it
+-- look in task_dependencies (the finish UPDATE returns this flag, so a task without
+-- dependants costs no extra read).
+ALTER TABLE tasks ADD COLUMN has_dependants INTEGER;
 -- enqueue --unique KEY: at most one task per key is queued or running.
 ALTER TABLE tasks ADD COLUMN unique_key TEXT;
 CREATE UNIQUE INDEX tasks_unique_key ON tasks (unique_key)

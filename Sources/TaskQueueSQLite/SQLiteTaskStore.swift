@@ -68,6 +68,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     private lazy var succeedStmt = try! db.prepare("""
         UPDATE tasks SET state = 'succeeded', owner = NULL, finished_at = ?1, result = ?2
         WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running'
+        RETURNING has_dependants
         """)
     private lazy var retryStmt = try! db.prepare("""
         UPDATE tasks SET state = 'queued', owner = NULL, run_at = ?1, last_error = ?2
@@ -76,6 +77,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     private lazy var failStmt = try! db.prepare("""
         UPDATE tasks SET state = 'failed', owner = NULL, finished_at = ?1, last_error = ?2
         WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running'
+        RETURNING has_dependants
         """)
     private lazy var releaseStmt = try! db.prepare("""
         UPDATE tasks SET state = 'queued', owner = NULL, attempts = attempts - 1
@@ -191,6 +193,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     private func addDependencies(_ id: Int64, _ deps: [Int64]) throws {
         for d in deps {
+            try db.prepare("UPDATE tasks SET has_dependants = 1 WHERE id = ? AND has_dependants IS NULL").bind(.int(d)).run()
             try db.prepare("INSERT OR IGNORE INTO task_dependencies (depends_on, task_id) VALUES (?, ?)")
                 .bind(.int(d), .int(id)).run()
         }
@@ -289,14 +292,22 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         s.bind(3, o.taskID)
         s.bind(4, o.owner)
         s.bind(5, o.attempt)
-        try s.run()
-        guard db.changes == 1 else { return false }
+        // Succeed and fail return has_dependants (a row only when the fence let the
+        // UPDATE through); retry and release return nothing.
+        var hasDependants = false
+        if s === succeedStmt || s === failStmt {
+            guard let flag = try s.firstRow({ $0.optionalInt(0) }) else { return false }
+            hasDependants = flag != nil
+        } else {
+            try s.run()
+            guard db.changes == 1 else { return false }
+        }
         switch o.result {
         case .succeeded:
-            try releaseDependants(of: o.taskID, now: now)
+            if hasDependants { try releaseDependants(of: o.taskID, now: now) }
         case .failed(let error, let retryAt):
             try keepAttempt(o.taskID, attempt: o.attempt, outcome: o.failure, error: error, now: now)
-            if retryAt == nil {
+            if retryAt == nil && hasDependants {
                 try cancelDependants(of: o.taskID, reason: "task \(o.taskID), which it was to run after, failed", now: now)
             }
         case .released:

@@ -7,12 +7,13 @@ import Glibc
 
 /// Prints what retry/cancel changed, one line per task, refusals on stderr;
 /// throws the exit status: 66 when an id does not exist, 1 when one was refused.
-private func report(_ changes: [TaskChange], verb: String, location: String, bulk: Bool) throws {
+private func report(_ changes: [TaskChange], verb: String, location: String, bulk: Bool, what: String = "", scope: String = "") throws {
     var text = ""
     var missing: [Int64] = []
     var refused = 0
     for c in changes {
         if let after = c.after, let before = c.before {
+            if bulk { continue }
             text += "\(verb) task \(c.id) (was \(before.rawValue), now \(after.rawValue))\n"
         } else if c.before == nil {
             missing.append(c.id)
@@ -22,7 +23,7 @@ private func report(_ changes: [TaskChange], verb: String, location: String, bul
         }
     }
     let done = changes.filter { $0.after != nil }.count
-    if bulk || changes.count > 1 { text += "\(verb) \(done) task\(done == 1 ? "" : "s")\n" }
+    if bulk || changes.count > 1 { text += "\(verb) \(done)\(what) task\(done == 1 ? "" : "s")\(scope)\n" }
     out(text)
     if !missing.isEmpty {
         throw TaskQueueError.notFound("no task \(missing.map(String.init).joined(separator: ", ")) in \(location)")
@@ -43,7 +44,8 @@ struct Retry: ParsableCommand {
             were cancelled because a task they ran --after failed are not revived by retrying \
             that task: retry them too.
 
-            Prints one line per retried task, and with --state (or several ids) the count.
+            Prints one line per retried task (and the count for several ids); with --state, \
+            only the count, e.g. 'retried 7 failed tasks (queue emails)'.
 
             Examples:
               taskq retry 42
@@ -80,7 +82,9 @@ struct Retry: ParsableCommand {
         let q = try database.open(create: false)
         if let state {
             let changes = try q.retryAll(state: TaskState(rawValue: state)!, queue: queue, kind: kind)
-            try report(changes, verb: "retried", location: q.location, bulk: true)
+            let scope = [queue.map { "queue \($0)" }, kind.map { "kind \($0)" }].compactMap { $0 }
+            try report(changes, verb: "retried", location: q.location, bulk: true,
+                       what: " \(state)", scope: scope.isEmpty ? "" : " (\(scope.joined(separator: ", ")))")
         } else {
             try report(try q.retry(ids), verb: "retried", location: q.location, bulk: false)
         }

@@ -60,7 +60,7 @@ import Glibc
         // Retrying the cancelled ones: queued again, ready now, fresh budget.
         let back = s.taskq(["retry", "--state", "cancelled"])
         #expect(back.status == 0, "\(back)")
-        #expect(back.out.hasSuffix("retried 2 tasks"))
+        #expect(back.out == "retried 2 cancelled tasks")
         #expect(s.sqlInt("SELECT count(*) FROM tasks WHERE state = 'queued' AND finished_at IS NULL AND attempts = 0") == 3)
     }
 
@@ -81,7 +81,8 @@ import Glibc
         // Narrowed by queue: only the one in q2.
         let r = s.taskq(["retry", "--state", "failed", "--queue", "q2"])
         #expect(r.status == 0, "\(r)")
-        #expect(r.out == "retried task \(other) (was failed, now queued)\nretried 1 task")
+        #expect(r.out == "retried 1 failed task (queue q2)")
+        #expect(s.sql("SELECT state FROM tasks WHERE id = \(other)") == "queued")
         #expect(s.taskq(["retry", String(id)]).out == "retried task \(id) (was failed, now queued)")
         let again = s.supervise(["--workers", "1", "--handler", "t=./h.sh", "--until-empty"])
         #expect(again.wait(timeout: 20) == 0)
