@@ -11,8 +11,9 @@ ALTER TABLE tasks ADD COLUMN worker_host TEXT;
 -- --on-crash for its kind, else retry.
 ALTER TABLE tasks ADD COLUMN on_crash TEXT CHECK (on_crash IS NULL OR on_crash = 'retry' OR on_crash = 'fail');
 -- 1 when some task was enqueued --after this one: only then does finishing it
--- look in task_dependencies (the finish UPDATE returns this flag, so a task without
--- dependants costs no extra read).
+-- look in task_dependencies (the finishing UPDATE has AND has_dependants IS NULL, and
+-- a second variant runs only when that changed nothing), so a task without
+-- dependants costs no extra statement.
 ALTER TABLE tasks ADD COLUMN has_dependants INTEGER;
 -- enqueue --unique KEY: at most one task per key is queued or running.
 ALTER TABLE tasks ADD COLUMN unique_key TEXT;

@@ -67,8 +67,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     private lazy var dependantsStmt = try! db.prepare("SELECT task_id FROM task_dependencies WHERE depends_on = ?1")
     private lazy var succeedStmt = try! db.prepare("""
         UPDATE tasks SET state = 'succeeded', owner = NULL, finished_at = ?1, result = ?2
-        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running'
-        RETURNING has_dependants
+        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running' AND has_dependants IS NULL
         """)
     private lazy var retryStmt = try! db.prepare("""
         UPDATE tasks SET state = 'queued', owner = NULL, run_at = ?1, last_error = ?2
@@ -76,8 +75,18 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         """)
     private lazy var failStmt = try! db.prepare("""
         UPDATE tasks SET state = 'failed', owner = NULL, finished_at = ?1, last_error = ?2
-        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running'
-        RETURNING has_dependants
+        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running' AND has_dependants IS NULL
+        """)
+    /// The same two for a task that others wait for (--after): tried only when the
+    /// plain one changed nothing, so a task nobody waits for costs no extra work.
+    /// (Not RETURNING: that builds a temporary table on every execution.)
+    private lazy var succeedWithDependantsStmt = try! db.prepare("""
+        UPDATE tasks SET state = 'succeeded', owner = NULL, finished_at = ?1, result = ?2
+        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running' AND has_dependants IS NOT NULL
+        """)
+    private lazy var failWithDependantsStmt = try! db.prepare("""
+        UPDATE tasks SET state = 'failed', owner = NULL, finished_at = ?1, last_error = ?2
+        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running' AND has_dependants IS NOT NULL
         """)
     private lazy var releaseStmt = try! db.prepare("""
         UPDATE tasks SET state = 'queued', owner = NULL, attempts = attempts - 1
@@ -109,7 +118,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         let queueClause = queues.map { n in
             "AND (\((0..<n).map { "queue = ?\(7 + kinds + $0)" }.joined(separator: " OR ")))"
         } ?? ""
-        // Paused queues: a subquery on the tiny `queues` table, evaluated once per claim.
+        // Paused queues: subqueries on the tiny `queues` table, each evaluated once per
+        // claim; the list of paused names is only built when some queue is paused.
         let s = try db.prepare("""
             UPDATE tasks SET state = 'running', owner = ?1, attempts = attempts + 1, started_at = ?2,
                              worker_pid = ?5, worker_host = ?6
@@ -120,7 +130,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                                      WHERE kind = 'taskq.stop' AND state = 'queued'
                                        AND json_extract(payload, '$.supervisor') = ?3), 9223372036854775807)
                   AND (\(kindList)) \(queueClause)
-                  AND queue NOT IN (SELECT name FROM queues WHERE paused_at IS NOT NULL)
+                  AND (NOT EXISTS (SELECT 1 FROM queues WHERE paused_at IS NOT NULL)
+                       OR queue NOT IN (SELECT name FROM queues WHERE paused_at IS NOT NULL))
                 ORDER BY priority DESC, run_at, id
                 LIMIT ?4)
             RETURNING id, kind, queue, payload, attempts, max_attempts, timeout_s, priority, run_at, on_crash
@@ -267,10 +278,23 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     /// Applies one outcome under the fence; true when it changed the row.
     private func apply(_ o: TaskOutcome, now: Timestamp) throws -> Bool {
+        if try applyFenced(o, now: now, withDependants: false) { return try settle(o, hasDependants: false, now: now) }
+        // Nothing changed: the fence refused it, or others wait for this task.
+        switch o.result {
+        case .succeeded, .failed(_, nil):
+            guard try applyFenced(o, now: now, withDependants: true) else { return false }
+            return try settle(o, hasDependants: true, now: now)
+        default:
+            return false
+        }
+    }
+
+    /// One fenced UPDATE; true when it changed the row.
+    private func applyFenced(_ o: TaskOutcome, now: Timestamp, withDependants: Bool) throws -> Bool {
         let s: Statement
         switch o.result {
         case .succeeded(let output):
-            s = succeedStmt
+            s = withDependants ? succeedWithDependantsStmt : succeedStmt
             s.reset()
             s.bind(1, now.iso)
             if let text = utf8Text(output) { s.bind(2, text) } else { s.bind(2, bytes: output) }
@@ -280,7 +304,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             s.bind(1, retryAt.iso)
             s.bind(2, error)
         case .failed(let error, nil):
-            s = failStmt
+            s = withDependants ? failWithDependantsStmt : failStmt
             s.reset()
             s.bind(1, now.iso)
             s.bind(2, error)
@@ -292,16 +316,12 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         s.bind(3, o.taskID)
         s.bind(4, o.owner)
         s.bind(5, o.attempt)
-        // Succeed and fail return has_dependants (a row only when the fence let the
-        // UPDATE through); retry and release return nothing.
-        var hasDependants = false
-        if s === succeedStmt || s === failStmt {
-            guard let flag = try s.firstRow({ $0.optionalInt(0) }) else { return false }
-            hasDependants = flag != nil
-        } else {
-            try s.run()
-            guard db.changes == 1 else { return false }
-        }
+        try s.run()
+        return db.changes == 1
+    }
+
+    /// After an accepted outcome: history row, dependants.
+    private func settle(_ o: TaskOutcome, hasDependants: Bool, now: Timestamp) throws -> Bool {
         switch o.result {
         case .succeeded:
             if hasDependants { try releaseDependants(of: o.taskID, now: now) }
