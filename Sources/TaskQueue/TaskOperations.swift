@@ -136,9 +136,11 @@ extension Queue {
     public func attempts(of id: Int64) throws -> [TaskAttempt] { try operations.attempts(of: id) }
 
     /// Puts failed or cancelled tasks back as queued with a fresh attempt budget.
+    @discardableResult
     public func retry(_ ids: [Int64]) throws -> [TaskChange] { try operations.retryTasks(ids, now: .now()) }
 
     /// Retries every task in `state` (failed or cancelled), of `queue` and `kind` when given.
+    @discardableResult
     public func retryAll(state: TaskState, queue: String? = nil, kind: String? = nil) throws -> [TaskChange] {
         let ids = try operations.taskIDs(state: state, queue: queue, kind: kind)
         var changes: [TaskChange] = []
@@ -153,12 +155,14 @@ extension Queue {
     }
 
     /// Cancels queued or running tasks.
+    @discardableResult
     public func cancel(_ ids: [Int64], reason: String = "cancelled by taskq cancel") throws -> [TaskChange] {
         try operations.cancelTasks(ids, reason: reason, now: .now())
     }
 
     /// Deletes finished tasks in `states` whose finish time is before `before`, in
     /// small transactions. Returns how many were deleted.
+    @discardableResult
     public func purge(states: [TaskState], finishedBefore before: Timestamp, batch: Int = 500, maxBatches: Int = .max) throws -> Int {
         var total = 0
         for _ in 0..<maxBatches {
@@ -170,9 +174,11 @@ extension Queue {
     }
 
     /// Pauses a queue: no new claims until `resume`. False when it already was paused.
+    @discardableResult
     public func pause(_ queue: String) throws -> Bool { try operations.setPaused(queue: queue, paused: true, now: .now()) }
 
     /// Resumes a paused queue. False when it was not paused.
+    @discardableResult
     public func resume(_ queue: String) throws -> Bool { try operations.setPaused(queue: queue, paused: false, now: .now()) }
 
     /// Paused queues, by name.
