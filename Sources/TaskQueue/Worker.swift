@@ -31,6 +31,9 @@ public final class Worker {
     /// Tasks taken from this worker while it ran them (cancelled): their refused
     /// late results are expected, not worth a warning.
     private var lost: Set<Int64> = []
+    /// The store's task operations (cancel checks), looked up once: a dynamic cast
+    /// is not free, and runs between a claim and its handler's start otherwise.
+    private lazy var operations: (any TaskOperationsStore)? = store as? any TaskOperationsStore
 
     package init(config: WorkerConfig, handlers: HandlerSet, makeStore: @escaping () throws -> any TaskStore) {
         var h = handlers
@@ -70,6 +73,7 @@ public final class Worker {
             return Exit.failedToStart
         }
         baseEnvironment = currentEnvironment().filter { !$0.hasPrefix("TASKQ_") } + ["TASKQ_DB=\(config.database)"]
+        _ = operations
         startHeartbeat()
 
         let waiter = Waiter(databasePath: config.database)
@@ -159,7 +163,7 @@ public final class Worker {
             let runner = CommandRunner(command: command, environment: baseEnvironment)
             let env = ["TASKQ_TASK_ID=\(task.id)", "TASKQ_KIND=\(task.kind)", "TASKQ_QUEUE=\(task.queue)",
                        "TASKQ_ATTEMPT=\(task.attempt)"]
-            let ops = store as? any TaskOperationsStore
+            let ops = operations
             var taken = false
             let outcome = runner.run(task, extraEnv: env, tick: { [self] in
                 readSignals()
@@ -173,7 +177,11 @@ public final class Worker {
             }, tickInterval: 0.2)
             if taken {
                 lost.insert(task.id)
-                System.log("taskq worker \(getpid()): task \(task.id) was cancelled (or taken from this worker) while running; its handler's process group was killed")
+                if (try? store.task(task.id))??.state == .cancelled {
+                    System.log("taskq worker \(getpid()): task \(task.id) was cancelled while running; its handler's process group was killed")
+                } else {
+                    System.log("taskq worker \(getpid()): task \(task.id) attempt \(task.attempt) was recovered from this worker (its lease expired) and is no longer its to finish: its handler's process group was killed and its result rejected")
+                }
                 return (.released, "")
             }
             switch outcome {
