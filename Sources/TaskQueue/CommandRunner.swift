@@ -97,7 +97,14 @@ struct CommandRunner {
                         continue
                     }
                     if f.fd == outPipe[0] {
-                        if output.count + r <= Self.maxResultBytes { output += buf[0..<r] } else { overflow = true }
+                        if output.count + r <= Self.maxResultBytes {
+                            output += buf[0..<r]
+                        } else if !overflow {
+                            // Past the limit the attempt has failed: stop the handler now
+                            // rather than read (and drop) whatever more it writes.
+                            overflow = true
+                            killGroup(pid)
+                        }
                     } else {
                         errTail += buf[0..<r]
                         if errTail.count > 4 * Self.stderrTailBytes { errTail.removeFirst(errTail.count - Self.stderrTailBytes) }
@@ -136,10 +143,10 @@ struct CommandRunner {
         if pidfd >= 0 { close(pidfd) }
         close(outPipe[0]); close(errPipe[0])
 
-        if let abortReason { return .failed(abortReason + stderrSuffix(errTail)) }
         if overflow {
-            return .failed("handler wrote more than \(Self.maxResultBytes >> 20) MiB to stdout (the result limit); the output was discarded")
+            return .failed("handler wrote more than \(Self.maxResultBytes >> 20) MiB to stdout (the result limit): its process group was killed and the output discarded")
         }
+        if let abortReason { return .failed(abortReason + stderrSuffix(errTail)) }
         if status == 0 { return .succeeded(output) }
         var how = System.describe(waitStatus: status)
         let code = (status >> 8) & 0xff

@@ -312,7 +312,11 @@ public final class Supervisor {
         if phase == .running || phase == .draining {
             log("worker pid \(pid) \(how); starting a replacement")
         }
-        if System.monotonic() - slot.startedAt < 1 { noteCrash() } else { crashStreak = 0 }
+        // A worker that exits with an error within a second of its start cannot
+        // start (a broken database, say): back off before the next one. One killed
+        // from outside (SIGKILL, the OOM killer) is replaced at once.
+        let failedToStart = status & 0x7f == 0 && System.monotonic() - slot.startedAt < 1
+        if failedToStart { noteCrash() } else { crashStreak = 0 }
     }
 
     private func recover() {

@@ -80,6 +80,7 @@ public final class Worker {
         let onlyFunctions = handlers.commands.isEmpty
         var batch = 1
         var pending: [TaskOutcome] = []
+        var retryDelay = 0.0, lastError = "", lastErrorLogged = 0.0
         let request = { (limit: Int) in
             ClaimRequest(owner: self.processID, supervisorID: self.config.supervisorID, kinds: kinds,
                          queues: self.config.queues, limit: limit, pid: getpid(), host: System.hostName)
@@ -99,11 +100,24 @@ public final class Worker {
                 claimed = r.claimed
             } catch {
                 // "database is locked" past the busy timeout, a full disk: keep
-                // the outcomes and try again; never die of it.
-                System.log("taskq worker \(getpid()): \(error); retrying")
-                waiter.wait(timeout: 0.5)
+                // the outcomes and try again, backing off from 0.5 s to 5 s; never
+                // die of it. (Not on the waiter: the failed write itself touched
+                // the -wal file and would wake it at once.) The same error is
+                // logged once, then again only every minute.
+                retryDelay = min(5, max(0.5, retryDelay * 2))
+                let message = "\(error)"
+                if message != lastError || System.monotonic() - lastErrorLogged > 60 {
+                    System.log("taskq worker \(getpid()): \(message); retrying every \(formatDuration(retryDelay)) or so")
+                    lastError = message
+                    lastErrorLogged = System.monotonic()
+                }
+                readSignals()
+                if !stopping { poll(nil, 0, Int32(retryDelay * 1000)) }
+                if stopping { break }
                 continue
             }
+            retryDelay = 0
+            lastError = ""
             if stopping { break }
             if claimed.isEmpty {
                 if config.untilEmpty { break }
