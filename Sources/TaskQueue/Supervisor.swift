@@ -64,6 +64,8 @@ public final class Supervisor {
         var startedAt: Double
         var pool: Int
         var retired = false
+        /// What the worker is running now; read when it dies.
+        var current: CurrentTaskSlot?
     }
     private var workers: [pid_t: Slot] = [:]
     private let pools: [WorkerPool]
@@ -249,17 +251,21 @@ public final class Supervisor {
         // Spawn /proc/self/exe, not the path it points to: after an upgrade in
         // place that path names the new file (or "… (deleted)"), and a running
         // supervisor must keep starting workers of its own version.
+        let current = CurrentTaskSlot.create()
+        config.currentTaskFD = current?.descriptor ?? -1
         let argv = [System.executablePath, WorkerConfig.argument, config.json]
         var pid: pid_t = 0
         let rc = withCStrings(argv) { a in
             withCStrings(currentEnvironment()) { e in taskq_spawn(&pid, "/proc/self/exe", a, e, 1, 0, -1, -1, -1, nil, 0) }
         }
+        // The worker has its copy; ours must not leak into the next worker.
+        current?.closeDescriptor()
         if rc != 0 {
             log("cannot start a worker (\(String(cString: strerror(rc)))); retrying")
             noteCrash()
             return
         }
-        workers[pid] = Slot(startedAt: System.monotonic(), pool: pool)
+        workers[pid] = Slot(startedAt: System.monotonic(), pool: pool, current: current)
     }
 
     private func noteCrash() {
@@ -288,15 +294,19 @@ public final class Supervisor {
         let now = Timestamp.now()
         if let rows = try? store.processes().filter({ $0.role == .worker && $0.supervisorID == processID && $0.pid == pid }) {
             for row in rows {
-                let held = (try? store.recoverProcess(row.id, now: now) { t in
+                // Of a batch claimed at once, only the task that was running counts
+                // the crash; the others never started and go back as they were.
+                let running = slot.current?.taskID ?? 0
+                let held = (try? store.recoverProcess(row.id, now: now, startedTaskID: running != 0 ? running : nil) { t in
                     if clean || deliberate { return .released }
                     return self.options.retry.crashOutcome(
                         for: t, error: "worker pid \(pid) \(how) while running task \(t.id), attempt \(t.attempt)/\(t.maxAttempts)",
                         policy: Recovery.crashPolicy(t, self.options.onCrash), now: now)
                 }) ?? []
                 if !held.isEmpty && !clean && !deliberate {
-                    let failed = held.filter { Recovery.crashPolicy($0, options.onCrash) == .fail }
-                    log("worker pid \(pid) \(how) while running task \(held.map { String($0.id) }.joined(separator: ", ")); "
+                    let hit = running != 0 ? held.filter { $0.id == running } : held
+                    let failed = hit.filter { Recovery.crashPolicy($0, options.onCrash) == .fail }
+                    log("worker pid \(pid) \(how) while running task \(hit.map { String($0.id) }.joined(separator: ", ")); "
                         + (failed.isEmpty ? "the task goes back for a retry" : "on-crash fail: the task ends failed"))
                 }
             }

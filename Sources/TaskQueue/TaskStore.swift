@@ -118,10 +118,15 @@ package protocol TaskStore: AnyObject {
     func processes() throws -> [ProcessRecord]
 
     /// In one transaction: for each task `processID` still runs, applies
-    /// `outcome(task)` (fenced as in `finishAndClaim`); cancels stop sentinels
-    /// addressed to it; deletes its row. Returns the tasks it held.
+    /// `outcome(task)` (fenced as in `finishAndClaim`, kept in the attempt history
+    /// as "crashed"); cancels stop sentinels addressed to it; deletes its row.
+    /// When `startedTaskID` is given, the process is known to have been running
+    /// that task only: every other task it held was claimed in its batch but never
+    /// started, and goes back as queued without counting or recording an attempt.
+    /// Returns the tasks it held.
     @discardableResult
-    func recoverProcess(_ processID: Int64, now: Timestamp, outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask]
+    func recoverProcess(_ processID: Int64, now: Timestamp, startedTaskID: Int64?,
+                        outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask]
 
     /// Deletes a process row that holds no tasks (clean exit).
     func removeProcess(_ processID: Int64) throws
@@ -147,4 +152,13 @@ package protocol TaskStore: AnyObject {
 
     /// The path or address of the database, for messages.
     var location: String { get }
+}
+
+extension TaskStore {
+    /// `recoverProcess` when it is not known which held task was running.
+    @discardableResult
+    package func recoverProcess(_ processID: Int64, now: Timestamp,
+                                outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask] {
+        try recoverProcess(processID, now: now, startedTaskID: nil, outcome: outcome)
+    }
 }

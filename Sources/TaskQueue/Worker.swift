@@ -25,6 +25,8 @@ public final class Worker {
     let makeStore: () throws -> any TaskStore
     private var store: (any TaskStore)!
     private var processID: Int64 = 0
+    /// Shared with the supervisor: the task running now (see CurrentTaskSlot).
+    private var currentTask: CurrentTaskSlot?
     private var baseEnvironment: [String] = []
     private var stopping = false
     private var aborting = false
@@ -55,6 +57,8 @@ public final class Worker {
         taskq_set_parent_death_signal(SIGUSR2)
         if getppid() != config.supervisorPID { return Exit.parentGone }
         for sig in [SIGTERM, SIGINT, SIGUSR1, SIGHUP] { taskq_install_flag_handler(sig) }
+        // Map the slot first, and close its descriptor so handlers do not inherit it.
+        currentTask = CurrentTaskSlot.open(descriptor: config.currentTaskFD)
         signal(SIGPIPE, SIG_IGN)
 
         let kinds = handlers.kinds
@@ -138,7 +142,9 @@ public final class Worker {
                                                failure: TaskOutcome.notStarted))
                     continue
                 }
+                currentTask?.taskID = task.id
                 let (result, failure) = execute(task)
+                currentTask?.taskID = 0
                 pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: result, failure: failure))
             }
         }

@@ -436,7 +436,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     }
 
     @discardableResult
-    package func recoverProcess(_ processID: Int64, now: Timestamp, outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask] {
+    package func recoverProcess(_ processID: Int64, now: Timestamp, startedTaskID: Int64?,
+                                outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask] {
         try db.writeTransaction {
             let held = try db.prepare("""
                 SELECT id, kind, queue, payload, attempts, max_attempts, timeout_s, on_crash FROM tasks
@@ -447,7 +448,12 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                             onCrash: r.text(7).flatMap(CrashPolicy.init(rawValue:)))
             }
             for t in held {
-                _ = try apply(TaskOutcome(taskID: t.id, owner: processID, attempt: t.attempt, result: outcome(t), failure: "crashed"), now: now)
+                if let started = startedTaskID, t.id != started {
+                    _ = try apply(TaskOutcome(taskID: t.id, owner: processID, attempt: t.attempt, result: .released,
+                                              failure: TaskOutcome.notStarted), now: now)
+                } else {
+                    _ = try apply(TaskOutcome(taskID: t.id, owner: processID, attempt: t.attempt, result: outcome(t), failure: "crashed"), now: now)
+                }
             }
             try db.prepare("""
                 UPDATE tasks SET state = 'cancelled', finished_at = ?,

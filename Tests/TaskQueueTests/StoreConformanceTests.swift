@@ -47,6 +47,7 @@ enum StoreConformance {
         .init("finishAndClaim finishes and claims in one call") { try finishThenClaimInOneCall($0) },
         .init("result bytes round-trip byte for byte") { try resultBytesRoundTrip($0) },
         .init("recoverProcess applies outcomes, deletes the row, cancels sentinels") { try recoverProcess($0) },
+        .init("recoverProcess with the started task charges only that one") { try recoverKnowingTheStartedTask($0) },
         .init("registerProcess, processes and heartbeat") { try processesAndHeartbeat($0) },
         .init("tasks(filter) and stats") { try listingAndStats($0) },
         .init("Recovery.deathReason judges factory rows") { try deathReason($0) },
@@ -334,6 +335,28 @@ enum StoreConformance {
                                                 claim: nil, now: f.now)
         #expect(onQueued.accepted == [false, false])
         #expect(try store.task(q)?.state == .queued)
+    }
+
+    static func recoverKnowingTheStartedTask(_ make: @escaping StoreFactory) throws {
+        let store = try make()
+        let f = RowFactory(store)
+        let s = try f.supervisor()
+        let w = try f.worker(supervisor: s)
+        _ = try store.insertTasks((1...3).map { NewTask(kind: "t", payload: "\($0)") }, now: f.now)
+        let batch = try f.claimed(w, supervisor: s)
+        #expect(batch.count == 3)
+        let started = batch[1]
+        let held = try store.recoverProcess(w, now: f.now, startedTaskID: started.id) { _ in
+            .failed(error: "worker died while running it", retryAt: f.now)
+        }
+        #expect(Set(held.map(\.id)) == Set(batch.map(\.id)))
+        let charged = try #require(try store.task(started.id))
+        #expect(charged.state == .queued && charged.attempts == 1 && charged.lastError == "worker died while running it")
+        for t in [batch[0], batch[2]] {
+            let r = try #require(try store.task(t.id))
+            #expect(r.state == .queued && r.attempts == 0 && r.lastError == nil, "\(r)")
+        }
+        #expect(try store.processes().map(\.id) == [s])
     }
 
     static func fenceStaleAttemptAfterRecovery(_ make: @escaping StoreFactory) throws {
