@@ -158,3 +158,13 @@ int taskq_start_thread(void (*fn)(void *), void *arg) {
 
 #include <fcntl.h>
 int taskq_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+#include <sys/mman.h>
+int taskq_memfd(const char *name) {
+#ifdef SYS_memfd_create
+    return (int)syscall(SYS_memfd_create, name, 0);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}

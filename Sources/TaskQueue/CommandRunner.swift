@@ -32,19 +32,25 @@ struct CommandRunner {
         let argv = ["/bin/sh", "-c", command]
         let env = environment + extraEnv
         var pid: pid_t = 0
+        // Hold the worker's parent-death signal (SIGUSR2, see Worker.run) from the
+        // spawn until the new group is recorded: arriving in between, its handler
+        // would exit without killing the group and leave the handler orphaned. (The
+        // child starts with an empty signal mask: taskq_spawn sets it.)
+        taskq_block_signal(SIGUSR2, 1)
         let rc = withCStrings(argv) { cargv in
             withCStrings(env) { cenv in
                 let closeFDs = [inPipe[1], outPipe[0], errPipe[0]]
                 return taskq_spawn(&pid, "/bin/sh", cargv, cenv, 0, 1, inPipe[0], outPipe[1], errPipe[1], closeFDs, Int32(closeFDs.count))
             }
         }
+        // From here on the worker's parent-death handler kills this group too.
+        if rc == 0 { taskq_set_handler_pgid(pid) }
+        taskq_block_signal(SIGUSR2, 0)
         close(inPipe[0]); close(outPipe[1]); close(errPipe[1])
         if rc != 0 {
             close(inPipe[1]); close(outPipe[0]); close(errPipe[0])
             return .failed("cannot start /bin/sh: \(String(cString: strerror(rc)))")
         }
-        // From here on the worker's parent-death handler kills this group too.
-        taskq_set_handler_pgid(pid)
         defer { taskq_set_handler_pgid(0) }
 
         let pidfd = taskq_pidfd_open(pid)
@@ -91,7 +97,14 @@ struct CommandRunner {
                         continue
                     }
                     if f.fd == outPipe[0] {
-                        if output.count + r <= Self.maxResultBytes { output += buf[0..<r] } else { overflow = true }
+                        if output.count + r <= Self.maxResultBytes {
+                            output += buf[0..<r]
+                        } else if !overflow {
+                            // Past the limit the attempt has failed: stop the handler now
+                            // rather than read (and drop) whatever more it writes.
+                            overflow = true
+                            killGroup(pid)
+                        }
                     } else {
                         errTail += buf[0..<r]
                         if errTail.count > 4 * Self.stderrTailBytes { errTail.removeFirst(errTail.count - Self.stderrTailBytes) }
@@ -130,10 +143,10 @@ struct CommandRunner {
         if pidfd >= 0 { close(pidfd) }
         close(outPipe[0]); close(errPipe[0])
 
-        if let abortReason { return .failed(abortReason + stderrSuffix(errTail)) }
         if overflow {
-            return .failed("handler wrote more than \(Self.maxResultBytes >> 20) MiB to stdout (the result limit); the output was discarded")
+            return .failed("handler wrote more than \(Self.maxResultBytes >> 20) MiB to stdout (the result limit): its process group was killed and the output discarded")
         }
+        if let abortReason { return .failed(abortReason + stderrSuffix(errTail)) }
         if status == 0 { return .succeeded(output) }
         var how = System.describe(waitStatus: status)
         let code = (status >> 8) & 0xff

@@ -26,8 +26,8 @@ package enum Recovery {
     /// dead worker's session is killed too, so a handler it left cannot overlap
     /// the retry. Returns the recovered records.
     @discardableResult
-    package static func recoverDead(store: any TaskStore, retry: RetryPolicy, skip: Set<Int64>,
-                                    log: (String) -> Void) throws -> [ProcessRecord] {
+    package static func recoverDead(store: any TaskStore, retry: RetryPolicy, onCrash: [String: CrashPolicy] = [:],
+                                    skip: Set<Int64>, log: (String) -> Void) throws -> [ProcessRecord] {
         let now = Timestamp.now()
         var recovered: [ProcessRecord] = []
         for p in try store.processes() where !skip.contains(p.id) {
@@ -43,13 +43,21 @@ package enum Recovery {
                 }
             }
             let held = try store.recoverProcess(p.id, now: now) { t in
-                retry.outcome(for: t, error: "\(p.role.rawValue) pid \(p.pid) on \(p.host) \(reason) while running task \(t.id), attempt \(t.attempt)/\(t.maxAttempts)", now: now)
+                retry.crashOutcome(for: t, error: "\(p.role.rawValue) pid \(p.pid) on \(p.host) \(reason) while running task \(t.id), attempt \(t.attempt)/\(t.maxAttempts)",
+                                   policy: crashPolicy(t, onCrash), now: now)
             }
+            let failedByPolicy = held.filter { crashPolicy($0, onCrash) == .fail }
             log("recovered \(p.role.rawValue) pid \(p.pid) (process \(p.id)), which \(reason)"
-                + (held.isEmpty ? "" : "; its tasks \(held.map { String($0.id) }.joined(separator: ", ")) go back for a retry"))
+                + (held.isEmpty ? "" : "; its tasks \(held.map { String($0.id) }.joined(separator: ", ")) go back for a retry")
+                + (failedByPolicy.isEmpty ? "" : " (except \(failedByPolicy.map { String($0.id) }.joined(separator: ", ")), which on-crash fail ends failed)"))
             recovered.append(p)
         }
         return recovered
+    }
+
+    /// What a crash means for `task`: its own setting, else the kind's, else retry.
+    package static func crashPolicy(_ task: ClaimedTask, _ byKind: [String: CrashPolicy]) -> CrashPolicy {
+        task.onCrash ?? byKind[task.kind] ?? .retry
     }
 
     /// Supervisors that are alive as far as anyone can tell.

@@ -25,6 +25,13 @@ public struct RetryPolicy: Sendable, Equatable {
         return .failed(error: error, retryAt: now.adding(seconds: delay(afterAttempt: task.attempt)))
     }
 
+    /// The outcome for an attempt whose worker crashed: as `outcome(for:)` when
+    /// `policy` is retry; ended failed at once when it is fail.
+    package func crashOutcome(for task: ClaimedTask, error: String, policy: CrashPolicy, now: Timestamp) -> TaskOutcome.Result {
+        if policy == .fail { return .failed(error: error + "; not retried (on-crash fail)", retryAt: nil) }
+        return outcome(for: task, error: error, now: now)
+    }
+
     private func pow2(_ e: Double) -> Double {
         var r = 1.0
         for _ in 0..<Int(e) { r *= 2 }

@@ -11,8 +11,16 @@ public struct SupervisorOptions: Sendable {
     public var busyTimeout: Double = 10
     /// Worker processes to keep running. Default: CPUs this process may use.
     public var workers: Int = System.cpuCount
-    /// Queues served; nil = all.
+    /// Queues served; nil = all. With `pools` set, ignored.
     public var queues: [String]? = nil
+    /// Worker pools, each serving its queues (nil: all) with its own count, so a
+    /// slow queue cannot starve another. Empty: one pool of `workers` for `queues`.
+    public var pools: [WorkerPool] = []
+    /// kind → what a crashed worker means for its tasks (a task's own setting wins; default retry).
+    public var onCrash: [String: CrashPolicy] = [:]
+    /// Finished tasks older than this many seconds are deleted (checked at most
+    /// once a minute, in small batches). nil: never. Default 7 days.
+    public var retain: Double? = 7 * 86_400
     /// kind → shell command.
     public var commands: [String: String] = [:]
     /// Seconds a claim lives without a heartbeat. Default 30.
@@ -24,6 +32,17 @@ public struct SupervisorOptions: Sendable {
     public var untilEmpty: Bool = false
 
     public init(database: String) { self.database = database }
+
+    /// The pools actually run.
+    public var effectivePools: [WorkerPool] { pools.isEmpty ? [WorkerPool(queues: queues, workers: workers)] : pools }
+}
+
+/// Workers that serve some queues.
+public struct WorkerPool: Sendable, Equatable {
+    /// Queues served; nil = all.
+    public var queues: [String]?
+    public var workers: Int
+    public init(queues: [String]?, workers: Int) { self.queues = queues; self.workers = workers }
 }
 
 /// The supervisor: keeps N worker processes running, reaps and replaces them,
@@ -43,12 +62,16 @@ public final class Supervisor {
 
     private struct Slot {
         var startedAt: Double
+        var pool: Int
         var retired = false
+        /// What the worker is running now; read when it dies.
+        var current: CurrentTaskSlot?
     }
     private var workers: [pid_t: Slot] = [:]
-    /// How many workers should be running: starts at `options.workers` and drops
-    /// by one each time a worker exits because it is done (drain, until-empty).
-    private var desired = 0
+    private let pools: [WorkerPool]
+    /// How many workers should be running per pool: starts at the pool's count and
+    /// drops by one each time a worker exits because it is done (drain, until-empty).
+    private var desired: [Int] = []
     private var crashStreak = 0
     private var nextSpawnAt = 0.0
 
@@ -63,6 +86,13 @@ public final class Supervisor {
         self.options = options
         self.kinds = Array(Set(functionKinds).union(options.commands.keys)).sorted()
         self.makeStore = makeStore
+        self.pools = options.effectivePools
+    }
+
+    /// Queues this supervisor serves, for its process row: nil when a pool serves all.
+    private var servedQueues: [String]? {
+        if pools.contains(where: { $0.queues == nil }) { return nil }
+        return Array(Set(pools.flatMap { $0.queues ?? [] })).sorted()
     }
 
     private func log(_ s: String) { System.log("taskq supervisor \(getpid()): \(s)") }
@@ -77,11 +107,14 @@ public final class Supervisor {
         store = try makeStore()
         processID = try store.registerProcess(
             role: .supervisor, supervisorID: nil, pid: getpid(), host: System.hostName, bootID: System.bootID,
-            startTicks: System.startTicks(of: getpid()) ?? 0, queues: options.queues, kinds: kinds,
+            startTicks: System.startTicks(of: getpid()) ?? 0, queues: servedQueues, kinds: kinds,
             now: .now(), lease: options.lease)
-        log("started as process \(processID) with \(options.workers) workers for \(kinds.joined(separator: ", ")) on \(options.database)")
+        let poolText = pools.count == 1 && pools[0].queues == nil ? "\(pools[0].workers) workers"
+            : pools.map { "\($0.workers) for \($0.queues?.joined(separator: "+") ?? "all queues")" }.joined(separator: ", ")
+        log("started as process \(processID) with \(poolText) workers for \(kinds.joined(separator: ", ")) on \(options.database)")
         recover()
-        desired = options.workers
+        desired = pools.map(\.workers)
+        var nextPrune = System.monotonic() + 2
 
         let heartbeatEvery = max(0.05, min(options.lease / 3, 5))
         var nextHeartbeat = System.monotonic() + heartbeatEvery
@@ -92,7 +125,7 @@ public final class Supervisor {
             var wake = min(nextHeartbeat, nextRecovery, now + 0.25)
             if phase == .stopping { wake = min(wake, stopDeadline) }
             if phase == .aborting { wake = min(wake, killDeadline) }
-            if activeCount < desired && (phase == .running || phase == .draining) { wake = min(wake, max(now, nextSpawnAt)) }
+            if activeCount < desiredTotal && (phase == .running || phase == .draining) { wake = min(wake, max(now, nextSpawnAt)) }
             let sig = Self.signals.withUnsafeBufferPointer {
                 taskq_wait_signals($0.baseAddress, Int32($0.count), Int32(max(0, wake - now) * 1000))
             }
@@ -118,9 +151,13 @@ public final class Supervisor {
                 nextRecovery = t + 1
                 recover()
             }
+            if t >= nextPrune && phase == .running {
+                nextPrune = t + 60
+                prune()
+            }
             if phase == .stopping && t >= stopDeadline { abort("shutdown timeout of \(formatDuration(options.shutdownTimeout)) passed") }
             if phase == .aborting && t >= killDeadline { killAll() }
-            if activeCount == 0 && (desired == 0 || phase == .stopping || phase == .aborting) {
+            if activeCount == 0 && (desiredTotal == 0 || phase == .stopping || phase == .aborting) {
                 if !workers.isEmpty { killAll() }
                 return finish()
             }
@@ -179,19 +216,36 @@ public final class Supervisor {
     // MARK: workers
 
     private var activeCount: Int { workers.values.filter { !$0.retired }.count }
+    private var desiredTotal: Int { desired.reduce(0, +) }
 
     private func spawnMissing() {
         guard phase == .running || phase == .draining else { return }
-        let active = activeCount
-        if active >= desired || System.monotonic() < nextSpawnAt { return }
-        for _ in active..<desired { spawnWorker() }
+        if System.monotonic() < nextSpawnAt { return }
+        for (i, want) in desired.enumerated() {
+            let active = workers.values.filter { !$0.retired && $0.pool == i }.count
+            if active < want { for _ in active..<want { spawnWorker(pool: i) } }
+        }
     }
 
-    private func spawnWorker() {
+    /// Deletes finished tasks older than --retain, a few small batches at a time
+    /// (at most once a minute), so it never holds the write lock for long.
+    private func prune() {
+        guard let retain = options.retain else { return }
+        let queue = Queue(store: store)
+        do {
+            let n = try queue.purge(states: [.succeeded, .failed, .cancelled],
+                                    finishedBefore: Timestamp.now().adding(seconds: -retain), batch: 500, maxBatches: 20)
+            if n > 0 { log("pruned \(n) finished task\(n == 1 ? "" : "s") older than \(formatDuration(retain)) (--retain)") }
+        } catch {
+            log("pruning failed: \(error)")
+        }
+    }
+
+    private func spawnWorker(pool: Int) {
         var config = WorkerConfig(database: options.database, supervisorID: processID, supervisorPID: getpid())
         config.synchronous = options.synchronous
         config.busyTimeout = options.busyTimeout
-        config.queues = options.queues
+        config.queues = pools[pool].queues
         config.commands = options.commands
         config.lease = options.lease
         config.retry = options.retry
@@ -199,17 +253,21 @@ public final class Supervisor {
         // Spawn /proc/self/exe, not the path it points to: after an upgrade in
         // place that path names the new file (or "… (deleted)"), and a running
         // supervisor must keep starting workers of its own version.
+        let current = CurrentTaskSlot.create()
+        config.currentTaskFD = current?.descriptor ?? -1
         let argv = [System.executablePath, WorkerConfig.argument, config.json]
         var pid: pid_t = 0
         let rc = withCStrings(argv) { a in
             withCStrings(currentEnvironment()) { e in taskq_spawn(&pid, "/proc/self/exe", a, e, 1, 0, -1, -1, -1, nil, 0) }
         }
+        // The worker has its copy; ours must not leak into the next worker.
+        current?.closeDescriptor()
         if rc != 0 {
             log("cannot start a worker (\(String(cString: strerror(rc)))); retrying")
             noteCrash()
             return
         }
-        workers[pid] = Slot(startedAt: System.monotonic())
+        workers[pid] = Slot(startedAt: System.monotonic(), pool: pool, current: current)
     }
 
     private func noteCrash() {
@@ -238,13 +296,20 @@ public final class Supervisor {
         let now = Timestamp.now()
         if let rows = try? store.processes().filter({ $0.role == .worker && $0.supervisorID == processID && $0.pid == pid }) {
             for row in rows {
-                let held = (try? store.recoverProcess(row.id, now: now) { t in
+                // Of a batch claimed at once, only the task that was running counts
+                // the crash; the others never started and go back as they were.
+                let running = slot.current?.taskID ?? 0
+                let held = (try? store.recoverProcess(row.id, now: now, startedTaskID: running != 0 ? running : nil) { t in
                     if clean || deliberate { return .released }
-                    return self.options.retry.outcome(
-                        for: t, error: "worker pid \(pid) \(how) while running task \(t.id), attempt \(t.attempt)/\(t.maxAttempts)", now: now)
+                    return self.options.retry.crashOutcome(
+                        for: t, error: "worker pid \(pid) \(how) while running task \(t.id), attempt \(t.attempt)/\(t.maxAttempts)",
+                        policy: Recovery.crashPolicy(t, self.options.onCrash), now: now)
                 }) ?? []
                 if !held.isEmpty && !clean && !deliberate {
-                    log("worker pid \(pid) \(how) while running task \(held.map { String($0.id) }.joined(separator: ", ")); the task goes back for a retry")
+                    let hit = running != 0 ? held.filter { $0.id == running } : held
+                    let failed = hit.filter { Recovery.crashPolicy($0, options.onCrash) == .fail }
+                    log("worker pid \(pid) \(how) while running task \(hit.map { String($0.id) }.joined(separator: ", ")); "
+                        + (failed.isEmpty ? "the task goes back for a retry" : "on-crash fail: the task ends failed"))
                 }
             }
         }
@@ -253,13 +318,17 @@ public final class Supervisor {
             // A worker exits 0 only when told to stop or when it found nothing
             // left (until-empty, a drain sentinel): it is done, not replaced.
             crashStreak = 0
-            if phase == .running || phase == .draining { desired -= 1 }
+            if phase == .running || phase == .draining { desired[slot.pool] = max(0, desired[slot.pool] - 1) }
             return
         }
         if phase == .running || phase == .draining {
             log("worker pid \(pid) \(how); starting a replacement")
         }
-        if System.monotonic() - slot.startedAt < 1 { noteCrash() } else { crashStreak = 0 }
+        // A worker that exits with an error within a second of its start cannot
+        // start (a broken database, say): back off before the next one. One killed
+        // from outside (SIGKILL, the OOM killer) is replaced at once.
+        let failedToStart = status & 0x7f == 0 && System.monotonic() - slot.startedAt < 1
+        if failedToStart { noteCrash() } else { crashStreak = 0 }
     }
 
     private func recover() {
@@ -267,7 +336,7 @@ public final class Supervisor {
             p.id == processID || (p.supervisorID == processID && workers[p.pid] != nil && !(p.expiresAt < .now()))
         }.map(\.id) ?? [])
         do {
-            let recovered = try Recovery.recoverDead(store: store, retry: options.retry, skip: mine) { log($0) }
+            let recovered = try Recovery.recoverDead(store: store, retry: options.retry, onCrash: options.onCrash, skip: mine) { log($0) }
             for p in recovered where p.supervisorID == processID {
                 // Our own worker, frozen past its lease: its tasks were just given
                 // back; replace it. If it ever resumes, its late result is refused by

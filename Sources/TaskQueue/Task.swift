@@ -38,14 +38,27 @@ public struct EnqueueOptions: Sendable, Equatable {
     public var maxAttempts: Int64 = 3
     /// Per-attempt time limit in seconds; `nil`: none.
     public var timeout: Double? = nil
+    /// What a crashed worker means for this task; `nil`: the supervisor's setting
+    /// for its kind (default retry).
+    public var onCrash: CrashPolicy? = nil
+    /// At most one task with this key is queued or running at a time; enqueuing
+    /// another returns the existing task's id.
+    public var uniqueKey: String? = nil
+    /// Ready only once all these tasks succeeded; cancelled when one of them ends
+    /// failed or cancelled.
+    public var after: [Int64] = []
 
     public init(queue: String = "default", priority: Int64 = 0, runAt: Timestamp? = nil,
-                maxAttempts: Int64 = 3, timeout: Double? = nil) {
+                maxAttempts: Int64 = 3, timeout: Double? = nil, onCrash: CrashPolicy? = nil,
+                uniqueKey: String? = nil, after: [Int64] = []) {
         self.queue = queue
         self.priority = priority
         self.runAt = runAt
         self.maxAttempts = maxAttempts
         self.timeout = timeout
+        self.onCrash = onCrash
+        self.uniqueKey = uniqueKey
+        self.after = after
     }
 
     /// Throws a usage error naming the first bad option.
@@ -57,6 +70,11 @@ public struct EnqueueOptions: Sendable, Equatable {
         if let t = timeout, !(t > 0 && t <= 31_536_000) {
             throw TaskQueueError.usage("timeout must be more than 0 and at most 1 year in seconds, got \(t)")
         }
+        if let k = uniqueKey, k.isEmpty || k.utf8.count > 1000 {
+            throw TaskQueueError.usage("unique key must be 1 to 1000 bytes long")
+        }
+        if after.count > 1000 { throw TaskQueueError.usage("at most 1000 dependencies (--after) per task") }
+        for id in after where id < 1 { throw TaskQueueError.usage("task ids are positive integers, not \(id)") }
     }
 }
 
@@ -94,6 +112,13 @@ public struct TaskRecord: Sendable, Equatable {
     /// The handler's output, byte for byte (succeeded tasks only).
     public var result: [UInt8]?
     public var lastError: String?
+    /// Pid and host of the worker that ran the latest attempt.
+    public var workerPID: Int64? = nil
+    public var workerHost: String? = nil
+    public var onCrash: CrashPolicy? = nil
+    public var uniqueKey: String? = nil
+    /// Dependencies (`--after`) that have not succeeded yet.
+    public var waitingFor: [Int64] = []
 
     public init(id: Int64, kind: String, queue: String, state: TaskState, priority: Int64, payload: String,
                 runAt: Timestamp, attempts: Int64, maxAttempts: Int64, timeout: Double?, owner: Int64?,
@@ -103,6 +128,9 @@ public struct TaskRecord: Sendable, Equatable {
         self.timeout = timeout; self.owner = owner; self.createdAt = createdAt; self.startedAt = startedAt
         self.finishedAt = finishedAt; self.result = result; self.lastError = lastError
     }
+
+    /// Queued behind dependencies that have not succeeded yet (`--after`).
+    public var isBlocked: Bool { state == .queued && runAt == Timestamp.blocked }
 }
 
 /// A task a worker has claimed: what a handler gets.
@@ -116,10 +144,13 @@ public struct ClaimedTask: Sendable, Equatable {
     public var attempt: Int64
     public var maxAttempts: Int64
     public var timeout: Double?
+    /// The task's own on-crash setting, if it has one.
+    public var onCrash: CrashPolicy?
 
-    public init(id: Int64, kind: String, queue: String, payload: String, attempt: Int64, maxAttempts: Int64, timeout: Double?) {
+    public init(id: Int64, kind: String, queue: String, payload: String, attempt: Int64, maxAttempts: Int64, timeout: Double?,
+                onCrash: CrashPolicy? = nil) {
         self.id = id; self.kind = kind; self.queue = queue; self.payload = payload
-        self.attempt = attempt; self.maxAttempts = maxAttempts; self.timeout = timeout
+        self.attempt = attempt; self.maxAttempts = maxAttempts; self.timeout = timeout; self.onCrash = onCrash
     }
 }
 

@@ -36,9 +36,14 @@ package struct ClaimRequest: Sendable, Equatable {
     package var queues: [String]?
     /// At most this many tasks.
     package var limit: Int
+    /// The worker's pid and host, recorded on each claimed task (for attempt history).
+    package var pid: Int32
+    package var host: String
 
-    package init(owner: Int64, supervisorID: Int64, kinds: [String], queues: [String]?, limit: Int) {
+    package init(owner: Int64, supervisorID: Int64, kinds: [String], queues: [String]?, limit: Int,
+                 pid: Int32 = 0, host: String = "") {
         self.owner = owner; self.supervisorID = supervisorID; self.kinds = kinds; self.queues = queues; self.limit = limit
+        self.pid = pid; self.host = host
     }
 }
 
@@ -56,9 +61,14 @@ package struct TaskOutcome: Sendable, Equatable {
     package var owner: Int64
     package var attempt: Int64
     package var result: Result
+    /// How a failed attempt failed, for the attempt history: "failed",
+    /// "timed out" or "crashed". (A released attempt is kept as "released",
+    /// unless this is `notStarted`: claimed in a batch, never run, nothing to keep.)
+    package var failure: String
+    package static let notStarted = "not started"
 
-    package init(taskID: Int64, owner: Int64, attempt: Int64, result: Result) {
-        self.taskID = taskID; self.owner = owner; self.attempt = attempt; self.result = result
+    package init(taskID: Int64, owner: Int64, attempt: Int64, result: Result, failure: String = "failed") {
+        self.taskID = taskID; self.owner = owner; self.attempt = attempt; self.result = result; self.failure = failure
     }
 }
 
@@ -86,9 +96,12 @@ package protocol TaskStore: AnyObject {
     /// `running` with that owner and attempt (the fence; a rescued task's late
     /// result changes nothing), then, when `claim` is given, claims up to
     /// `claim.limit` ready tasks (queued, run_at <= now, one of its kinds and
-    /// queues, id below any live stop sentinel addressed to its supervisor), in
+    /// queues, not a paused queue, id below any live stop sentinel addressed to its supervisor), in
     /// order of priority (high first), run_at, id, marking them `running`, owned by
     /// `claim.owner`, attempts + 1. Never returns a task another live owner holds.
+    /// A failed or released outcome is kept in the attempt history; a succeeded
+    /// one costs no extra write. A task that ends failed or succeeded settles its
+    /// dependants (`after`) in the same transaction.
     /// Returns the claimed tasks and, per outcome, whether the fence accepted it.
     func finishAndClaim(_ outcomes: [TaskOutcome], claim: ClaimRequest?, now: Timestamp) throws
         -> (accepted: [Bool], claimed: [ClaimedTask])
@@ -105,10 +118,15 @@ package protocol TaskStore: AnyObject {
     func processes() throws -> [ProcessRecord]
 
     /// In one transaction: for each task `processID` still runs, applies
-    /// `outcome(task)` (fenced as in `finishAndClaim`); cancels stop sentinels
-    /// addressed to it; deletes its row. Returns the tasks it held.
+    /// `outcome(task)` (fenced as in `finishAndClaim`, kept in the attempt history
+    /// as "crashed"); cancels stop sentinels addressed to it; deletes its row.
+    /// When `startedTaskID` is given, the process is known to have been running
+    /// that task only: every other task it held was claimed in its batch but never
+    /// started, and goes back as queued without counting or recording an attempt.
+    /// Returns the tasks it held.
     @discardableResult
-    func recoverProcess(_ processID: Int64, now: Timestamp, outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask]
+    func recoverProcess(_ processID: Int64, now: Timestamp, startedTaskID: Int64?,
+                        outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask]
 
     /// Deletes a process row that holds no tasks (clean exit).
     func removeProcess(_ processID: Int64) throws
@@ -134,4 +152,13 @@ package protocol TaskStore: AnyObject {
 
     /// The path or address of the database, for messages.
     var location: String { get }
+}
+
+extension TaskStore {
+    /// `recoverProcess` when it is not known which held task was running.
+    @discardableResult
+    package func recoverProcess(_ processID: Int64, now: Timestamp,
+                                outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask] {
+        try recoverProcess(processID, now: now, startedTaskID: nil, outcome: outcome)
+    }
 }

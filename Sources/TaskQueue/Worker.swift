@@ -25,9 +25,17 @@ public final class Worker {
     let makeStore: () throws -> any TaskStore
     private var store: (any TaskStore)!
     private var processID: Int64 = 0
+    /// Shared with the supervisor: the task running now (see CurrentTaskSlot).
+    private var currentTask: CurrentTaskSlot?
     private var baseEnvironment: [String] = []
     private var stopping = false
     private var aborting = false
+    /// Tasks taken from this worker while it ran them (cancelled): their refused
+    /// late results are expected, not worth a warning.
+    private var lost: Set<Int64> = []
+    /// The store's task operations (cancel checks), looked up once: a dynamic cast
+    /// is not free, and runs between a claim and its handler's start otherwise.
+    private lazy var operations: (any TaskOperationsStore)? = store as? any TaskOperationsStore
 
     package init(config: WorkerConfig, handlers: HandlerSet, makeStore: @escaping () throws -> any TaskStore) {
         var h = handlers
@@ -49,6 +57,8 @@ public final class Worker {
         taskq_set_parent_death_signal(SIGUSR2)
         if getppid() != config.supervisorPID { return Exit.parentGone }
         for sig in [SIGTERM, SIGINT, SIGUSR1, SIGHUP] { taskq_install_flag_handler(sig) }
+        // Map the slot first, and close its descriptor so handlers do not inherit it.
+        currentTask = CurrentTaskSlot.open(descriptor: config.currentTaskFD)
         signal(SIGPIPE, SIG_IGN)
 
         let kinds = handlers.kinds
@@ -67,15 +77,17 @@ public final class Worker {
             return Exit.failedToStart
         }
         baseEnvironment = currentEnvironment().filter { !$0.hasPrefix("TASKQ_") } + ["TASKQ_DB=\(config.database)"]
+        _ = operations
         startHeartbeat()
 
         let waiter = Waiter(databasePath: config.database)
         let onlyFunctions = handlers.commands.isEmpty
         var batch = 1
         var pending: [TaskOutcome] = []
+        var retryDelay = 0.0, lastError = "", lastErrorLogged = 0.0
         let request = { (limit: Int) in
             ClaimRequest(owner: self.processID, supervisorID: self.config.supervisorID, kinds: kinds,
-                         queues: self.config.queues, limit: limit)
+                         queues: self.config.queues, limit: limit, pid: getpid(), host: System.hostName)
         }
 
         while true {
@@ -85,18 +97,31 @@ public final class Worker {
             let claimed: [ClaimedTask]
             do {
                 let r = try store.finishAndClaim(pending, claim: limit > 0 ? request(limit) : nil, now: .now())
-                for (o, ok) in zip(pending, r.accepted) where !ok {
+                for (o, ok) in zip(pending, r.accepted) where !ok && lost.remove(o.taskID) == nil {
                     System.log("taskq worker \(getpid()): result of task \(o.taskID) attempt \(o.attempt) rejected: the task was recovered from this worker (its lease expired) and is no longer its to finish")
                 }
                 pending = []
                 claimed = r.claimed
             } catch {
                 // "database is locked" past the busy timeout, a full disk: keep
-                // the outcomes and try again; never die of it.
-                System.log("taskq worker \(getpid()): \(error); retrying")
-                waiter.wait(timeout: 0.5)
+                // the outcomes and try again, backing off from 0.5 s to 5 s; never
+                // die of it. (Not on the waiter: the failed write itself touched
+                // the -wal file and would wake it at once.) The same error is
+                // logged once, then again only every minute.
+                retryDelay = min(5, max(0.5, retryDelay * 2))
+                let message = "\(error)"
+                if message != lastError || System.monotonic() - lastErrorLogged > 60 {
+                    System.log("taskq worker \(getpid()): \(message); retrying every \(formatDuration(retryDelay)) or so")
+                    lastError = message
+                    lastErrorLogged = System.monotonic()
+                }
+                readSignals()
+                if !stopping { poll(nil, 0, Int32(retryDelay * 1000)) }
+                if stopping { break }
                 continue
             }
+            retryDelay = 0
+            lastError = ""
             if stopping { break }
             if claimed.isEmpty {
                 if config.untilEmpty { break }
@@ -112,10 +137,15 @@ public final class Worker {
             for task in claimed {
                 readSignals()
                 if stopping || aborting {
-                    pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: .released))
+                    // Claimed in a batch but never started: no attempt to keep in history.
+                    pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: .released,
+                                               failure: TaskOutcome.notStarted))
                     continue
                 }
-                pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: execute(task)))
+                currentTask?.taskID = task.id
+                let (result, failure) = execute(task)
+                currentTask?.taskID = 0
+                pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: result, failure: failure))
             }
         }
         flush(pending)
@@ -144,23 +174,42 @@ public final class Worker {
     }
 
     /// Runs one attempt and says how it ended.
-    private func execute(_ task: ClaimedTask) -> TaskOutcome.Result {
+    private func execute(_ task: ClaimedTask) -> (TaskOutcome.Result, String) {
         let error: String
+        var failure = "failed"
         if let f = handlers.functions[task.kind] {
-            do { return .succeeded(try f(task)) } catch let e { error = "handler threw: \(e)" }
+            do { return (.succeeded(try f(task)), "") } catch let e { error = "handler threw: \(e)" }
         } else if let command = handlers.commands[task.kind] {
             let runner = CommandRunner(command: command, environment: baseEnvironment)
             let env = ["TASKQ_TASK_ID=\(task.id)", "TASKQ_KIND=\(task.kind)", "TASKQ_QUEUE=\(task.queue)",
                        "TASKQ_ATTEMPT=\(task.attempt)"]
+            let ops = operations
+            var taken = false
             let outcome = runner.run(task, extraEnv: env, tick: { [self] in
                 readSignals()
+                // Still ours? One primary-key read per tick: a cancelled task's
+                // handler is killed within a tick.
+                if let ops, (try? ops.stillRunning(taskID: task.id, owner: processID, attempt: task.attempt)) == false {
+                    taken = true
+                    return false
+                }
                 return !aborting
             }, tickInterval: 0.2)
+            if taken {
+                lost.insert(task.id)
+                if (try? store.task(task.id))??.state == .cancelled {
+                    System.log("taskq worker \(getpid()): task \(task.id) was cancelled while running; its handler's process group was killed")
+                } else {
+                    System.log("taskq worker \(getpid()): task \(task.id) attempt \(task.attempt) was recovered from this worker (its lease expired) and is no longer its to finish: its handler's process group was killed and its result rejected")
+                }
+                return (.released, "")
+            }
             switch outcome {
-            case .succeeded(let out): return .succeeded(out)
+            case .succeeded(let out): return (.succeeded(out), "")
             case .failed(let e):
-                if aborting { return .released }
+                if aborting { return (.released, "") }
                 error = e
+                if e.hasPrefix("timed out after") { failure = "timed out" }
             }
         } else {
             error = "no handler for kind \(task.kind)"
@@ -170,7 +219,7 @@ public final class Worker {
             System.log("taskq worker \(getpid()): task \(task.id) (\(task.kind)) \(message)"
                        + (retryAt.map { "; retry at \($0.iso)" } ?? "; no attempts left, task failed"))
         }
-        return result
+        return (result, failure)
     }
 
     // MARK: heartbeat

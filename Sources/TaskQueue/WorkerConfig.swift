@@ -18,6 +18,8 @@ public struct WorkerConfig: Sendable, Equatable {
     public var untilEmpty: Bool = false
     /// Largest number of tasks claimed at once for Swift handlers (shell handlers claim one).
     public var maxBatch: Int = 128
+    /// Inherited descriptor of the supervisor's CurrentTaskSlot for this worker (-1: none).
+    public var currentTaskFD: Int32 = -1
 
     /// The argument that marks a worker process.
     public static let argument = "__taskq-worker"
@@ -44,6 +46,7 @@ public struct WorkerConfig: Sendable, Equatable {
         o.add("backoff_cap", retry.cap)
         o.add("until_empty", untilEmpty)
         o.add("max_batch", maxBatch)
+        o.add("current_task_fd", Int64(currentTaskFD))
         return o.text
     }
 
@@ -63,6 +66,7 @@ public struct WorkerConfig: Sendable, Equatable {
         lease = v["lease"]?.doubleValue ?? 30
         retry = RetryPolicy(base: v["backoff_base"]?.doubleValue ?? 1, cap: v["backoff_cap"]?.doubleValue ?? 300)
         if case .bool(let b)? = v["until_empty"] { untilEmpty = b }
-        maxBatch = Int(v["max_batch"]?.intValue ?? 32)
+        maxBatch = Int(v["max_batch"]?.intValue ?? 128)
+        currentTaskFD = Int32(truncatingIfNeeded: v["current_task_fd"]?.intValue ?? -1)
     }
 }

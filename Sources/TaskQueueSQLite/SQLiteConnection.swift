@@ -19,7 +19,12 @@ final class SQLiteConnection {
     /// by its owner only.
     init(path: String, create: Bool, busyTimeoutMs: Int32) throws {
         self.path = path
-        if create {
+        if create && access(path, F_OK) == 0 && access(path, W_OK) != 0 {
+            // SQLite would open it read-only without a word and fail at the first
+            // write, after creating -wal and -shm files beside it.
+            throw TaskQueueError.unavailable("database \(path) is read-only for this user (permission denied); nothing was written")
+        }
+        if create && access(path, F_OK) != 0 {
             let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
             if fd < 0 { throw SQLiteConnection.openError(path: path, errno: errno) }
             close(fd)
@@ -84,7 +89,8 @@ final class SQLiteConnection {
     }
 
     func error(_ rc: Int32, during: String) -> TaskQueueError {
-        TaskQueueError.sqlite(code: rc, message: String(cString: sqlite3_errmsg(handle)), path: path, during: during)
+        TaskQueueError.sqlite(code: rc, message: String(cString: sqlite3_errmsg(handle)), path: path, during: during,
+                              systemErrno: sqlite3_system_errno(handle))
     }
 
     func exec(_ sql: String) throws {
@@ -93,7 +99,8 @@ final class SQLiteConnection {
         if rc != SQLITE_OK {
             let message = err.map { String(cString: $0) } ?? String(cString: sqlite3_errmsg(handle))
             sqlite3_free(err)
-            throw TaskQueueError.sqlite(code: rc, message: message, path: path, during: String(sql.prefix(60)))
+            throw TaskQueueError.sqlite(code: rc, message: message, path: path, during: String(sql.prefix(60)),
+                                        systemErrno: sqlite3_system_errno(handle))
         }
     }
 

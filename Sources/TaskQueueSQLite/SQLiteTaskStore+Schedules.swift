@@ -1,7 +1,7 @@
 import TaskQueue
 
 // Recurring schedules (table `schedules`, `schedule_runs`) and map groups
-// (`task_groups`): see migrations/0002_schedules.sql.
+// (`task_groups`): see migrations/0003_schedules.sql.
 
 extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
     /// Inserts one task with a statement prepared once per call site; returns its id.
@@ -122,12 +122,13 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
     }
 
     package func groupTasks(_ name: String, from position: Int, limit: Int) throws -> [(position: Int, task: TaskRecord)] {
-        let columns = Self.taskColumns.split(separator: ",").map { "t." + String($0).trimmingCharacters(in: " \n") }.joined(separator: ", ")
+        let names = Self.taskColumns.split(separator: ",").map { "t." + String($0).trimmingCharacters(in: " \n") }
+        let positionColumn = Int32(names.count)   // after the task's columns
         return try db.prepare("""
-            SELECT \(columns), g.position FROM task_groups g JOIN tasks t ON t.id = g.task_id
+            SELECT \(names.joined(separator: ", ")), g.position FROM task_groups g JOIN tasks t ON t.id = g.task_id
             WHERE g.group_name = ? AND g.position >= ? ORDER BY g.position LIMIT ?
             """).bind(.text(name), .int(Int64(position)), .int(Int64(limit))).rows { r in
-            (position: Int(r.int(16)), task: taskRecord(r))
+            (position: Int(r.int(positionColumn)), task: taskRecord(r))
         }
     }
 

@@ -16,7 +16,7 @@ public enum Synchronous: String, Sendable, CaseIterable {
 /// The SQLite implementation of the storage seam: one file, WAL mode, every write
 /// transaction `BEGIN IMMEDIATE`, statements prepared once per connection.
 /// One instance is one connection; use it from one thread at a time.
-package final class SQLiteTaskStore: TaskStore {
+package final class SQLiteTaskStore: TaskOperationsStore {
     let db: SQLiteConnection
     package var location: String { db.path }
 
@@ -45,12 +45,29 @@ package final class SQLiteTaskStore: TaskStore {
     // MARK: - statements, prepared once
 
     private lazy var insertStmt = try! db.prepare("""
-        INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+        INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash, unique_key)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
         """)
+    /// With a unique key: the partial unique index decides; a conflict inserts
+    /// nothing and returns no row.
+    private lazy var insertUniqueStmt = try! db.prepare("""
+        INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash, unique_key)
+        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND (state = 'queued' OR state = 'running') DO NOTHING
+        RETURNING id
+        """)
+    private lazy var uniqueHolderStmt = try! db.prepare("""
+        SELECT id FROM tasks WHERE unique_key = ?1 AND (state = 'queued' OR state = 'running')
+        """)
+    /// History: one row per attempt that did not succeed, copied from the task row.
+    private lazy var attemptStmt = try! db.prepare("""
+        INSERT INTO task_attempts (task_id, attempt, worker_pid, worker_host, started_at, finished_at, outcome, error)
+        SELECT id, ?2, worker_pid, worker_host, started_at, ?3, ?4, ?5 FROM tasks WHERE id = ?1
+        """)
+    private lazy var dependantsStmt = try! db.prepare("SELECT task_id FROM task_dependencies WHERE depends_on = ?1")
     private lazy var succeedStmt = try! db.prepare("""
         UPDATE tasks SET state = 'succeeded', owner = NULL, finished_at = ?1, result = ?2
-        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running'
+        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running' AND has_dependants IS NULL
         """)
     private lazy var retryStmt = try! db.prepare("""
         UPDATE tasks SET state = 'queued', owner = NULL, run_at = ?1, last_error = ?2
@@ -58,11 +75,25 @@ package final class SQLiteTaskStore: TaskStore {
         """)
     private lazy var failStmt = try! db.prepare("""
         UPDATE tasks SET state = 'failed', owner = NULL, finished_at = ?1, last_error = ?2
-        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running'
+        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running' AND has_dependants IS NULL
+        """)
+    /// The same two for a task that others wait for (--after): tried only when the
+    /// plain one changed nothing, so a task nobody waits for costs no extra work.
+    /// (Not RETURNING: that builds a temporary table on every execution.)
+    private lazy var succeedWithDependantsStmt = try! db.prepare("""
+        UPDATE tasks SET state = 'succeeded', owner = NULL, finished_at = ?1, result = ?2
+        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running' AND has_dependants IS NOT NULL
+        """)
+    private lazy var failWithDependantsStmt = try! db.prepare("""
+        UPDATE tasks SET state = 'failed', owner = NULL, finished_at = ?1, last_error = ?2
+        WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running' AND has_dependants IS NOT NULL
         """)
     private lazy var releaseStmt = try! db.prepare("""
         UPDATE tasks SET state = 'queued', owner = NULL, attempts = attempts - 1
         WHERE id = ?3 AND owner = ?4 AND attempts = ?5 AND state = 'running'
+        """)
+    lazy var stillRunningStatement = try! db.prepare("""
+        SELECT 1 FROM tasks WHERE id = ?1 AND owner = ?2 AND attempts = ?3 AND state = 'running'
         """)
     private lazy var heartbeatStmt = try! db.prepare(
         "UPDATE processes SET heartbeat_at = ?, expires_at = ? WHERE id = ?")
@@ -83,12 +114,15 @@ package final class SQLiteTaskStore: TaskStore {
         // highest seen so far, colliding with ?4 further down.
         // `kind = ?5 OR kind = ?6 …` rather than IN (…): SQLite builds a temporary
         // table for an IN list of three or more values on every execution.
-        let kindList = (0..<kinds).map { "kind = ?\(5 + $0)" }.joined(separator: " OR ")
+        let kindList = (0..<kinds).map { "kind = ?\(7 + $0)" }.joined(separator: " OR ")
         let queueClause = queues.map { n in
-            "AND (\((0..<n).map { "queue = ?\(5 + kinds + $0)" }.joined(separator: " OR ")))"
+            "AND (\((0..<n).map { "queue = ?\(7 + kinds + $0)" }.joined(separator: " OR ")))"
         } ?? ""
+        // Paused queues: subqueries on the tiny `queues` table, each evaluated once per
+        // claim; the list of paused names is only built when some queue is paused.
         let s = try db.prepare("""
-            UPDATE tasks SET state = 'running', owner = ?1, attempts = attempts + 1, started_at = ?2
+            UPDATE tasks SET state = 'running', owner = ?1, attempts = attempts + 1, started_at = ?2,
+                             worker_pid = ?5, worker_host = ?6
             WHERE id IN (
                 SELECT id FROM tasks INDEXED BY tasks_queued
                 WHERE state = 'queued' AND run_at <= ?2
@@ -96,9 +130,11 @@ package final class SQLiteTaskStore: TaskStore {
                                      WHERE kind = 'taskq.stop' AND state = 'queued'
                                        AND json_extract(payload, '$.supervisor') = ?3), 9223372036854775807)
                   AND (\(kindList)) \(queueClause)
+                  AND (NOT EXISTS (SELECT 1 FROM queues WHERE paused_at IS NOT NULL)
+                       OR queue NOT IN (SELECT name FROM queues WHERE paused_at IS NOT NULL))
                 ORDER BY priority DESC, run_at, id
                 LIMIT ?4)
-            RETURNING id, kind, queue, payload, attempts, max_attempts, timeout_s, priority, run_at
+            RETURNING id, kind, queue, payload, attempts, max_attempts, timeout_s, priority, run_at, on_crash
             """)
         claimStmts[key] = s
         return s
@@ -107,6 +143,9 @@ package final class SQLiteTaskStore: TaskStore {
     // MARK: - producers
 
     package func insertTasks(_ tasks: [NewTask], now: Timestamp) throws -> [Int64] {
+        if tasks.contains(where: { $0.options.uniqueKey != nil || !$0.options.after.isEmpty }) {
+            return try enqueueTasks(tasks, now: now).map(\.id)
+        }
         let nowText = now.iso
         return try db.writeTransaction {
             var ids: [Int64] = []
@@ -116,10 +155,81 @@ package final class SQLiteTaskStore: TaskStore {
         }
     }
 
+    package func enqueueTasks(_ tasks: [NewTask], now: Timestamp) throws -> [EnqueuedTask] {
+        let nowText = now.iso
+        return try db.writeTransaction {
+            var out: [EnqueuedTask] = []
+            out.reserveCapacity(tasks.count)
+            for t in tasks {
+                let o = t.options
+                var deps: [Int64] = []
+                var states: [(Int64, String)] = []
+                for d in Set(o.after).sorted() {
+                    guard let state = try db.prepare("SELECT state FROM tasks WHERE id = ? AND kind <> 'taskq.stop'")
+                        .bind(.int(d)).firstRow({ $0.string(0) }) else {
+                        throw TaskQueueError.notFound("no task \(d) to wait for (--after); nothing was enqueued")
+                    }
+                    states.append((d, state))
+                }
+                for (d, state) in states {
+                    if state == "failed" || state == "cancelled" {
+                        throw TaskQueueError.failed("task \(d) is already \(state), so a task after it could never run; nothing was enqueued")
+                    }
+                    if state != "succeeded" { deps.append(d) }
+                }
+                if let key = o.uniqueKey {
+                    var blocked = t
+                    if !deps.isEmpty { blocked.options.runAt = .blocked }
+                    let s = insertUniqueStmt
+                    s.reset()
+                    bindInsert(s, blocked, nowText: nowText)
+                    if let id = try s.firstRow({ $0.int(0) }) {
+                        try addDependencies(id, deps)
+                        out.append(EnqueuedTask(id: id, existing: false))
+                    } else {
+                        let holder = try uniqueHolderStmt.bind(.text(key)).firstRow { $0.int(0) } ?? 0
+                        out.append(EnqueuedTask(id: holder, existing: true))
+                    }
+                } else {
+                    var blocked = t
+                    if !deps.isEmpty { blocked.options.runAt = .blocked }
+                    let id = try insert(blocked, nowText: nowText)
+                    try addDependencies(id, deps)
+                    out.append(EnqueuedTask(id: id, existing: false))
+                }
+            }
+            return out
+        }
+    }
+
+    private func addDependencies(_ id: Int64, _ deps: [Int64]) throws {
+        for d in deps {
+            try db.prepare("UPDATE tasks SET has_dependants = 1 WHERE id = ? AND has_dependants IS NULL").bind(.int(d)).run()
+            try db.prepare("INSERT OR IGNORE INTO task_dependencies (depends_on, task_id) VALUES (?, ?)")
+                .bind(.int(d), .int(id)).run()
+        }
+    }
+
+    private func bindInsert(_ s: Statement, _ t: NewTask, nowText: String) {
+        let o = t.options
+        s.bind(1, t.kind)
+        s.bind(2, o.queue)
+        s.bind(3, o.priority)
+        s.bind(4, t.payload)
+        s.bind(5, o.runAt?.iso ?? nowText)
+        s.bind(6, o.maxAttempts)
+        s.bind(7, o.timeout)
+        s.bind(8, nowText)
+        s.bind(.opt(o.onCrash?.rawValue), at: 9)
+        s.bind(.opt(o.uniqueKey), at: 10)
+    }
+
     /// One INSERT with the kept statement; returns the new id.
     private func insert(_ t: NewTask, nowText: String) throws -> Int64 {
         let s = insertStmt, o = t.options
         s.reset()
+        s.bind(.opt(o.onCrash?.rawValue), at: 9)
+        s.bind(.opt(o.uniqueKey), at: 10)
         s.bind(1, t.kind)
         s.bind(2, o.queue)
         s.bind(3, o.priority)
@@ -147,12 +257,15 @@ package final class SQLiteTaskStore: TaskStore {
             s.bind(2, now.iso)
             s.bind(3, claim.supervisorID)
             s.bind(4, Int64(claim.limit))
-            var i: Int32 = 5
+            s.bind(5, Int64(claim.pid))
+            s.bind(6, claim.host)
+            var i: Int32 = 7
             for k in claim.kinds { s.bind(i, k); i += 1 }
             for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
             var rows = try s.rows { r in
                 (task: ClaimedTask(id: r.int(0), kind: r.string(1), queue: r.string(2), payload: r.string(3),
-                                   attempt: r.int(4), maxAttempts: r.int(5), timeout: r.optionalDouble(6)),
+                                   attempt: r.int(4), maxAttempts: r.int(5), timeout: r.optionalDouble(6),
+                                   onCrash: r.text(9).flatMap(CrashPolicy.init(rawValue:))),
                  priority: r.int(7), runAt: r.string(8))
             }
             if rows.count > 1 {
@@ -165,10 +278,23 @@ package final class SQLiteTaskStore: TaskStore {
 
     /// Applies one outcome under the fence; true when it changed the row.
     private func apply(_ o: TaskOutcome, now: Timestamp) throws -> Bool {
+        if try applyFenced(o, now: now, withDependants: false) { return try settle(o, hasDependants: false, now: now) }
+        // Nothing changed: the fence refused it, or others wait for this task.
+        switch o.result {
+        case .succeeded, .failed(_, nil):
+            guard try applyFenced(o, now: now, withDependants: true) else { return false }
+            return try settle(o, hasDependants: true, now: now)
+        default:
+            return false
+        }
+    }
+
+    /// One fenced UPDATE; true when it changed the row.
+    private func applyFenced(_ o: TaskOutcome, now: Timestamp, withDependants: Bool) throws -> Bool {
         let s: Statement
         switch o.result {
         case .succeeded(let output):
-            s = succeedStmt
+            s = withDependants ? succeedWithDependantsStmt : succeedStmt
             s.reset()
             s.bind(1, now.iso)
             if let text = utf8Text(output) { s.bind(2, text) } else { s.bind(2, bytes: output) }
@@ -178,7 +304,7 @@ package final class SQLiteTaskStore: TaskStore {
             s.bind(1, retryAt.iso)
             s.bind(2, error)
         case .failed(let error, nil):
-            s = failStmt
+            s = withDependants ? failWithDependantsStmt : failStmt
             s.reset()
             s.bind(1, now.iso)
             s.bind(2, error)
@@ -192,6 +318,67 @@ package final class SQLiteTaskStore: TaskStore {
         s.bind(5, o.attempt)
         try s.run()
         return db.changes == 1
+    }
+
+    /// After an accepted outcome: history row, dependants.
+    private func settle(_ o: TaskOutcome, hasDependants: Bool, now: Timestamp) throws -> Bool {
+        switch o.result {
+        case .succeeded:
+            if hasDependants { try releaseDependants(of: o.taskID, now: now) }
+        case .failed(let error, let retryAt):
+            try keepAttempt(o.taskID, attempt: o.attempt, outcome: o.failure, error: error, now: now)
+            if retryAt == nil && hasDependants {
+                try cancelDependants(of: o.taskID, reason: "task \(o.taskID), which it was to run after, failed", now: now)
+            }
+        case .released:
+            if o.failure == TaskOutcome.notStarted { break }
+            try keepAttempt(o.taskID, attempt: o.attempt, outcome: "released", error: "put back without counting the attempt (its worker was stopping)", now: now)
+        }
+        return true
+    }
+
+    /// Copies the attempt that just ended into task_attempts.
+    private func keepAttempt(_ taskID: Int64, attempt: Int64, outcome: String, error: String?, now: Timestamp) throws {
+        let s = attemptStmt
+        s.reset()
+        s.bind(1, taskID)
+        s.bind(2, attempt)
+        s.bind(3, now.iso)
+        s.bind(4, outcome)
+        s.bind(.opt(error), at: 5)
+        try s.run()
+    }
+
+    /// `id` succeeded: each dependant waits for one fewer task, and runs now when
+    /// it waits for none. One indexed read when it has none (the usual case).
+    private func releaseDependants(of id: Int64, now: Timestamp) throws {
+        let dependants = try dependantsStmt.bind(.int(id)).rows { $0.int(0) }
+        if dependants.isEmpty { return }
+        try db.prepare("DELETE FROM task_dependencies WHERE depends_on = ?").bind(.int(id)).run()
+        for d in dependants {
+            let left = try db.prepare("SELECT count(*) FROM task_dependencies WHERE task_id = ?").bind(.int(d)).firstRow { $0.int(0) } ?? 0
+            if left == 0 {
+                try db.prepare("UPDATE tasks SET run_at = ? WHERE id = ? AND state = 'queued' AND run_at = ?")
+                    .bind(.ts(now), .int(d), .ts(.blocked)).run()
+            }
+        }
+    }
+
+    /// `id` ended failed or cancelled: every task waiting for it (and for those,
+    /// transitively) ends cancelled with `reason`.
+    func cancelDependants(of id: Int64, reason: String, now: Timestamp) throws {
+        var work = [(id, reason)]
+        while let (dep, why) = work.popLast() {
+            let dependants = try dependantsStmt.bind(.int(dep)).rows { $0.int(0) }
+            for d in dependants {
+                try db.prepare("""
+                    UPDATE tasks SET state = 'cancelled', finished_at = ?, last_error = ? WHERE id = ? AND state = 'queued'
+                    """).bind(.ts(now), .text(why), .int(d)).run()
+                let changed = db.changes == 1
+                try db.prepare("DELETE FROM task_dependencies WHERE task_id = ?").bind(.int(d)).run()
+                if changed { work.append((d, "task \(d), which it was to run after, was cancelled")) }
+            }
+        }
     }
 
     /// Output that is valid UTF-8 without NULs is stored as TEXT, so the sqlite3
@@ -249,17 +436,24 @@ package final class SQLiteTaskStore: TaskStore {
     }
 
     @discardableResult
-    package func recoverProcess(_ processID: Int64, now: Timestamp, outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask] {
+    package func recoverProcess(_ processID: Int64, now: Timestamp, startedTaskID: Int64?,
+                                outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask] {
         try db.writeTransaction {
             let held = try db.prepare("""
-                SELECT id, kind, queue, payload, attempts, max_attempts, timeout_s FROM tasks
+                SELECT id, kind, queue, payload, attempts, max_attempts, timeout_s, on_crash FROM tasks
                 WHERE owner = ? AND state = 'running' ORDER BY id
                 """).bind(.int(processID)).rows { r in
                 ClaimedTask(id: r.int(0), kind: r.string(1), queue: r.string(2), payload: r.string(3),
-                            attempt: r.int(4), maxAttempts: r.int(5), timeout: r.optionalDouble(6))
+                            attempt: r.int(4), maxAttempts: r.int(5), timeout: r.optionalDouble(6),
+                            onCrash: r.text(7).flatMap(CrashPolicy.init(rawValue:)))
             }
             for t in held {
-                _ = try apply(TaskOutcome(taskID: t.id, owner: processID, attempt: t.attempt, result: outcome(t)), now: now)
+                if let started = startedTaskID, t.id != started {
+                    _ = try apply(TaskOutcome(taskID: t.id, owner: processID, attempt: t.attempt, result: .released,
+                                              failure: TaskOutcome.notStarted), now: now)
+                } else {
+                    _ = try apply(TaskOutcome(taskID: t.id, owner: processID, attempt: t.attempt, result: outcome(t), failure: "crashed"), now: now)
+                }
             }
             try db.prepare("""
                 UPDATE tasks SET state = 'cancelled', finished_at = ?,
@@ -316,20 +510,32 @@ package final class SQLiteTaskStore: TaskStore {
 
     static let taskColumns = """
         id, kind, queue, state, priority, payload, run_at, attempts, max_attempts, timeout_s, owner,
-        created_at, started_at, finished_at, result, last_error
+        created_at, started_at, finished_at, result, last_error, worker_pid, worker_host, on_crash, unique_key
         """
 
     func taskRecord(_ r: Statement) -> TaskRecord {
-        TaskRecord(id: r.int(0), kind: r.string(1), queue: r.string(2), state: TaskState(rawValue: r.string(3)) ?? .queued,
+        var t = TaskRecord(id: r.int(0), kind: r.string(1), queue: r.string(2), state: TaskState(rawValue: r.string(3)) ?? .queued,
                    priority: r.int(4), payload: r.string(5), runAt: Timestamp(iso: r.string(6)) ?? Timestamp(milliseconds: 0),
                    attempts: r.int(7), maxAttempts: r.int(8), timeout: r.optionalDouble(9), owner: r.optionalInt(10),
                    createdAt: Timestamp(iso: r.string(11)) ?? Timestamp(milliseconds: 0),
                    startedAt: r.text(12).flatMap { Timestamp(iso: $0) }, finishedAt: r.text(13).flatMap { Timestamp(iso: $0) },
                    result: r.bytes(14), lastError: r.text(15))
+        t.workerPID = r.optionalInt(16)
+        t.workerHost = r.text(17)
+        t.onCrash = r.text(18).flatMap(CrashPolicy.init(rawValue:))
+        t.uniqueKey = r.text(19)
+        return t
     }
 
     package func task(_ id: Int64) throws -> TaskRecord? {
-        try db.prepare("SELECT \(Self.taskColumns) FROM tasks WHERE id = ?").bind(.int(id)).firstRow(taskRecord)
+        try db.readTransaction {
+            guard var t = try db.prepare("SELECT \(Self.taskColumns) FROM tasks WHERE id = ?").bind(.int(id)).firstRow(taskRecord) else {
+                return nil
+            }
+            t.waitingFor = try db.prepare("SELECT depends_on FROM task_dependencies WHERE task_id = ? ORDER BY depends_on")
+                .bind(.int(id)).rows { $0.int(0) }
+            return t
+        }
     }
 
     package func tasks(_ filter: TaskFilter) throws -> [TaskRecord] {

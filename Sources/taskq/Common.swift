@@ -131,7 +131,9 @@ func table(_ header: [String], _ rows: [[String]]) -> String {
 }
 
 /// JSON for one task (the documented shape of `show --json` and `list --json`).
-func taskJSON(_ t: TaskRecord) -> String {
+func taskJSON(_ t: TaskRecord) -> String { taskJSONObject(t).text }
+
+func taskJSONObject(_ t: TaskRecord) -> JSONObjectWriter {
     var o = JSONObjectWriter()
     o.add("id", t.id)
     o.add("kind", t.kind)
@@ -153,5 +155,9 @@ func taskJSON(_ t: TaskRecord) -> String {
         }
     } else { o.addNull("result") }
     o.add("error", t.lastError)
-    return o.text
+    o.add("worker_pid", t.workerPID)
+    o.add("worker_host", t.workerHost)
+    o.add("on_crash", t.onCrash?.rawValue)
+    o.add("unique_key", t.uniqueKey)
+    return o
 }

@@ -20,9 +20,20 @@ struct Enqueue: ParsableCommand {
 
             --batch reads one JSON object per stdin line, e.g.
               {"kind": "resize", "payload": {"file": "a.png"}, "priority": 5}
-            with optional "queue", "priority", "delay", "at", "max_attempts", "timeout"; the \
+            with optional "queue", "priority", "delay", "at", "max_attempts", "timeout", \
+            "on_crash", "unique" (a key) and "after" (an id or an array of ids); the \
             command line's KIND and options are the defaults for lines that omit them. All \
             lines commit in one transaction or none do; a bad line is named by its number.
+
+            --unique KEY: at most one task with KEY is queued or running at a time (the \
+            database enforces it). Enqueuing another while one is prints the existing task's \
+            id, says so on stderr, and exits 0; once that task has finished, the key is free again.
+
+            --after ID[,ID...]: the task becomes ready only when all those tasks have \
+            succeeded; if one of them ends failed or cancelled, this one ends cancelled, its \
+            error naming that task. An unknown id is refused (exit 66).
+
+            --json prints {"id": N, "existing": true|false} per task (one line each).
 
             Examples:
               taskq enqueue resize '{"file":"a.png"}'
@@ -33,9 +44,14 @@ struct Enqueue: ParsableCommand {
               id=$(taskq enqueue square 7) && taskq result "$id" --wait
               printf '%s\\n' '{"payload":1}' '{"payload":2}' | taskq enqueue sq --batch
               seq 1 100 | taskq enqueue square --lines
+              taskq enqueue sync --unique sync:alice '{"user":"alice"}'
+              a=$(taskq enqueue fetch 1) && taskq enqueue merge --after "$a" null
+              taskq enqueue charge --on-crash fail '{"order": 7}'
 
-            Exit status: 0 enqueued; 64 bad option or name; 65 bad payload or batch \
-            line; 66 the database's directory does not exist; 69 database busy.
+            Exit status: 0 enqueued (or already there, with --unique); 1 an --after task has \
+            already failed or been cancelled; 64 bad option or name; 65 bad payload or batch \
+            line; 66 the database's directory does not exist, or no such --after task; 69 \
+            database busy.
             """)
 
     @OptionGroup var database: DatabaseOptions
@@ -73,6 +89,18 @@ struct Enqueue: ParsableCommand {
     @Option(name: .customLong("commit-every"), parsing: .unconditional, help: ArgumentHelp("With --lines: commit every N lines instead of every line.", valueName: "n"))
     var commitEvery: Int = 1
 
+    @Option(name: .customLong("on-crash"), parsing: .unconditional, help: ArgumentHelp("retry or fail: what a crashed worker (killed, lost) means for this task; fail is for work that must not run twice. Default: the supervisor's --on-crash for its kind, else retry.", valueName: "policy"))
+    var onCrash: String?
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("At most one task with this key is queued or running; a second enqueue prints the existing id and exits 0.", valueName: "key"))
+    var unique: String?
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Run only after these tasks succeeded (comma-separated ids); cancelled if one of them fails or is cancelled.", valueName: "id,..."))
+    var after: String?
+
+    @Flag(help: "Print {\"id\": N, \"existing\": true|false} for each task instead of the bare id.")
+    var json = false
+
     @Flag(help: "Print nothing on success.")
     var quiet = false
 
@@ -93,6 +121,10 @@ struct Enqueue: ParsableCommand {
         if maxAttempts < 1 || maxAttempts > 1_000_000 {
             throw ValidationError("--max-attempts must be between 1 and 1000000, not \(maxAttempts)")
         }
+        if (unique != nil || after != nil || json) && lines {
+            throw ValidationError("--unique, --after and --json do not go with --lines (use --batch with \"unique\" and \"after\" fields)")
+        }
+        if after != nil && (delay != nil || at != nil) { throw ValidationError("give --after or --delay/--at, not both") }
         let o = try options()
         if let t = o.timeout, !(t > 0 && t <= 31_536_000) {
             throw ValidationError("--timeout must be more than 0 and at most 1 year (365d), not \(timeout ?? "")")
@@ -112,6 +144,15 @@ struct Enqueue: ParsableCommand {
             do { o.runAt = try Timestamp.parseUserTime(at) } catch { throw ValidationError("--at: \(error)") }
         }
         if let timeout { o.timeout = try seconds(timeout, option: "--timeout") }
+        if let onCrash {
+            guard let p = CrashPolicy(rawValue: onCrash) else { throw ValidationError("--on-crash must be retry or fail, not '\(onCrash)'") }
+            o.onCrash = p
+        }
+        if let unique {
+            if unique.isEmpty || unique.utf8.count > 1000 { throw ValidationError("--unique: the key must be 1 to 1000 bytes long") }
+            o.uniqueKey = unique
+        }
+        if let after { o.after = try parseIDs(after, option: "--after") }
         return o
     }
 
@@ -135,8 +176,25 @@ struct Enqueue: ParsableCommand {
         let task = NewTask(kind: kind, payload: trimmed(text), options: defaults)
         try Queue.validate(task)
         let queue = try database.open(create: true)
-        let id = try queue.enqueue([task])[0]
-        if !quiet { out("\(id)\n") }
+        if task.options.uniqueKey == nil && task.options.after.isEmpty && !json {
+            let id = try queue.enqueue([task])[0]
+            if !quiet { out("\(id)\n") }
+            return
+        }
+        printEnqueued(try queue.enqueueReportingExisting([task]), [task])
+    }
+
+    /// Prints ids (or --json objects); an existing unique task is named on stderr.
+    private func printEnqueued(_ results: [EnqueuedTask], _ tasks: [NewTask]) {
+        for (r, t) in zip(results, tasks) where r.existing {
+            System.log("taskq: task \(r.id) with unique key \(JSON.quote(t.options.uniqueKey ?? "")) is already queued or running; not enqueued again")
+        }
+        if quiet { return }
+        if json {
+            out(results.map { "{\"id\": \($0.id), \"existing\": \($0.existing)}\n" }.joined())
+        } else {
+            out(results.map { "\($0.id)\n" }.joined())
+        }
     }
 
     private func trimmed(_ s: String) -> String { s.trimmingCharacters(in: " \n\t\r") }
@@ -163,8 +221,7 @@ struct Enqueue: ParsableCommand {
             }
         }
         if tasks.isEmpty { throw TaskQueueError.badData("no tasks on stdin: --batch expects one JSON object per line, e.g. {\"kind\": \"resize\", \"payload\": {}}") }
-        let ids = try database.open(create: true).enqueue(tasks)
-        if !quiet { out(ids.map { "\($0)\n" }.joined()) }
+        printEnqueued(try database.open(create: true).enqueueReportingExisting(tasks), tasks)
     }
 
     private func batchTask(_ line: String, defaults: EnqueueOptions) throws -> NewTask {
@@ -173,7 +230,8 @@ struct Enqueue: ParsableCommand {
         guard case .object(let members) = value else {
             throw TaskQueueError.badData("expected a JSON object like {\"kind\": \"resize\", \"payload\": {…}}")
         }
-        let known: Set<String> = ["kind", "payload", "queue", "priority", "delay", "at", "max_attempts", "timeout"]
+        let known: Set<String> = ["kind", "payload", "queue", "priority", "delay", "at", "max_attempts", "timeout",
+                                  "on_crash", "unique", "after"]
         if let unknown = members.first(where: { !known.contains($0.key) }) {
             throw TaskQueueError.badData("unknown field \(JSON.quote(unknown.key)) (known: \(known.sorted().joined(separator: ", ")))")
         }
@@ -197,10 +255,32 @@ struct Enqueue: ParsableCommand {
             o.runAt = try Timestamp.parseUserTime(a)
         }
         if let t = try field("timeout", "a number of seconds or a duration like \"5m\"", durationValue) { o.timeout = t }
+        if let c = try field("on_crash", "\"retry\" or \"fail\"", { $0.stringValue.flatMap(CrashPolicy.init(rawValue:)) }) { o.onCrash = c }
+        if let u = try field("unique", "a string key", \.stringValue) { o.uniqueKey = u }
+        if let a = try field("after", "a task id or an array of task ids", { v -> [Int64]? in
+            if let i = v.intValue { return [i] }
+            if case .array(let items) = v { let ids = items.compactMap(\.intValue); return ids.count == items.count ? ids : nil }
+            return nil
+        }) {
+            if o.runAt != nil && (value["delay"] != nil || value["at"] != nil) { throw TaskQueueError.badData("give \"after\" or \"delay\"/\"at\", not both") }
+            o.after = a
+        }
         let payload = value["payload"]?.compactText ?? "null"
         let task = NewTask(kind: kind, payload: payload, options: o)
         try Queue.validate(task)
         return task
+    }
+
+    private func parseIDs(_ text: String, option: String) throws -> [Int64] {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false)
+        var ids: [Int64] = []
+        for p in parts {
+            guard let id = Int64(String(p).trimmingCharacters(in: " ")), id >= 1 else {
+                throw ValidationError("\(option) '\(text)': give task ids separated by commas, e.g. \(option) 12,13")
+            }
+            ids.append(id)
+        }
+        return ids
     }
 
     private func durationValue(_ v: JSONValue) -> Double? {

@@ -31,8 +31,9 @@ struct Status: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show task counts per queue and state, and the live supervisors and workers.",
         discussion: """
-            --json prints one object: {"database", "queues": [{"queue", "queued", "waiting", \
+            --json prints one object: {"database", "queues": [{"queue", "paused", "queued", "waiting", \
             "running", "succeeded", "failed", "cancelled"}], "totals": {same counts}, \
+            "paused_queues": [{"queue", "paused_at"}], \
             "supervisors": [{"id", "pid", "host", "alive", "started_at", "heartbeat_at", "queues", \
             "kinds", "workers": [{"id", "pid", "host", "alive", "started_at", "heartbeat_at"}]}]}. \
             "waiting" counts queued tasks whose start time (delay or retry backoff) is still ahead. \
@@ -54,10 +55,13 @@ struct Status: ParsableCommand {
         if watch { return try LiveView(database: database, interval: 1, iterations: nil).run() }
         let q = try database.open(create: false)
         let s = try q.stats()
+        let paused = try q.pausedQueues()
+        let pausedNames = Set(paused.map(\.name))
         let states = TaskState.allCases
         var perQueue: [String: [TaskState: Int64]] = [:]
         for c in s.counts { perQueue[c.queue, default: [:]][c.state] = c.count }
         for (queue, _) in s.waiting where perQueue[queue] == nil { perQueue[queue] = [:] }
+        for p in paused where perQueue[p.name] == nil { perQueue[p.name] = [:] }
         let queues = perQueue.keys.sorted()
         var totals: [TaskState: Int64] = [:]
         for (_, m) in perQueue { for (k, v) in m { totals[k, default: 0] += v } }
@@ -91,6 +95,7 @@ struct Status: ParsableCommand {
             for queue in queues {
                 var o = JSONObjectWriter()
                 o.add("queue", queue)
+                o.add("paused", pausedNames.contains(queue))
                 let c = counts(perQueue[queue]!, waiting: s.waiting[queue] ?? 0)
                 items.append("{" + o.text.dropFirst().dropLast() + "," + c.text.dropFirst())
             }
@@ -98,6 +103,12 @@ struct Status: ParsableCommand {
             root.add("database", q.location)
             root.addRaw("queues", "[" + items.joined(separator: ",") + "]")
             root.addRaw("totals", counts(totals, waiting: waitingTotal).text)
+            root.addRaw("paused_queues", "[" + paused.map { p in
+                var o = JSONObjectWriter()
+                o.add("queue", p.name)
+                o.add("paused_at", p.pausedAt?.iso)
+                return o.text
+            }.joined(separator: ",") + "]")
             root.addRaw("supervisors", "[" + supervisors.map { sup in
                 var o = processJSON(sup)
                 o.addRaw("workers", "[" + s.processes.filter { $0.supervisorID == sup.id }.map { processJSON($0).text }.joined(separator: ",") + "]")
@@ -112,10 +123,14 @@ struct Status: ParsableCommand {
         } else {
             let header = ["QUEUE"] + states.map { $0.rawValue.uppercased() } + ["WAITING"]
             var rows = queues.map { queue in
-                [queue] + states.map { String(perQueue[queue]![$0] ?? 0) } + [String(s.waiting[queue] ?? 0)]
+                [queue + (pausedNames.contains(queue) ? " (paused)" : "")] + states.map { String(perQueue[queue]![$0] ?? 0) } + [String(s.waiting[queue] ?? 0)]
             }
             if queues.count > 1 { rows.append(["(all)"] + states.map { String(totals[$0] ?? 0) } + [String(waitingTotal)]) }
             text += table(header, rows)
+        }
+        if !paused.isEmpty {
+            text += "\npaused: " + paused.map { "\($0.name) (since \($0.pausedAt?.iso ?? "?"))" }.joined(separator: ", ")
+                + "; 'taskq resume QUEUE' lets workers claim from it again\n"
         }
         text += "\n"
         let live = supervisors.filter { !dead.contains($0.id) }
@@ -194,11 +209,18 @@ struct Show: ParsableCommand {
         discussion: """
             --json prints {"id", "kind", "queue", "state", "priority", "payload" (the JSON itself), \
             "run_at", "attempts", "max_attempts", "timeout", "owner", "created_at", "started_at", \
-            "finished_at", "result" (text), "error"}; times are UTC ISO 8601, absent values null.
+            "finished_at", "result" (text), "error", "worker_pid", "worker_host", "on_crash", \
+            "unique_key", "after" (ids it still waits for), "attempts_history": [{"attempt", \
+            "started_at", "finished_at", "worker_pid", "host", "outcome", "error"}]}; times are \
+            UTC ISO 8601, absent values null. "outcome" is failed, timed out, crashed, released \
+            (put back at shutdown, not counted), cancelled, or running / succeeded for the \
+            attempt in hand. Every attempt is listed, oldest first; in sqlite3: \
+            SELECT * FROM attempts WHERE task_id = 42 ORDER BY started_at.
 
             Examples:
               taskq show 42
               taskq show 42 --json | jq -r .error
+              taskq show 42 --json | jq '.attempts_history[] | [.attempt, .outcome, .error]'
 
             Exit status: 0 shown, 64 not a task id, 66 no such task or database.
             """)
@@ -212,7 +234,24 @@ struct Show: ParsableCommand {
     func run() throws {
         let q = try database.open(create: false)
         guard let t = try q.task(id) else { throw TaskQueueError.notFound("no task \(id) in \(q.location)") }
-        if json { out(taskJSON(t) + "\n"); return }
+        let history = try q.attempts(of: id)
+        if json {
+            var o = taskJSONObject(t)
+            o.addRaw("after", "[" + t.waitingFor.map(String.init).joined(separator: ",") + "]")
+            o.addRaw("attempts_history", "[" + history.map { a in
+                var h = JSONObjectWriter()
+                h.add("attempt", a.attempt)
+                h.add("started_at", a.startedAt?.iso)
+                h.add("finished_at", a.finishedAt?.iso)
+                h.add("worker_pid", a.workerPID)
+                h.add("host", a.workerHost)
+                h.add("outcome", a.outcome)
+                h.add("error", a.error)
+                return h.text
+            }.joined(separator: ",") + "]")
+            out(o.text + "\n")
+            return
+        }
         var lines: [(String, String)] = [
             ("id", String(t.id)), ("kind", t.kind), ("queue", t.queue), ("state", t.state.rawValue),
             ("priority", String(t.priority)), ("attempts", "\(t.attempts)/\(t.maxAttempts)"),
@@ -222,9 +261,19 @@ struct Show: ParsableCommand {
         if let s = t.startedAt { lines.append(("started", s.iso)) }
         if let f = t.finishedAt { lines.append(("finished", f.iso)) }
         if let o = t.owner { lines.append(("owner", "process \(o)")) }
+        if let k = t.uniqueKey { lines.append(("unique", k)) }
+        if let c = t.onCrash { lines.append(("on crash", c.rawValue)) }
+        if !t.waitingFor.isEmpty { lines.append(("after", "waiting for task " + t.waitingFor.map(String.init).joined(separator: ", "))) }
         if let e = t.lastError { lines.append(("error", e)) }
         lines.append(("payload", t.payload))
         if let r = t.result { lines.append(("result", String(decoding: r, as: UTF8.self))) }
-        out(lines.map { "\($0.0):" + String(repeating: " ", count: 10 - $0.0.count) + $0.1 + "\n" }.joined())
+        var text = lines.map { "\($0.0):" + String(repeating: " ", count: 10 - $0.0.count) + $0.1 + "\n" }.joined()
+        if !history.isEmpty {
+            text += "\nattempts:\n" + table(["#", "OUTCOME", "STARTED", "FINISHED", "WORKER", "ERROR"], history.map { a in
+                [String(a.attempt), a.outcome, a.startedAt?.iso ?? "-", a.finishedAt?.iso ?? "-",
+                 a.workerPID.map { "pid \($0)" + (a.workerHost.map { " on \($0)" } ?? "") } ?? "-", a.error ?? ""]
+            }).split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : "  " + $0 }.joined(separator: "\n")
+        }
+        out(text)
     }
 }

@@ -50,7 +50,9 @@ struct Result: ParsableCommand {
         case .failed, .cancelled:
             throw TaskQueueError.failed("task \(id) \(t.state.rawValue) after \(t.attempts) attempt\(t.attempts == 1 ? "" : "s"): \(t.lastError ?? "no error recorded")")
         case .queued, .running:
-            let when = t.state == .queued && t.runAt > Timestamp.now() ? " (next attempt at \(t.runAt.iso))" : ""
+            let when = t.isBlocked
+                ? (t.waitingFor.isEmpty ? " (blocked)" : " (waiting for task \(t.waitingFor.map(String.init).joined(separator: ", ")) to succeed: --after)")
+                : t.state == .queued && t.runAt > Timestamp.now() ? " (next attempt at \(t.runAt.iso))" : ""
             throw TaskQueueError(.notFinished, "task \(id) is \(t.state.rawValue), not finished yet\(when)")
         }
     }

@@ -20,12 +20,24 @@ struct Supervise: ParsableCommand {
             then puts them back as queued; a second signal does that at once.
 
             A worker killed mid-task is noticed at once: its handler's process group is killed \
-            and the task goes back for a retry. A killed supervisor takes its workers with it; \
-            the next supervisor recovers what they held.
+            and the task goes back for a retry (or ends failed, for kinds with --on-crash \
+            KIND=fail or tasks enqueued with --on-crash fail: work that must not run twice). A \
+            killed supervisor takes its workers with it; the next supervisor recovers what they held.
+
+            Queues: --queue NAME=N gives queue NAME its own N workers, so a slow queue cannot \
+            starve another; a bare --queue NAME shares the --workers pool with the other bare \
+            ones. Without --queue, the workers serve every queue. Paused queues ('taskq pause') \
+            are skipped by every worker.
+
+            Housekeeping: finished tasks older than --retain (default 7d) are deleted, checked \
+            once a minute in small batches ('taskq purge' does it by hand); --retain never keeps \
+            them forever.
 
             Examples:
               taskq supervise --workers 4 --handler resize='./resize.sh'
               taskq supervise --handler email='python3 send.py' --queue emails --lease 60
+              taskq supervise --handler t=./t.sh --queue default=4 --queue emails=1
+              taskq supervise --handler charge=./charge.sh --on-crash charge=fail --retain 30d
               taskq supervise --handler square='jq ".n * .n"' --until-empty
             """)
 
@@ -37,8 +49,14 @@ struct Supervise: ParsableCommand {
     @Option(name: .customLong("handler"), parsing: .unconditionalSingleValue, help: ArgumentHelp("KIND=COMMAND: run COMMAND (with /bin/sh -c) for tasks of KIND. Repeatable; at least one.", valueName: "kind=command"))
     var handlers: [String] = []
 
-    @Option(name: .customLong("queue"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Serve only this queue (repeatable). Default: every queue.", valueName: "name"))
+    @Option(name: .customLong("queue"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Serve this queue (repeatable): NAME shares the --workers pool, NAME=N gets its own N workers. Default: every queue.", valueName: "name[=n]"))
     var queues: [String] = []
+
+    @Option(name: .customLong("on-crash"), parsing: .unconditionalSingleValue, help: ArgumentHelp("KIND=retry|fail: what a crashed worker means for tasks of KIND (repeatable; a task's own enqueue --on-crash wins). Default: retry.", valueName: "kind=policy"))
+    var onCrash: [String] = []
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Delete finished tasks older than this (checked once a minute, in small batches), or 'never'.", valueName: "duration"))
+    var retain: String = "7d"
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Seconds a claim lives without a heartbeat; a worker frozen longer loses its task to a retry.", valueName: "seconds"))
     var lease: String = "30"
@@ -69,9 +87,6 @@ struct Supervise: ParsableCommand {
             if command.trimmingCharacters(in: " \t").isEmpty { throw ValidationError("--handler \(kind)= has an empty command") }
             if !seen.insert(kind).inserted { throw ValidationError("--handler: kind '\(kind)' given twice") }
         }
-        for q in queues {
-            do { try validateName(q, what: "queue") } catch let e as TaskQueueError { throw ValidationError("--queue: \(e.message)") }
-        }
         _ = try settings()
     }
 
@@ -80,7 +95,43 @@ struct Supervise: ParsableCommand {
         o.synchronous = database.durability.rawValue
         o.busyTimeout = database.busyTimeout
         o.workers = workers ?? System.cpuCount
-        o.queues = queues.isEmpty ? nil : Array(Set(queues)).sorted()
+        var bare: [String] = []
+        var named: [WorkerPool] = []
+        var seenQueues = Set<String>()
+        for q in queues {
+            var name = q
+            var count: Int?
+            if let eq = q.firstIndex(of: "=") {
+                name = String(q[..<eq])
+                let n = String(q[q.index(after: eq)...])
+                guard let c = Int(n), c >= 1, c <= 1024 else {
+                    throw ValidationError("--queue \(q): the worker count after '=' must be a number from 1 to 1024")
+                }
+                count = c
+            }
+            do { try validateName(name, what: "queue") } catch let e as TaskQueueError { throw ValidationError("--queue: \(e.message)") }
+            if !seenQueues.insert(name).inserted { throw ValidationError("--queue: queue '\(name)' given twice") }
+            if let count { named.append(WorkerPool(queues: [name], workers: count)) } else { bare.append(name) }
+        }
+        if !named.isEmpty {
+            if bare.isEmpty, let w = workers {
+                throw ValidationError("--workers \(w) has no queue to serve: every --queue names its own count (give a bare --queue NAME to share --workers)")
+            }
+            o.pools = named + (bare.isEmpty ? [] : [WorkerPool(queues: bare.sorted(), workers: o.workers)])
+            if o.pools.reduce(0, { $0 + $1.workers }) > 1024 { throw ValidationError("at most 1024 workers in all") }
+        }
+        o.queues = bare.isEmpty ? nil : bare.sorted()
+        for c in onCrash {
+            guard let eq = c.firstIndex(of: "="), let policy = CrashPolicy(rawValue: String(c[c.index(after: eq)...])) else {
+                throw ValidationError("--on-crash '\(c)': write KIND=retry or KIND=fail")
+            }
+            let kind = String(c[..<eq])
+            do { try validateName(kind, what: "kind") } catch let e as TaskQueueError { throw ValidationError("--on-crash: \(e.message)") }
+            o.onCrash[kind] = policy
+        }
+        if retain == "never" { o.retain = nil } else {
+            o.retain = try seconds(retain, option: "--retain")
+        }
         for h in handlers {
             let eq = h.firstIndex(of: "=")!
             o.commands[String(h[..<eq])] = String(h[h.index(after: eq)...])

@@ -35,8 +35,9 @@ struct Taskq: ParsableCommand {
             stderr says what was wrong.
             """,
         version: taskqVersion,
-        subcommands: [Enqueue.self, Supervise.self, Status.self, List.self, Show.self, Result.self, Stop.self, Init.self,
-                      Wait.self, ScheduleCommand.self, MapCommand.self, Top.self])
+        subcommands: [Enqueue.self, Supervise.self, Status.self, List.self, Show.self, Result.self, Retry.self, Cancel.self,
+                      Purge.self, Pause.self, Resume.self, Stop.self, Init.self, Wait.self, ScheduleCommand.self, MapCommand.self,
+                      Top.self])
 }
 
 // A worker started by a supervisor runs here and never returns.

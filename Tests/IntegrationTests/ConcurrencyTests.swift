@@ -62,13 +62,13 @@ import Glibc
         #expect(sup.wait(timeout: 30) == 0, "\(sup.stderrSoFar)")
     }
 
-    /// A sqlite3 shell holds the write lock for 3 s while the supervisor runs and
+    /// A sqlite3 shell holds the write lock for 10 s while the supervisor runs and
     /// producers enqueue. Nothing crashes, no worker dies, every task completes
     /// afterwards; an enqueue with a short --busy-timeout fails with 69 and writes
     /// nothing. Run with the default busy timeout (everyone waits the lock out) and
     /// with a supervisor busy timeout shorter than the lock (workers see
     /// "database is locked" errors and must retry, not die).
-    @Test(arguments: ["10", "1"])
+    @Test(arguments: ["30", "1"])
     func sqliteShellHoldingTheWriteLock(supervisorBusyTimeout: String) {
         let s = Scenario("taskq-concurrency")
         defer { s.close() }
@@ -76,7 +76,7 @@ import Glibc
         s.script("h.sh", "cat > /dev/null; sleep 0.2; echo \"$TASKQ_TASK_ID\" >> \(audit); echo ok")
         s.script("lock.sh", """
             { echo ".bail on"; echo ".timeout 10000"; echo "BEGIN EXCLUSIVE;"; echo ".shell touch locked"
-              sleep 3
+              sleep 10
               echo "COMMIT;"; echo ".shell touch unlocked"; } | sqlite3 taskq.db
             """)
         s.script("produce.sh", """

@@ -207,11 +207,14 @@ import Glibc
         #expect(sup.wait(timeout: 30) == 0)
     }
 
-    /// More than 16 MiB on stdout fails the attempt (the result limit); the worker survives.
-    @Test func outputOverTheResultLimitFailsTheAttempt() {
+    /// More than 16 MiB on stdout fails the attempt (the result limit) at once: the
+    /// handler's group is killed when it crosses the limit, even one that would write
+    /// without end; the worker survives and its memory stays bounded.
+    @Test(arguments: ["head -c 100000000 /dev/zero", "cat /dev/zero"])
+    func outputOverTheResultLimitFailsTheAttempt(writer: String) {
         let s = Scenario("taskq-handler")
         defer { s.close() }
-        s.script("h.sh", "cat > /dev/null; head -c 20000000 /dev/zero")
+        s.script("h.sh", "cat > /dev/null; \(writer)")
         let id = s.enqueue("t", "null", ["--max-attempts", "1"])
         let sup = s.supervise(["--workers", "1", "--handler", "t=./h.sh", "--handler", "ok=cat"])
         #expect(eventually { s.sql("SELECT state FROM tasks WHERE id = \(id)") == "running" })
@@ -221,6 +224,11 @@ import Glibc
         let error = s.sql("SELECT last_error FROM tasks WHERE id = \(id)")
         #expect(error.contains("16 MiB"), "\(error)")
         #expect(s.sql("SELECT result IS NULL FROM tasks WHERE id = \(id)") == "1")
+        // The worker's peak memory: the 16 MiB buffer and change, not the 100 MB written.
+        let status = String(decoding: readAll("/proc/\(worker.first ?? 0)/status"), as: UTF8.self)
+        let peakKB = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
+            .flatMap { $0.split(separator: " ").dropFirst().first }.flatMap { Int($0) } ?? 0
+        #expect(peakKB > 0 && peakKB < 80_000, "worker peak RSS \(peakKB) kB")
         // Same worker, still serving.
         #expect(workers(of: sup, s) == worker)
         let ok = s.enqueue("ok", "[1]")

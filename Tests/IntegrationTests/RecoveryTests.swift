@@ -230,3 +230,27 @@ private func parentPid(_ pid: Int32) -> Int32? {
 private func workers(of supervisor: Child, _ s: Scenario) -> [Int32] {
     s.workerPids.filter { parentPid($0) == supervisor.pid }.sorted()
 }
+
+/// A Swift-handler worker claims tasks in batches; when it dies, only the task it
+/// was running counts the crash (the supervisor reads a slot shared with the
+/// worker). The others of its batch go back as they were: not one attempt used.
+@Suite struct BatchCrashTests {
+    @Test func onlyTheRunningTaskOfABatchCountsTheCrash() {
+        let s = Scenario("taskq-batch-crash")
+        defer { s.close() }
+        var lines = (1...40).map { "{\"kind\":\"square\",\"payload\":{\"n\":\($0)}}" }
+        lines.insert("{\"kind\":\"crash\",\"payload\":null,\"max_attempts\":1}", at: 20)
+        let ids = s.taskq(["enqueue", "--batch"], stdin: lines.joined(separator: "\n")).out.split(separator: "\n")
+        #expect(ids.count == 41)
+        let worker = s.start(Harness.binDir + "/taskq-example-worker", ["--db", s.db, "--workers", "1", "--until-empty"])
+        #expect(worker.wait(timeout: 60) == 0, "\(worker.stderrSoFar)")
+        // The crash: its own attempt, recorded, and nothing else charged for it.
+        #expect(s.sql("SELECT state || ':' || attempts FROM tasks WHERE kind = 'crash'") == "failed:1")
+        #expect(s.sql("SELECT last_error FROM tasks WHERE kind = 'crash'").contains("killed by signal 9"))
+        #expect(worker.stderrSoFar.contains("while running task \(ids[20]);"), "\(worker.stderrSoFar)")
+        // Every square ran once and used one attempt, batch-mates of the crash included.
+        #expect(s.sqlInt("SELECT count(*) FROM tasks WHERE kind = 'square' AND state = 'succeeded' AND attempts = 1") == 40,
+                "\(s.sql("SELECT id, state, attempts FROM tasks WHERE kind = 'square' AND attempts <> 1"))")
+        #expect(s.sqlInt("SELECT count(*) FROM task_attempts WHERE task_id IN (SELECT id FROM tasks WHERE kind = 'square')") == 0)
+    }
+}

@@ -47,6 +47,7 @@ enum StoreConformance {
         .init("finishAndClaim finishes and claims in one call") { try finishThenClaimInOneCall($0) },
         .init("result bytes round-trip byte for byte") { try resultBytesRoundTrip($0) },
         .init("recoverProcess applies outcomes, deletes the row, cancels sentinels") { try recoverProcess($0) },
+        .init("recoverProcess with the started task charges only that one") { try recoverKnowingTheStartedTask($0) },
         .init("registerProcess, processes and heartbeat") { try processesAndHeartbeat($0) },
         .init("tasks(filter) and stats") { try listingAndStats($0) },
         .init("Recovery.deathReason judges factory rows") { try deathReason($0) },
@@ -336,6 +337,28 @@ enum StoreConformance {
         #expect(try store.task(q)?.state == .queued)
     }
 
+    static func recoverKnowingTheStartedTask(_ make: @escaping StoreFactory) throws {
+        let store = try make()
+        let f = RowFactory(store)
+        let s = try f.supervisor()
+        let w = try f.worker(supervisor: s)
+        _ = try store.insertTasks((1...3).map { NewTask(kind: "t", payload: "\($0)") }, now: f.now)
+        let batch = try f.claimed(w, supervisor: s)
+        #expect(batch.count == 3)
+        let started = batch[1]
+        let held = try store.recoverProcess(w, now: f.now, startedTaskID: started.id) { _ in
+            .failed(error: "worker died while running it", retryAt: f.now)
+        }
+        #expect(Set(held.map(\.id)) == Set(batch.map(\.id)))
+        let charged = try #require(try store.task(started.id))
+        #expect(charged.state == .queued && charged.attempts == 1 && charged.lastError == "worker died while running it")
+        for t in [batch[0], batch[2]] {
+            let r = try #require(try store.task(t.id))
+            #expect(r.state == .queued && r.attempts == 0 && r.lastError == nil, "\(r)")
+        }
+        #expect(try store.processes().map(\.id) == [s])
+    }
+
     static func fenceStaleAttemptAfterRecovery(_ make: @escaping StoreFactory) throws {
         let store = try make()
         let f = RowFactory(store)
@@ -565,7 +588,17 @@ enum StoreConformance {
         let remoteGone = try f.worker(supervisor: live, pid: impossiblePid, host: "elsewhere.invalid",
                                       registeredAt: f.now.adding(seconds: -120), lease: 60)
         let remoteAlive = try f.worker(supervisor: live, pid: impossiblePid, host: "elsewhere.invalid", lease: 60)
-        let frozen = try f.worker(supervisor: live, pid: me, registeredAt: f.now.adding(seconds: -120), lease: 60)
+        // Past its lease but running: it was most likely waiting for a write lock.
+        let late = try f.worker(supervisor: live, pid: me, registeredAt: f.now.adding(seconds: -120), lease: 60)
+        // Past its lease and stopped (SIGSTOP): frozen, so dead to the queue.
+        let child = Child("/bin/sleep", ["30"])
+        defer { child.kill9() }
+        var childTicks: Int64?
+        eventually(timeout: 10) { childTicks = System.startTicks(of: child.pid); return childTicks != nil }
+        child.signal(SIGSTOP)
+        #expect(eventually(timeout: 10) { System.isStopped(child.pid) })
+        let frozen = try f.worker(supervisor: live, pid: child.pid, startTicks: childTicks ?? 0,
+                                  registeredAt: f.now.adding(seconds: -120), lease: 60)
         let rows = Dictionary(uniqueKeysWithValues: try store.processes().map { ($0.id, $0) })
         let now = Timestamp.now()
         func reason(_ id: Int64) -> String? { Recovery.deathReason(of: rows[id]!, now: now) }
@@ -577,7 +610,8 @@ enum StoreConformance {
         #expect(reason(remoteAlive) == nil, "a process on another host is alive while its lease runs")
         let gone = try #require(reason(remoteGone))
         #expect(gone.hasPrefix("stopped heartbeating (its lease expired ") && gone.hasSuffix(" ago)"), "\(gone)")
-        #expect(reason(frozen)?.hasPrefix("stopped heartbeating") == true, "a live but frozen process is dead once its lease expires")
+        #expect(reason(late) == nil, "a running local process past its lease was waiting for a lock, not dead")
+        #expect(reason(frozen)?.hasPrefix("stopped heartbeating") == true, "a stopped process is dead once its lease expires")
         #expect(try Recovery.liveSupervisors(store: store).map(\.id) == [live])
     }
 

@@ -4,7 +4,8 @@
 //
 //   taskq-example-worker [--db PATH] [--workers N] [--until-empty] [--synchronous normal|full] [--report]
 //
-// Kinds: "square" ({"n": 3} -> 9), "report" (returns a line of text), and
+// Kinds: "square" ({"n": 3} -> 9), "report" (returns a line of text), "crash" (kills
+// its own worker process, to see recovery at work), and
 // "bench-noop" (the benchmark harness's no-op: appends an audit line to
 // $BENCH_AUDIT_DIR/<pid>.tsv and returns the payload's length).
 import TaskQueue
@@ -24,6 +25,12 @@ handlers.register("report") { task in
     Array("report for \(task.payload), attempt \(task.attempt)\n".utf8)
 }
 handlers.register("bench-noop", BenchAudit.noop)
+// Dies the way a buggy handler can (SIGKILL of its own worker): for trying crash
+// recovery by hand, and for the tests.
+handlers.register("crash") { _ in
+    kill(getpid(), SIGKILL)
+    return []
+}
 
 // A worker started by the supervisor below runs here and exits.
 TaskQueueProcess.runWorkerIfRequested(handlers: handlers)

@@ -58,4 +58,6 @@ void taskq_die(int code) __attribute__((noreturn));
 int taskq_start_thread(void (*fn)(void *), void *arg);
 /// pipe2(fds, O_CLOEXEC). Returns 0 or -1.
 int taskq_pipe_cloexec(int fds[2]);
+/// memfd_create(name, 0): an anonymous file, inherited across exec. Returns the fd or -1.
+int taskq_memfd(const char *name);
 #endif

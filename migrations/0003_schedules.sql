@@ -1,4 +1,4 @@
--- taskq schema, version 3 (numbered after the task-life migration): recurring
+-- taskq schema, version 3: recurring
 -- schedules and map groups. Times are UTC ISO 8601 text with milliseconds, as in 0001.
 
 -- One row per recurring schedule ('taskq schedule add'). Every supervisor looks
