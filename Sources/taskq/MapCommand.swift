@@ -42,7 +42,8 @@ struct MapCommand: ParsableCommand {
 
             Exit status: 0 every line succeeded; 1 at least one failed (each named on \
             stderr); 64 usage; 65 bad input line, or --group holds different input; 130 \
-            interrupted (run it again to resume).
+            interrupted: lines still running get 2 s to finish, then go back to the queue \
+            for the next run (run the same command again to resume).
             """)
 
     @OptionGroup var database: DatabaseOptions
@@ -164,7 +165,9 @@ struct MapCommand: ParsableCommand {
         options.workers = workers ?? System.cpuCount
         options.queues = [queue]
         options.commands = [kind: handler]
-        options.shutdownTimeout = 10
+        // Ctrl-C: running lines get 2 s to finish, then go back to the queue
+        // (not counted as an attempt) for the next run.
+        options.shutdownTimeout = 2
 
         // Block the signals the supervisor takes with sigtimedwait before the
         // monitor thread starts, so it inherits the mask and never takes them.

@@ -221,6 +221,25 @@ import Glibc
         #expect(other.status == 65 && other.stderr.contains("different input") || other.stderr.contains("holds 8 lines"), "\(other)")
     }
 
+    @Test func ctrlCStopsAndSaysHowToResume() {
+        let s = Scenario("taskq-map")
+        defer { s.close() }
+        #expect(s.taskq(["init"]).status == 0)
+        let m = Child(Harness.taskq, ["map", "--workers", "2", "--handler", "n=$(jq -r .); [ \"$n\" = 1 ] && echo one || exec \(s.longSleep)"],
+                      cwd: s.dir, stdinData: Array("1\n2\n3\n".utf8), logDir: s.dir)
+        defer { m.kill9() }
+        #expect(eventually(timeout: 30) { s.count("succeeded") == 1 && s.count("running") == 2 })
+        let t0 = System.monotonic()
+        m.signal(SIGINT)   // running lines get 2 s, then go back to the queue
+        #expect(m.wait(timeout: 30) == 130, "\(m.stderrSoFar)")
+        #expect(System.monotonic() - t0 < 8)
+        #expect(m.stdoutSoFar == "one\n")
+        #expect(m.stderrSoFar.contains("taskq: map interrupted: 1 of 3 lines finished; run the same command again to resume"), "\(m.stderrSoFar)")
+        #expect(eventually(timeout: 10) { pidsMatching(s.longSleep).isEmpty })
+        // Released, not failed: the lines are queued again for the next run.
+        #expect(s.count("queued") == 2 && s.count("failed") == 0)
+    }
+
     @Test func aSupervisorWithTheKindHelpsDrain() {
         let s = Scenario("taskq-map")
         defer { s.close() }
