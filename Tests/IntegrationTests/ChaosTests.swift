@@ -259,6 +259,7 @@ private struct Figures {
 /// - every attempt after the first follows an interruption on record (last_error
 ///   names the worker killed by signal 9, or found dead by recovery);
 /// - executions per task ≤ attempts, no attempt number executed twice;
+/// - every failed attempt has its row in the attempt history (task_attempts);
 /// - `PRAGMA integrity_check` is ok, the schema version is the latest migration's;
 /// - at the end (`final`), every task is succeeded or failed, none is running.
 private func checkInvariants(_ s: Scenario, enqueued: [Int64], audit: String, final: Bool) -> (problems: [String], figures: Figures) {
@@ -324,6 +325,17 @@ private func checkInvariants(_ s: Scenario, enqueued: [Int64], audit: String, fi
             if final { problems.append("task \(id) is \(state) at the end") }
         }
     }
+    // Every attempt that failed is in the history, not only the last one
+    // (task_attempts; released attempts are not counted and may be there too).
+    let unrecorded = s.sql("""
+        SELECT t.id || ': ' || (SELECT count(DISTINCT a.attempt) FROM task_attempts a
+                                 WHERE a.task_id = t.id AND a.outcome <> 'released')
+               || ' of ' || (CASE WHEN t.state = 'queued' OR t.state = 'failed' THEN t.attempts ELSE t.attempts - 1 END)
+        FROM tasks t WHERE t.kind = 't'
+          AND (SELECT count(DISTINCT a.attempt) FROM task_attempts a WHERE a.task_id = t.id AND a.outcome <> 'released')
+              <> (CASE WHEN t.state = 'queued' OR t.state = 'failed' THEN t.attempts ELSE t.attempts - 1 END)
+        """)
+    if !unrecorded.isEmpty { problems.append("failed attempts missing from task_attempts (task: recorded of failed): \(unrecorded.prefix(400))") }
     let missing = enqueued.filter { !inDatabase.contains($0) }
     f.lost = missing.count
     if !missing.isEmpty { problems.append("\(missing.count) enqueued tasks vanished: \(missing.prefix(20))") }
