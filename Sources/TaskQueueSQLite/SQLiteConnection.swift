@@ -25,9 +25,11 @@ final class SQLiteConnection {
             throw TaskQueueError.unavailable("database \(path) is read-only for this user (permission denied); nothing was written")
         }
         if create && access(path, F_OK) != 0 {
-            let fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
-            if fd < 0 { throw SQLiteConnection.openError(path: path, errno: errno) }
-            close(fd)
+            // O_EXCL: close only a descriptor that created the file. Closing any
+            // descriptor of a file drops this process's POSIX locks on it, and
+            // with them the locks of other SQLite connections it has open there.
+            let fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+            if fd >= 0 { close(fd) } else if errno != EEXIST { throw SQLiteConnection.openError(path: path, errno: errno) }
         }
         taskq_sqlite_tune()
         var db: OpaquePointer?
