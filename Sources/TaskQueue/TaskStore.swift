@@ -106,6 +106,12 @@ package protocol TaskStore: AnyObject {
     func finishAndClaim(_ outcomes: [TaskOutcome], claim: ClaimRequest?, now: Timestamp) throws
         -> (accepted: [Bool], claimed: [ClaimedTask])
 
+    /// The earliest `run_at` after `now` among queued tasks `claim` could take
+    /// (its kinds and queues; tasks blocked on others excluded), or nil. An idle
+    /// worker sleeps until then at the latest, so a delayed task or a retry
+    /// after its backoff starts on time without polling.
+    func nextRunAt(_ claim: ClaimRequest, now: Timestamp) throws -> Timestamp?
+
     /// Registers a process; its lease runs until `now + lease`.
     func registerProcess(role: ProcessRecord.Role, supervisorID: Int64?, pid: Int32, host: String, bootID: String,
                          startTicks: Int64, queues: [String]?, kinds: [String], now: Timestamp, lease: Double) throws -> Int64

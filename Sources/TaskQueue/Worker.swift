@@ -126,7 +126,14 @@ public final class Worker {
             if claimed.isEmpty {
                 if config.untilEmpty { break }
                 if (try? store.stopSentinel(for: config.supervisorID)) ?? nil != nil { break }
-                waiter.wait(timeout: 1.0)
+                // Sleep until the database changes, or until the next delayed task
+                // (or retry) is due; a slow fallback beyond that.
+                var timeout = 1.0
+                let now = Timestamp.now()
+                if let next = (try? store.nextRunAt(request(1), now: now)) ?? nil {
+                    timeout = min(timeout, max(0.001, next.seconds(since: now)))
+                }
+                waiter.wait(timeout: timeout)
                 continue
             }
             // Claim more at once while the backlog is deep (a full claim), fewer

@@ -398,6 +398,33 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         }
     }
 
+    private var nextRunAtStmts: [String: Statement] = [:]
+
+    package func nextRunAt(_ claim: ClaimRequest, now: Timestamp) throws -> Timestamp? {
+        // Reads the queued-tasks index, which holds only queued rows: cheap unless
+        // very many tasks wait for a future time. Runs only when a worker goes idle.
+        let key = "\(claim.kinds.count)/\(claim.queues?.count ?? -1)"
+        let s: Statement
+        if let cached = nextRunAtStmts[key] { s = cached } else {
+            let kinds = (0..<claim.kinds.count).map { "kind = ?\(3 + $0)" }.joined(separator: " OR ")
+            let queues = claim.queues.map { q in
+                "AND (\((0..<q.count).map { "queue = ?\(3 + claim.kinds.count + $0)" }.joined(separator: " OR ")))"
+            } ?? ""
+            s = try db.prepare("""
+                SELECT min(run_at) FROM tasks INDEXED BY tasks_queued
+                WHERE state = 'queued' AND run_at > ?1 AND run_at < ?2 AND (\(kinds)) \(queues)
+                """)
+            nextRunAtStmts[key] = s
+        }
+        s.reset()
+        s.bind(1, now.iso)
+        s.bind(2, "9999")   // tasks waiting on others (--after) are parked in year 9999
+        var i: Int32 = 3
+        for k in claim.kinds { s.bind(i, k); i += 1 }
+        for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
+        return try s.firstRow { $0.text(0).flatMap { Timestamp(iso: $0) } } ?? nil
+    }
+
     // MARK: - processes
 
     package func registerProcess(role: ProcessRecord.Role, supervisorID: Int64?, pid: Int32, host: String, bootID: String,

@@ -153,4 +153,20 @@ import Glibc
         #expect(sup.wait(timeout: 10) == 0, "\(sup.stderrSoFar)")
         #expect(s.sql("SELECT state || ':' || attempts FROM tasks WHERE id = \(id)") == "queued:0")
     }
+
+    /// An idle worker sleeps until the next delayed task is due (no polling loop):
+    /// the task starts within tens of milliseconds of its time.
+    @Test func aDelayedTaskStartsOnTime() {
+        let s = Scenario()
+        defer { s.close() }
+        let sup = s.supervise(["--workers", "1", "--handler", "t=cat"])
+        #expect(eventually { s.workerPids.count == 1 })
+        usleep(300_000)  // let the worker go idle first
+        let id = s.enqueue("t", "1", ["--delay", "1.5"])
+        #expect(eventually(timeout: 10) { s.sql("SELECT state FROM tasks WHERE id = \(id)") == "succeeded" }, "\(sup.stderrSoFar)")
+        let late = Double(s.sql("SELECT (julianday(started_at) - julianday(run_at)) * 86400000.0 FROM tasks WHERE id = \(id)")) ?? -1
+        #expect(late >= 0 && late < 150, "started \(late) ms after its time")
+        sup.signal(SIGTERM)
+        #expect(sup.wait(timeout: 30) == 0)
+    }
 }

@@ -48,6 +48,7 @@ enum StoreConformance {
         .init("result bytes round-trip byte for byte") { try resultBytesRoundTrip($0) },
         .init("recoverProcess applies outcomes, deletes the row, cancels sentinels") { try recoverProcess($0) },
         .init("recoverProcess with the started task charges only that one") { try recoverKnowingTheStartedTask($0) },
+        .init("nextRunAt: the earliest future start among claimable tasks") { try nextRunAtFindsTheNextDelayedTask($0) },
         .init("registerProcess, processes and heartbeat") { try processesAndHeartbeat($0) },
         .init("tasks(filter) and stats") { try listingAndStats($0) },
         .init("Recovery.deathReason judges factory rows") { try deathReason($0) },
@@ -335,6 +336,26 @@ enum StoreConformance {
                                                 claim: nil, now: f.now)
         #expect(onQueued.accepted == [false, false])
         #expect(try store.task(q)?.state == .queued)
+    }
+
+    static func nextRunAtFindsTheNextDelayedTask(_ make: @escaping StoreFactory) throws {
+        let store = try make()
+        let f = RowFactory(store)
+        let s = try f.supervisor()
+        let w = try f.worker(supervisor: s)
+        let req = f.claim(w, supervisor: s, kinds: ["t"], queues: ["q"])
+        #expect(try store.nextRunAt(req, now: f.now) == nil)
+        func at(_ seconds: Double, kind: String = "t", queue: String = "q") throws {
+            _ = try store.insertTasks([NewTask(kind: kind, options: EnqueueOptions(queue: queue, runAt: f.now.adding(seconds: seconds)))], now: f.now)
+        }
+        try at(-5)                      // ready now: not a future start
+        try at(30, kind: "other")       // not its kind
+        try at(20, queue: "elsewhere")  // not its queue
+        try at(90)
+        try at(60)
+        #expect(try store.nextRunAt(req, now: f.now) == f.now.adding(seconds: 60))
+        #expect(try store.nextRunAt(f.claim(w, supervisor: s, kinds: ["t", "other"], queues: nil), now: f.now)
+                == f.now.adding(seconds: 20))
     }
 
     static func recoverKnowingTheStartedTask(_ make: @escaping StoreFactory) throws {
