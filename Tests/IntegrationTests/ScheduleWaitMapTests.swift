@@ -205,6 +205,10 @@ import Glibc
         defer { first.kill9() }
         #expect(eventually(timeout: 30) { s.count("succeeded") == 4 && s.count("running") == 4 }, "\(first.stderrSoFar)")
         #expect(eventually(timeout: 10) { first.stdoutSoFar == "r1\nr2\nr3\nr4\n" }, "out: \(first.stdoutSoFar) err: \(first.stderrSoFar) \(s.sql("SELECT id, state, payload FROM tasks"))")
+        // Lines 5-8 are running: their handlers have started (written to the audit).
+        #expect(eventually(timeout: 30) {
+            String(decoding: readAll(s.dir + "/audit"), as: UTF8.self).split(separator: "\n").count == 8
+        }, "\(first.stderrSoFar)")
         first.kill9()
         #expect(eventually(timeout: 10) { pidsMatching(s.longSleep).isEmpty }, "the handlers die with their workers")
         writeFile(s.dir + "/gate", "")
