@@ -37,6 +37,7 @@ case "$sub" in
   serve)   exec "$bin/taskq-example-worker" --db "$db" --workers "$workers" --synchronous "$sync" ;;
   results) exec sqlite3 "$db" "SELECT count(*) FROM tasks WHERE kind = 'bench-noop' AND state = 'succeeded'" ;;
   info)
+    [ -s "$db" ] || "$bin/taskq" init --db "$db" >/dev/null
     jm=$(sqlite3 "$db" "PRAGMA journal_mode")
     printf '{"peer": "taskq", "journal_mode": "%s", "synchronous": "%s", "library_default": "WAL, synchronous=NORMAL (taskq --synchronous normal|full)", "claim": "BEGIN IMMEDIATE; finish previous batch (fenced UPDATEs) + UPDATE .. WHERE id IN (SELECT .. ORDER BY priority DESC, run_at, id LIMIT k) RETURNING (partial index; k adapts 1..32)"}\n' "$jm" "$sync"
     ;;

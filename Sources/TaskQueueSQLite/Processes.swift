@@ -54,10 +54,15 @@ public enum TaskQueueProcess {
         options.commands = commands
         let db = options.database, timeout = options.busyTimeout
         let supervisor = Supervisor(options: options, functionKinds: Array(handlers.functions.keys)) {
-            try SQLiteTaskStore(path: db, create: false, synchronous: sync, busyTimeout: timeout)
+            try SQLiteTaskStore(path: db, create: false, synchronous: sync, busyTimeout: timeout,
+                                cacheKiB: supervisorCacheKiB)
         }
         return try supervisor.run()
     }
+
+    /// The supervisor's page cache: it never claims, and its periodic scans
+    /// (recovery, pruning finished tasks) must not grow its memory with the table.
+    public static let supervisorCacheKiB = 2048
 
     /// `path` made absolute against the current directory.
     public static func absolutePath(_ path: String) -> String {

@@ -49,7 +49,7 @@ final class SQLiteConnection {
     /// Switches to WAL and sets the per-connection pragmas. Called only once the
     /// file is known to be a taskq database (or empty and ours to create), so a
     /// stranger's SQLite file is never modified.
-    func configure(synchronous: Synchronous) throws {
+    func configure(synchronous: Synchronous, cacheKiB: Int = 32768) throws {
         // WAL: readers never block the writer and the writer never blocks readers.
         // Switching a new file to WAL needs an exclusive lock, and SQLite answers
         // SQLITE_BUSY at once there (no busy handler): retry up to the timeout.
@@ -69,7 +69,7 @@ final class SQLiteConnection {
         try exec("PRAGMA synchronous=\(synchronous == .full ? "FULL" : "NORMAL")")
         // A page cache large enough for the hot part of the claim index:
         // SQLite's default 2 MiB made claims 4x slower once the table held ~20k rows.
-        try exec("PRAGMA cache_size=-32768")
+        try exec("PRAGMA cache_size=-\(cacheKiB)")
         try exec("PRAGMA temp_store=MEMORY")
         // The state-machine trigger guards hand edits from the sqlite3 shell;
         // taskq's own statements keep to the same rules (the conformance tests

@@ -23,7 +23,11 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// Opens (and with `create`, creates) the database at `path` and brings its
     /// schema up to date. Without `create`, a missing file is a `.notFound` error
     /// and nothing is created.
-    package init(path: String, create: Bool, synchronous: Synchronous = .normal, busyTimeout: Double = 10) throws {
+    /// `cacheKiB`: SQLite's page cache for this connection. The default (32 MiB)
+    /// keeps the claim index hot for workers; a supervisor, which only scans now and
+    /// then (recovery, pruning), passes a small one so its memory stays flat.
+    package init(path: String, create: Bool, synchronous: Synchronous = .normal, busyTimeout: Double = 10,
+                 cacheKiB: Int = 32768) throws {
         var st = stat()
         if stat(path, &st) == 0 {
             if (st.st_mode & S_IFMT) == S_IFDIR {
@@ -38,7 +42,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         if try Migrator.isUninitialized(db) && !create {
             throw TaskQueueError.notFound("no taskq database at \(path) (the file is empty; create one with 'taskq init')")
         }
-        try db.configure(synchronous: synchronous)
+        try db.configure(synchronous: synchronous, cacheKiB: cacheKiB)
         try Migrator.migrate(db, now: .now())
     }
 
@@ -226,18 +230,9 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     /// One INSERT with the kept statement; returns the new id.
     private func insert(_ t: NewTask, nowText: String) throws -> Int64 {
-        let s = insertStmt, o = t.options
+        let s = insertStmt
         s.reset()
-        s.bind(.opt(o.onCrash?.rawValue), at: 9)
-        s.bind(.opt(o.uniqueKey), at: 10)
-        s.bind(1, t.kind)
-        s.bind(2, o.queue)
-        s.bind(3, o.priority)
-        s.bind(4, t.payload)
-        s.bind(5, o.runAt?.iso ?? nowText)
-        s.bind(6, o.maxAttempts)
-        s.bind(7, o.timeout)
-        s.bind(8, nowText)
+        bindInsert(s, t, nowText: nowText)
         try s.run()
         return db.lastInsertRowID
     }

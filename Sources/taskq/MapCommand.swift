@@ -194,7 +194,8 @@ struct MapCommand: ParsableCommand {
         options.database = TaskQueueProcess.absolutePath(options.database)
         let path = options.database, sync = database.durability, busy = database.busyTimeout
         let supervisor = Supervisor(options: options, functionKinds: []) {
-            try SQLiteTaskStore(path: path, create: false, synchronous: sync, busyTimeout: busy)
+            try SQLiteTaskStore(path: path, create: false, synchronous: sync, busyTimeout: busy,
+                                cacheKiB: TaskQueueProcess.supervisorCacheKiB)
         }
         do { code = try supervisor.run() } catch {
             dup2(errFD, 2)
