@@ -254,7 +254,8 @@ private func floorDivMod(_ a: Int64, _ b: Int64) -> (Int64, Int64) {
 }
 
 /// Days since 1970-01-01 for a civil date (Howard Hinnant's algorithm).
-private func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int64 {
+/// Shared with Cron.
+func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int64 {
     let y = Int64(month <= 2 ? year - 1 : year)
     let era = (y >= 0 ? y : y - 399) / 400
     let yoe = y - era * 400
@@ -265,7 +266,8 @@ private func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int64 {
 }
 
 /// The civil date (year, month 1–12, day 1–31) of a day count since 1970-01-01.
-private func civilFromDays(_ days: Int64) -> (Int, Int, Int) {
+/// Shared with Cron.
+func civilFromDays(_ days: Int64) -> (Int, Int, Int) {
     let z = days + 719_468
     let era = (z >= 0 ? z : z - 146_096) / 146_097
     let doe = z - era * 146_097
