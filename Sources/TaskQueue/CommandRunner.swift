@@ -15,7 +15,8 @@ struct CommandRunner {
 
     enum Outcome: Equatable {
         case succeeded([UInt8])
-        case failed(String)
+        /// `timedOut`: the attempt's --timeout passed (kept as "timed out" in the history).
+        case failed(String, timedOut: Bool = false)
     }
 
     let command: String
@@ -69,6 +70,7 @@ struct CommandRunner {
         let deadline = task.timeout.map { start + $0 }
         var nextTick = start + tickInterval
         var abortReason: String?
+        var timedOut = false
         var buf = [UInt8](repeating: 0, count: 65536)
 
         while outOpen || errOpen || !exited {
@@ -128,6 +130,7 @@ struct CommandRunner {
             let t = System.monotonic()
             if let d = deadline, t >= d, abortReason == nil {
                 abortReason = "timed out after \(formatDuration(task.timeout!)) (its process group was killed)"
+                timedOut = true
                 killGroup(pid)
             }
             if t >= nextTick {
@@ -146,7 +149,7 @@ struct CommandRunner {
         if overflow {
             return .failed("handler wrote more than \(Self.maxResultBytes >> 20) MiB to stdout (the result limit): its process group was killed and the output discarded")
         }
-        if let abortReason { return .failed(abortReason + stderrSuffix(errTail)) }
+        if let abortReason { return .failed(abortReason + stderrSuffix(errTail), timedOut: timedOut) }
         if status == 0 { return .succeeded(output) }
         var how = System.describe(waitStatus: status)
         let code = (status >> 8) & 0xff

@@ -834,3 +834,16 @@ private struct JSONScanner {
         }
     }
 }
+
+/// Whether `bytes` are well-formed UTF-8 (no allocation).
+public func isValidUTF8<C: Collection>(_ bytes: C) -> Bool where C.Element == UInt8 {
+    var it = bytes.makeIterator()
+    var decoder = UTF8()
+    while true {
+        switch decoder.decode(&it) {
+        case .scalarValue: continue
+        case .emptyInput: return true
+        case .error: return false
+        }
+    }
+}

@@ -213,10 +213,10 @@ public final class Worker {
             }
             switch outcome {
             case .succeeded(let out): return (.succeeded(out), "")
-            case .failed(let e):
+            case .failed(let e, let timedOut):
                 if aborting { return (.released, "") }
                 error = e
-                if e.hasPrefix("timed out after") { failure = "timed out" }
+                if timedOut { failure = "timed out" }
             }
         } else {
             error = "no handler for kind \(task.kind)"

@@ -195,9 +195,14 @@ final class Statement {
             _ = sqlite3_bind_text(stmt, i, p, Int32(buf.count), transient)
         }
     }
-    func bind(_ i: Int32, bytes: [UInt8]) {
+    func bind(_ i: Int32, bytes: [UInt8], asText: Bool = false) {
         bytes.withUnsafeBytes { buf in
-            _ = sqlite3_bind_blob(stmt, i, buf.baseAddress ?? UnsafeRawPointer(bitPattern: 1), Int32(buf.count), transient)
+            let p = buf.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!
+            if asText {
+                _ = sqlite3_bind_text(stmt, i, p.assumingMemoryBound(to: CChar.self), Int32(buf.count), transient)
+            } else {
+                _ = sqlite3_bind_blob(stmt, i, p, Int32(buf.count), transient)
+            }
         }
     }
 

@@ -249,7 +249,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             let s = try claimStatement(kinds: claim.kinds.count, queues: claim.queues?.count)
             s.reset()
             s.bind(1, claim.owner)
-            s.bind(2, now.iso)
+            s.bind(2, text(now))
             s.bind(3, claim.supervisorID)
             s.bind(4, Int64(claim.limit))
             s.bind(5, Int64(claim.pid))
@@ -284,6 +284,14 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         }
     }
 
+    /// `now` as stored text, formatted once per transaction rather than once per
+    /// task (every outcome and the claim of one finishAndClaim share one `now`).
+    private var isoCache: (Timestamp, String) = (Timestamp(milliseconds: -1), "")
+    private func text(_ t: Timestamp) -> String {
+        if isoCache.0 != t { isoCache = (t, t.iso) }
+        return isoCache.1
+    }
+
     /// One fenced UPDATE; true when it changed the row.
     private func applyFenced(_ o: TaskOutcome, now: Timestamp, withDependants: Bool) throws -> Bool {
         let s: Statement
@@ -291,8 +299,10 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         case .succeeded(let output):
             s = withDependants ? succeedWithDependantsStmt : succeedStmt
             s.reset()
-            s.bind(1, now.iso)
-            if let text = utf8Text(output) { s.bind(2, text) } else { s.bind(2, bytes: output) }
+            s.bind(1, text(now))
+            // UTF-8 without NULs is stored as TEXT (the sqlite3 shell and SQL string
+            // functions show it as written); anything else as a BLOB.
+            s.bind(2, bytes: output, asText: !output.contains(0) && isValidUTF8(output))
         case .failed(let error, let retryAt?):
             s = retryStmt
             s.reset()
@@ -301,7 +311,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         case .failed(let error, nil):
             s = withDependants ? failWithDependantsStmt : failStmt
             s.reset()
-            s.bind(1, now.iso)
+            s.bind(1, text(now))
             s.bind(2, error)
         case .released:
             s = releaseStmt
@@ -372,23 +382,6 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 let changed = db.changes == 1
                 try db.prepare("DELETE FROM task_dependencies WHERE task_id = ?").bind(.int(d)).run()
                 if changed { work.append((d, "task \(d), which it was to run after, was cancelled")) }
-            }
-        }
-    }
-
-    /// Output that is valid UTF-8 without NULs is stored as TEXT, so the sqlite3
-    /// shell and SQL string functions show it as written; anything else as a BLOB.
-    private func utf8Text(_ bytes: [UInt8]) -> String? {
-        if bytes.contains(0) { return nil }
-        var it = bytes.makeIterator()
-        var decoder = UTF8()
-        var out = ""
-        out.reserveCapacity(bytes.count)
-        while true {
-            switch decoder.decode(&it) {
-            case .scalarValue(let u): out.unicodeScalars.append(u)
-            case .emptyInput: return out
-            case .error: return nil
             }
         }
     }

@@ -91,18 +91,6 @@ func utf8<C: Collection>(_ bytes: C, what: String) throws -> String where C.Elem
     return String(decoding: bytes, as: UTF8.self)
 }
 
-func isValidUTF8<C: Collection>(_ bytes: C) -> Bool where C.Element == UInt8 {
-    var it = bytes.makeIterator()
-    var decoder = UTF8()
-    while true {
-        switch decoder.decode(&it) {
-        case .scalarValue: continue
-        case .emptyInput: return true
-        case .error: return false
-        }
-    }
-}
-
 /// Parses "90", "1.5", "90s", "5m"… for options that take seconds. Throws a
 /// `ValidationError` (exit 64), so call it from `validate()`.
 func seconds(_ text: String, option: String) throws -> Double {
