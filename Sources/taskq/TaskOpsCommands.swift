@@ -181,11 +181,8 @@ struct Pause: ParsableCommand {
             """)
 
     @OptionGroup var database: DatabaseOptions
-    @Argument(help: ArgumentHelp("Queue name.", valueName: "queue")) var queue: String
-
-    func validate() throws {
-        do { try validateName(queue, what: "queue") } catch let e as TaskQueueError { throw ValidationError(e.message) }
-    }
+    @OptionGroup var target: QueueArgument
+    var queue: String { target.queue }
 
     func run() throws {
         let q = try database.open(create: false)
@@ -205,14 +202,20 @@ struct Resume: ParsableCommand {
             """)
 
     @OptionGroup var database: DatabaseOptions
-    @Argument(help: ArgumentHelp("Queue name.", valueName: "queue")) var queue: String
-
-    func validate() throws {
-        do { try validateName(queue, what: "queue") } catch let e as TaskQueueError { throw ValidationError(e.message) }
-    }
+    @OptionGroup var target: QueueArgument
+    var queue: String { target.queue }
 
     func run() throws {
         let q = try database.open(create: false)
         if try q.resume(queue) { out("resumed queue \(queue)\n") } else { out("queue \(queue) was not paused\n") }
+    }
+}
+
+/// The QUEUE argument of pause and resume, checked like every queue name.
+struct QueueArgument: ParsableArguments {
+    @Argument(help: ArgumentHelp("Queue name.", valueName: "queue")) var queue: String
+
+    func validate() throws {
+        do { try validateName(queue, what: "queue") } catch let e as TaskQueueError { throw ValidationError(e.message) }
     }
 }
