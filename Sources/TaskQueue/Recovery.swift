@@ -48,7 +48,8 @@ package enum Recovery {
             }
             let failedByPolicy = held.filter { crashPolicy($0, onCrash) == .fail }
             log("recovered \(p.role.rawValue) pid \(p.pid) (process \(p.id)), which \(reason)"
-                + (held.isEmpty ? "" : "; its tasks \(held.map { String($0.id) }.joined(separator: ", ")) go back for a retry")
+                + (held.isEmpty ? "" : held.count == 1 ? "; its task \(held[0].id) goes back for a retry"
+                    : "; its tasks \(held.map { String($0.id) }.joined(separator: ", ")) go back for a retry")
                 + (failedByPolicy.isEmpty ? "" : " (except \(failedByPolicy.map { String($0.id) }.joined(separator: ", ")), which on-crash fail ends failed)"))
             recovered.append(p)
         }

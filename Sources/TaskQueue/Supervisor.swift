@@ -110,8 +110,8 @@ public final class Supervisor {
             startTicks: System.startTicks(of: getpid()) ?? 0, queues: servedQueues, kinds: kinds,
             now: .now(), lease: options.lease)
         let poolText = pools.count == 1 && pools[0].queues == nil ? "\(pools[0].workers) workers"
-            : pools.map { "\($0.workers) for \($0.queues?.joined(separator: "+") ?? "all queues")" }.joined(separator: ", ")
-        log("started as process \(processID) with \(poolText) workers for \(kinds.joined(separator: ", ")) on \(options.database)")
+            : "workers " + pools.map { "\($0.workers) for \($0.queues?.joined(separator: "+") ?? "all queues")" }.joined(separator: ", ")
+        log("started as process \(processID) with \(poolText), handling \(kinds.joined(separator: ", ")), on \(options.database)")
         recover()
         desired = pools.map(\.workers)
         var nextPrune = System.monotonic() + 2
