@@ -19,10 +19,16 @@ public struct RetryPolicy: Sendable, Equatable {
         return raw * Double.random(in: 0.5...1.0)
     }
 
+    /// This policy with the task's own backoff (set at enqueue, or by its kind's
+    /// policy) where it has one.
+    package func applying(_ task: ClaimedTask) -> RetryPolicy {
+        RetryPolicy(base: task.backoffBase ?? base, cap: task.backoffCap ?? cap)
+    }
+
     /// The outcome for a failed attempt: retry later, or give up when attempts are spent.
     package func outcome(for task: ClaimedTask, error: String, now: Timestamp) -> TaskOutcome.Result {
         if task.attempt >= task.maxAttempts { return .failed(error: error, retryAt: nil) }
-        return .failed(error: error, retryAt: now.adding(seconds: delay(afterAttempt: task.attempt)))
+        return .failed(error: error, retryAt: now.adding(seconds: applying(task).delay(afterAttempt: task.attempt)))
     }
 
     /// The outcome for an attempt whose worker crashed: as `outcome(for:)` when

@@ -34,13 +34,20 @@ public struct EnqueueOptions: Sendable, Equatable {
     public var priority: Int64 = 0
     /// Not started before this time. `nil`: now.
     public var runAt: Timestamp? = nil
-    /// Attempts before the task ends `failed`. Default 3.
-    public var maxAttempts: Int64 = 3
+    /// Attempts before the task ends `failed`; `nil`: its kind's policy
+    /// (`Queue.setKindPolicy`), else 3.
+    public var maxAttempts: Int64? = nil
     /// Per-attempt time limit in seconds; `nil`: none.
     public var timeout: Double? = nil
-    /// What a crashed worker means for this task; `nil`: the supervisor's setting
-    /// for its kind (default retry).
+    /// What a crashed worker means for this task; `nil`: its kind's policy, else
+    /// the supervisor's `--on-crash` for its kind, else retry.
     public var onCrash: CrashPolicy? = nil
+    /// Backoff before the second attempt, in seconds (doubling per attempt);
+    /// `nil`: its kind's policy, else the supervisor's (default 1).
+    public var backoffBase: Double? = nil
+    /// Longest backoff, in seconds; `nil`: its kind's policy, else the
+    /// supervisor's (default 300).
+    public var backoffCap: Double? = nil
     /// At most one task with this key is queued or running at a time; enqueuing
     /// another returns the existing task's id.
     public var uniqueKey: String? = nil
@@ -49,8 +56,8 @@ public struct EnqueueOptions: Sendable, Equatable {
     public var after: [Int64] = []
 
     public init(queue: String = "default", priority: Int64 = 0, runAt: Timestamp? = nil,
-                maxAttempts: Int64 = 3, timeout: Double? = nil, onCrash: CrashPolicy? = nil,
-                uniqueKey: String? = nil, after: [Int64] = []) {
+                maxAttempts: Int64? = nil, timeout: Double? = nil, onCrash: CrashPolicy? = nil,
+                uniqueKey: String? = nil, after: [Int64] = [], backoffBase: Double? = nil, backoffCap: Double? = nil) {
         self.queue = queue
         self.priority = priority
         self.runAt = runAt
@@ -59,16 +66,17 @@ public struct EnqueueOptions: Sendable, Equatable {
         self.onCrash = onCrash
         self.uniqueKey = uniqueKey
         self.after = after
+        self.backoffBase = backoffBase
+        self.backoffCap = backoffCap
     }
 
-    /// Throws a usage error naming the first bad option.
-    public func validate() throws {
+    /// Throws a usage error naming the first bad option (with `asOptions`, as the
+    /// command-line option).
+    public func validate(asOptions: Bool = false) throws {
         try validateName(queue, what: "queue")
-        if maxAttempts < 1 || maxAttempts > 1_000_000 {
-            throw TaskQueueError.usage("max attempts must be between 1 and 1000000, got \(maxAttempts)")
-        }
+        try KindPolicy(maxAttempts: maxAttempts, backoffBase: backoffBase, backoffCap: backoffCap).validate(asOptions: asOptions)
         if let t = timeout, !(t > 0 && t <= 31_536_000) {
-            throw TaskQueueError.usage("timeout must be more than 0 and at most 1 year in seconds, got \(t)")
+            throw TaskQueueError.usage("\(asOptions ? "--timeout" : "timeout") must be more than 0 and at most 1 year (365d), not \(t)")
         }
         if let k = uniqueKey, k.isEmpty || k.utf8.count > 1000 {
             throw TaskQueueError.usage("unique key must be 1 to 1000 bytes long")
@@ -117,6 +125,9 @@ public struct TaskRecord: Sendable, Equatable {
     public var workerHost: String? = nil
     public var onCrash: CrashPolicy? = nil
     public var uniqueKey: String? = nil
+    /// The task's backoff base and cap in seconds; `nil`: the supervisor's.
+    public var backoffBase: Double? = nil
+    public var backoffCap: Double? = nil
     /// Dependencies (`--after`) that have not succeeded yet.
     public var waitingFor: [Int64] = []
 
@@ -146,11 +157,15 @@ public struct ClaimedTask: Sendable, Equatable {
     public var timeout: Double?
     /// The task's own on-crash setting, if it has one.
     public var onCrash: CrashPolicy?
+    /// The task's own backoff base and cap in seconds; `nil`: the supervisor's.
+    public var backoffBase: Double?
+    public var backoffCap: Double?
 
     public init(id: Int64, kind: String, queue: String, payload: String, attempt: Int64, maxAttempts: Int64, timeout: Double?,
-                onCrash: CrashPolicy? = nil) {
+                onCrash: CrashPolicy? = nil, backoffBase: Double? = nil, backoffCap: Double? = nil) {
         self.id = id; self.kind = kind; self.queue = queue; self.payload = payload
         self.attempt = attempt; self.maxAttempts = maxAttempts; self.timeout = timeout; self.onCrash = onCrash
+        self.backoffBase = backoffBase; self.backoffCap = backoffCap
     }
 }
 

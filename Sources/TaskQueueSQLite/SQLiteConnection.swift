@@ -184,6 +184,9 @@ final class Statement {
     // and bind every parameter.
     func reset() { sqlite3_reset(stmt) }
     func bind(_ i: Int32, _ v: Int64) { sqlite3_bind_int64(stmt, i, v) }
+    func bind(_ i: Int32, _ v: Int64?) {
+        if let v { sqlite3_bind_int64(stmt, i, v) } else { sqlite3_bind_null(stmt, i) }
+    }
     func bind(_ i: Int32, _ v: Double?) {
         if let v { sqlite3_bind_double(stmt, i, v) } else { sqlite3_bind_null(stmt, i) }
     }

@@ -4,30 +4,18 @@ import TaskQueue
 // (`task_groups`): see migrations/0003_schedules.sql.
 
 extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
-    /// Inserts one task with a statement prepared once per call site; returns its id.
-    private func insertTask(_ s: Statement, _ t: NewTask, nowText: String) throws -> Int64 {
-        let o = t.options
-        try s.bind(.text(t.kind), .text(o.queue), .int(o.priority), .text(t.payload), .text(o.runAt?.iso ?? nowText),
-                   .int(o.maxAttempts), .opt(o.timeout), .text(nowText)).run()
-        return db.lastInsertRowID
-    }
-
-    private func prepareInsert() throws -> Statement {
-        try db.prepare("""
-            INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-            """)
-    }
-
     // MARK: - schedules
 
     private static let scheduleColumns = """
-        name, cron, tz, kind, payload, queue, priority, max_attempts, timeout_s, created_at, next_at, last_at, last_task_id
+        name, cron, tz, kind, payload, queue, priority, max_attempts, timeout_s, created_at, next_at, last_at, last_task_id,
+        on_crash, backoff_base_s, backoff_cap_s
         """
 
     private func schedule(_ r: Statement) -> Schedule {
         Schedule(name: r.string(0), cron: r.string(1), timeZone: r.string(2), kind: r.string(3), payload: r.string(4),
-                 options: EnqueueOptions(queue: r.string(5), priority: r.int(6), maxAttempts: r.int(7), timeout: r.optionalDouble(8)),
+                 options: EnqueueOptions(queue: r.string(5), priority: r.int(6), maxAttempts: r.optionalInt(7), timeout: r.optionalDouble(8),
+                                         onCrash: r.text(13).flatMap(CrashPolicy.init(rawValue:)),
+                                         backoffBase: r.optionalDouble(14), backoffCap: r.optionalDouble(15)),
                  createdAt: Timestamp(iso: r.string(9)) ?? .epoch, nextAt: Timestamp(iso: r.string(10)) ?? .epoch,
                  lastAt: r.text(11).flatMap { Timestamp(iso: $0) }, lastTaskID: r.optionalInt(12))
     }
@@ -38,13 +26,16 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
             if exists && !replace {
                 throw TaskQueueError.failed("schedule \(JSON.quote(s.name)) exists already: remove it first, or add --replace")
             }
+            let o = s.options
             try db.prepare("""
-                INSERT INTO schedules (name, cron, tz, kind, payload, queue, priority, max_attempts, timeout_s, created_at, next_at)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                INSERT INTO schedules (name, cron, tz, kind, payload, queue, priority, max_attempts, timeout_s, created_at, next_at,
+                                       on_crash, backoff_base_s, backoff_cap_s)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                 ON CONFLICT (name) DO UPDATE SET cron = ?2, tz = ?3, kind = ?4, payload = ?5, queue = ?6, priority = ?7,
-                    max_attempts = ?8, timeout_s = ?9, next_at = ?11
-                """).bind(.text(s.name), .text(s.cron), .text(s.timeZone), .text(s.kind), .text(s.payload), .text(s.options.queue),
-                          .int(s.options.priority), .int(s.options.maxAttempts), .opt(s.options.timeout), .ts(now), .ts(s.nextAt)).run()
+                    max_attempts = ?8, timeout_s = ?9, next_at = ?11, on_crash = ?12, backoff_base_s = ?13, backoff_cap_s = ?14
+                """).bind(.text(s.name), .text(s.cron), .text(s.timeZone), .text(s.kind), .text(s.payload), .text(o.queue),
+                          .int(o.priority), .opt(o.maxAttempts), .opt(o.timeout), .ts(now), .ts(s.nextAt),
+                          .opt(o.onCrash?.rawValue), .opt(o.backoffBase), .opt(o.backoffCap)).run()
             return exists
         }
     }
@@ -72,7 +63,6 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
             let due = try db.prepare("SELECT \(Self.scheduleColumns) FROM schedules WHERE next_at <= ? ORDER BY next_at, name")
                 .bind(.ts(now)).rows(schedule)
             if due.isEmpty { return [] }
-            let insert = try prepareInsert()
             let recordRun = try db.prepare("""
                 INSERT INTO schedule_runs (schedule, occurrence, task_id, created_at) VALUES (?, ?, ?, ?)
                 ON CONFLICT (schedule, occurrence) DO NOTHING
@@ -91,7 +81,7 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
                     try advance.bind(.ts(p.next), .text(occurrence), .int(existing), .text(s.name), .ts(s.nextAt)).run()
                     continue
                 }
-                let id = try insertTask(insert, p.task, nowText: now.iso)
+                let id = try insert(p.task, nowText: now.iso)
                 try recordRun.bind(.text(s.name), .text(occurrence), .int(id), .ts(now)).run()
                 try advance.bind(.ts(p.next), .text(occurrence), .int(id), .text(s.name), .ts(s.nextAt)).run()
                 fired.append(FiredOccurrence(schedule: s.name, occurrence: p.occurrence, taskID: id))
@@ -107,13 +97,12 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
             let existing = try db.prepare("SELECT task_id FROM task_groups WHERE group_name = ? ORDER BY position")
                 .bind(.text(name)).rows { $0.int(0) }
             if !existing.isEmpty { return (existing, false) }
-            let insert = try prepareInsert()
             let member = try db.prepare("INSERT INTO task_groups (group_name, position, task_id) VALUES (?, ?, ?)")
             let nowText = now.iso
             var ids: [Int64] = []
             ids.reserveCapacity(tasks.count)
             for (i, t) in tasks.enumerated() {
-                let id = try insertTask(insert, t, nowText: nowText)
+                let id = try insert(t, nowText: nowText)
                 try member.bind(.text(name), .int(Int64(i + 1)), .int(id)).run()
                 ids.append(id)
             }

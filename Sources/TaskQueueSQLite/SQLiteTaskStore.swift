@@ -48,18 +48,27 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     // MARK: - statements, prepared once
 
-    private lazy var insertStmt = try! db.prepare("""
-        INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash, unique_key)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-        """)
-    /// With a unique key: the partial unique index decides; a conflict inserts
-    /// nothing and returns no row.
-    private lazy var insertUniqueStmt = try! db.prepare("""
-        INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash, unique_key)
-        VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+    /// The one INSERT of a task. Options the task leaves unset come from its kind's
+    /// row in `kinds` (a primary-key lookup in the same statement), else the
+    /// built-in default: the row shows the policy the task runs under.
+    static func insertSQL(unique: Bool) -> String {
+        """
+        INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash, unique_key,
+                           backoff_base_s, backoff_cap_s)
+        SELECT ?1, ?2, ?3, ?4, ?5, coalesce(?6, k.max_attempts, 3), ?7, ?8, coalesce(?9, k.on_crash), ?10,
+               coalesce(?11, k.backoff_base_s), coalesce(?12, k.backoff_cap_s)
+        FROM (SELECT 1) LEFT JOIN kinds k ON k.kind = ?1
+        """ + (unique ? """
+
+        WHERE true
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND (state = 'queued' OR state = 'running') DO NOTHING
         RETURNING id
-        """)
+        """ : "")
+    }
+    lazy var insertStmt = try! db.prepare(Self.insertSQL(unique: false))
+    /// With a unique key: the partial unique index decides; a conflict inserts
+    /// nothing and returns no row.
+    private lazy var insertUniqueStmt = try! db.prepare(Self.insertSQL(unique: true))
     private lazy var uniqueHolderStmt = try! db.prepare("""
         SELECT id FROM tasks WHERE unique_key = ?1 AND (state = 'queued' OR state = 'running')
         """)
@@ -108,6 +117,16 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         """)
     private var claimStmts: [String: Statement] = [:]
 
+    /// What a worker gets of a claimed task, read by `claimedTask`.
+    static let claimedColumns = "id, kind, queue, payload, attempts, max_attempts, timeout_s, on_crash, backoff_base_s, backoff_cap_s"
+
+    private func claimedTask(_ r: Statement) -> ClaimedTask {
+        ClaimedTask(id: r.int(0), kind: r.string(1), queue: r.string(2), payload: r.string(3),
+                    attempt: r.int(4), maxAttempts: r.int(5), timeout: r.optionalDouble(6),
+                    onCrash: r.text(7).flatMap(CrashPolicy.init(rawValue:)),
+                    backoffBase: r.optionalDouble(8), backoffCap: r.optionalDouble(9))
+    }
+
     /// The claim: one UPDATE … WHERE id IN (SELECT … LIMIT k) RETURNING, served by
     /// the partial index `tasks_queued`. Prepared per shape of kinds and queues
     /// (a worker's never change, so it prepares exactly one).
@@ -138,7 +157,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                        OR queue NOT IN (SELECT name FROM queues WHERE paused_at IS NOT NULL))
                 ORDER BY priority DESC, run_at, id
                 LIMIT ?4)
-            RETURNING id, kind, queue, payload, attempts, max_attempts, timeout_s, priority, run_at, on_crash
+            RETURNING \(Self.claimedColumns), priority, run_at
             """)
         claimStmts[key] = s
         return s
@@ -226,10 +245,12 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         s.bind(8, nowText)
         s.bind(.opt(o.onCrash?.rawValue), at: 9)
         s.bind(.opt(o.uniqueKey), at: 10)
+        s.bind(11, o.backoffBase)
+        s.bind(12, o.backoffCap)
     }
 
     /// One INSERT with the kept statement; returns the new id.
-    private func insert(_ t: NewTask, nowText: String) throws -> Int64 {
+    func insert(_ t: NewTask, nowText: String) throws -> Int64 {
         let s = insertStmt
         s.reset()
         bindInsert(s, t, nowText: nowText)
@@ -257,12 +278,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             var i: Int32 = 7
             for k in claim.kinds { s.bind(i, k); i += 1 }
             for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
-            var rows = try s.rows { r in
-                (task: ClaimedTask(id: r.int(0), kind: r.string(1), queue: r.string(2), payload: r.string(3),
-                                   attempt: r.int(4), maxAttempts: r.int(5), timeout: r.optionalDouble(6),
-                                   onCrash: r.text(9).flatMap(CrashPolicy.init(rawValue:))),
-                 priority: r.int(7), runAt: r.string(8))
-            }
+            var rows = try s.rows { r in (task: claimedTask(r), priority: r.int(10), runAt: r.string(11)) }
             if rows.count > 1 {
                 // RETURNING gives no order; run them in claim order.
                 rows.sort { ($0.priority, $1.runAt, $1.task.id) > ($1.priority, $0.runAt, $0.task.id) }
@@ -455,13 +471,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                                 outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask] {
         try db.writeTransaction {
             let held = try db.prepare("""
-                SELECT id, kind, queue, payload, attempts, max_attempts, timeout_s, on_crash FROM tasks
-                WHERE owner = ? AND state = 'running' ORDER BY id
-                """).bind(.int(processID)).rows { r in
-                ClaimedTask(id: r.int(0), kind: r.string(1), queue: r.string(2), payload: r.string(3),
-                            attempt: r.int(4), maxAttempts: r.int(5), timeout: r.optionalDouble(6),
-                            onCrash: r.text(7).flatMap(CrashPolicy.init(rawValue:)))
-            }
+                SELECT \(Self.claimedColumns) FROM tasks WHERE owner = ? AND state = 'running' ORDER BY id
+                """).bind(.int(processID)).rows(claimedTask)
             for t in held {
                 if let started = startedTaskID, t.id != started {
                     _ = try apply(TaskOutcome(taskID: t.id, owner: processID, attempt: t.attempt, result: .released,
@@ -525,7 +536,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     static let taskColumns = """
         id, kind, queue, state, priority, payload, run_at, attempts, max_attempts, timeout_s, owner,
-        created_at, started_at, finished_at, result, last_error, worker_pid, worker_host, on_crash, unique_key
+        created_at, started_at, finished_at, result, last_error, worker_pid, worker_host, on_crash, unique_key,
+        backoff_base_s, backoff_cap_s
         """
 
     func taskRecord(_ r: Statement) -> TaskRecord {
@@ -539,6 +551,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         t.workerHost = r.text(17)
         t.onCrash = r.text(18).flatMap(CrashPolicy.init(rawValue:))
         t.uniqueKey = r.text(19)
+        t.backoffBase = r.optionalDouble(20)
+        t.backoffCap = r.optionalDouble(21)
         return t
     }
 

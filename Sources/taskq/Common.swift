@@ -99,6 +99,12 @@ func seconds(_ text: String, option: String) throws -> Double {
     }
 }
 
+/// Runs `body`, turning a `TaskQueueError` into a `ValidationError` (exit 64,
+/// with the usage), prefixed with `prefix` when given.
+func asUsageError<T>(_ prefix: String = "", _ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as TaskQueueError { throw ValidationError(prefix + e.message) }
+}
+
 /// A task id given on the command line: ids start at 1.
 func checkID(_ id: Int64) throws {
     if id < 1 { throw ValidationError("task ids are positive integers, not \(id)") }
@@ -132,7 +138,9 @@ func taskJSONObject(_ t: TaskRecord) -> JSONObjectWriter {
     o.add("run_at", t.runAt.iso)
     o.add("attempts", t.attempts)
     o.add("max_attempts", t.maxAttempts)
-    if let timeout = t.timeout { o.add("timeout", timeout) } else { o.addNull("timeout") }
+    o.add("timeout", t.timeout)
+    o.add("backoff_base", t.backoffBase)
+    o.add("backoff_cap", t.backoffCap)
     o.add("owner", t.owner)
     o.add("created_at", t.createdAt.iso)
     o.add("started_at", t.startedAt?.iso)

@@ -21,7 +21,8 @@ struct Enqueue: ParsableCommand {
             --batch reads one JSON object per stdin line, e.g.
               {"kind": "resize", "payload": {"file": "a.png"}, "priority": 5}
             with optional "queue", "priority", "delay", "at", "max_attempts", "timeout", \
-            "on_crash", "unique" (a key) and "after" (an id or an array of ids); the \
+            "on_crash", "backoff_base", "backoff_cap", "unique" (a key) and "after" (an id or \
+            an array of ids); the \
             command line's KIND and options are the defaults for lines that omit them. All \
             lines commit in one transaction or none do; a bad line is named by its number.
 
@@ -32,6 +33,13 @@ struct Enqueue: ParsableCommand {
             --after ID[,ID...]: the task becomes ready only when all those tasks have \
             succeeded; if one of them ends failed or cancelled, this one ends cancelled, its \
             error naming that task. An unknown id is refused (exit 66).
+
+            Retry policy: a failed attempt is retried after a backoff of --backoff-base, \
+            doubling per attempt up to --backoff-cap, times a random 0.5-1 (jitter), until \
+            --max-attempts are spent; --on-crash says whether a crashed worker's task is \
+            retried or ends failed. Each option left out comes from the kind's policy \
+            ('taskq kind set KIND ...'), else the supervisor's setting, else 3 attempts, \
+            1s doubling up to 5m, retry. The task row keeps what applies to it.
 
             --json prints {"id": N, "existing": true|false} per task (one line each).
 
@@ -47,6 +55,7 @@ struct Enqueue: ParsableCommand {
               taskq enqueue sync --unique sync:alice '{"user":"alice"}'
               a=$(taskq enqueue fetch 1) && taskq enqueue merge --after "$a" null
               taskq enqueue charge --on-crash fail '{"order": 7}'
+              taskq enqueue fetch --max-attempts 10 --backoff-base 2s --backoff-cap 10m '{"url": "…"}'
 
             Exit status: 0 enqueued (or already there, with --unique); 1 an --after task has \
             already failed or been cancelled; 64 bad option or name; 65 bad payload or batch \
@@ -62,11 +71,7 @@ struct Enqueue: ParsableCommand {
     @Argument(help: ArgumentHelp("JSON payload, or '-' for stdin. Default: stdin when it is not a terminal, else null.", valueName: "payload"))
     var payload: String?
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Queue name.", valueName: "name"))
-    var queue: String = "default"
-
-    @Option(parsing: .unconditional, help: ArgumentHelp("Higher runs first; may be negative.", valueName: "n"))
-    var priority: Int64 = 0
+    @OptionGroup var task: TaskOptions
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Start no sooner than this long from now: seconds, or 250ms, 90s, 5m, 2h, 1d.", valueName: "duration"))
     var delay: String?
@@ -74,13 +79,7 @@ struct Enqueue: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Start no sooner than this time: ISO 8601, e.g. 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00; without an offset or Z it is local time ($TZ).", valueName: "time"))
     var at: String?
 
-    @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: ArgumentHelp("Attempts before the task ends failed (1 to 1000000).", valueName: "n"))
-    var maxAttempts: Int64 = 3
-
-    @Option(parsing: .unconditional, help: ArgumentHelp("Time limit per attempt (seconds, or 90s, 5m…); its handler's process group is killed when it passes. Default: none.", valueName: "duration"))
-    var timeout: String?
-
-    @Flag(help: "Read JSON lines from stdin, one task per line: {\"kind\", \"payload\", and optionally \"queue\", \"priority\", \"delay\", \"at\", \"max_attempts\", \"timeout\"}. All commit in one transaction, or none.")
+    @Flag(help: "Read JSON objects from stdin, one task per line: {\"kind\", \"payload\", and optionally any option above, e.g. \"max_attempts\"}. All commit in one transaction, or none.")
     var batch = false
 
     @Flag(help: "Read stdin line by line; each line is the JSON payload of one task of KIND, committed as soon as it is read (see --commit-every).")
@@ -88,9 +87,6 @@ struct Enqueue: ParsableCommand {
 
     @Option(name: .customLong("commit-every"), parsing: .unconditional, help: ArgumentHelp("With --lines: commit every N lines instead of every line.", valueName: "n"))
     var commitEvery: Int = 1
-
-    @Option(name: .customLong("on-crash"), parsing: .unconditional, help: ArgumentHelp("retry or fail: what a crashed worker (killed, lost) means for this task; fail is for work that must not run twice. Default: the supervisor's --on-crash for its kind, else retry.", valueName: "policy"))
-    var onCrash: String?
 
     @Option(parsing: .unconditional, help: ArgumentHelp("At most one task with this key is queued or running; a second enqueue prints the existing id and exits 0.", valueName: "key"))
     var unique: String?
@@ -116,37 +112,20 @@ struct Enqueue: ParsableCommand {
         if !batch && kind == nil { throw ValidationError("missing KIND: taskq enqueue KIND [PAYLOAD]") }
         if commitEvery < 1 { throw ValidationError("--commit-every must be at least 1, not \(commitEvery)") }
         if commitEvery != 1 && !lines { throw ValidationError("--commit-every goes with --lines") }
-        if let kind { try usage { try validateName(kind, what: "kind") } }
-        try usage { try validateName(queue, what: "queue") }
-        if maxAttempts < 1 || maxAttempts > 1_000_000 {
-            throw ValidationError("--max-attempts must be between 1 and 1000000, not \(maxAttempts)")
-        }
+        if let kind { try asUsageError { try validateName(kind, what: "kind") } }
         if (unique != nil || after != nil || json) && lines {
             throw ValidationError("--unique, --after and --json do not go with --lines (use --batch with \"unique\" and \"after\" fields)")
         }
         if after != nil && (delay != nil || at != nil) { throw ValidationError("give --after or --delay/--at, not both") }
-        let o = try options()
-        if let t = o.timeout, !(t > 0 && t <= 31_536_000) {
-            throw ValidationError("--timeout must be more than 0 and at most 1 year (365d), not \(timeout ?? "")")
-        }
-    }
-
-    /// Runs `body`, turning a usage `TaskQueueError` into a `ValidationError`.
-    private func usage(_ body: () throws -> Void) throws {
-        do { try body() } catch let e as TaskQueueError { throw ValidationError(e.message) }
+        _ = try options()
     }
 
     /// The options given on the command line (defaults for --batch lines).
     func options() throws -> EnqueueOptions {
-        var o = EnqueueOptions(queue: queue, priority: priority, maxAttempts: maxAttempts)
+        var o = try task.options()
         if let delay { o.runAt = Timestamp.now().adding(seconds: try seconds(delay, option: "--delay")) }
         if let at {
             do { o.runAt = try Timestamp.parseUserTime(at) } catch { throw ValidationError("--at: \(error)") }
-        }
-        if let timeout { o.timeout = try seconds(timeout, option: "--timeout") }
-        if let onCrash {
-            guard let p = CrashPolicy(rawValue: onCrash) else { throw ValidationError("--on-crash must be retry or fail, not '\(onCrash)'") }
-            o.onCrash = p
         }
         if let unique {
             if unique.isEmpty || unique.utf8.count > 1000 { throw ValidationError("--unique: the key must be 1 to 1000 bytes long") }
@@ -231,7 +210,7 @@ struct Enqueue: ParsableCommand {
             throw TaskQueueError.badData("expected a JSON object like {\"kind\": \"resize\", \"payload\": {…}}")
         }
         let known: Set<String> = ["kind", "payload", "queue", "priority", "delay", "at", "max_attempts", "timeout",
-                                  "on_crash", "unique", "after"]
+                                  "on_crash", "backoff_base", "backoff_cap", "unique", "after"]
         if let unknown = members.first(where: { !known.contains($0.key) }) {
             throw TaskQueueError.badData("unknown field \(JSON.quote(unknown.key)) (known: \(known.sorted().joined(separator: ", ")))")
         }
@@ -256,6 +235,8 @@ struct Enqueue: ParsableCommand {
         }
         if let t = try field("timeout", "a number of seconds or a duration like \"5m\"", durationValue) { o.timeout = t }
         if let c = try field("on_crash", "\"retry\" or \"fail\"", { $0.stringValue.flatMap(CrashPolicy.init(rawValue:)) }) { o.onCrash = c }
+        if let b = try field("backoff_base", "a number of seconds or a duration like \"5m\"", durationValue) { o.backoffBase = b }
+        if let c = try field("backoff_cap", "a number of seconds or a duration like \"5m\"", durationValue) { o.backoffCap = c }
         if let u = try field("unique", "a string key", \.stringValue) { o.uniqueKey = u }
         if let a = try field("after", "a task id or an array of task ids", { v -> [Int64]? in
             if let i = v.intValue { return [i] }

@@ -182,10 +182,10 @@ struct List: ParsableCommand {
             throw ValidationError("--state '\(s)' is not a state; use queued, running, succeeded, failed or cancelled")
         }
         if limit < 1 || limit > 1_000_000 { throw ValidationError("--limit must be between 1 and 1000000, not \(limit)") }
-        do {
+        try asUsageError {
             if let queue { try validateName(queue, what: "queue") }
             if let kind { try validateName(kind, what: "kind", allowReserved: true) }
-        } catch let e as TaskQueueError { throw ValidationError(e.message) }
+        }
     }
 
     func run() throws {
@@ -208,7 +208,8 @@ struct Show: ParsableCommand {
         abstract: "Show one task.",
         discussion: """
             --json prints {"id", "kind", "queue", "state", "priority", "payload" (the JSON itself), \
-            "run_at", "attempts", "max_attempts", "timeout", "owner", "created_at", "started_at", \
+            "run_at", "attempts", "max_attempts", "timeout", "backoff_base", "backoff_cap" \
+            (seconds; null: the supervisor's), "owner", "created_at", "started_at", \
             "finished_at", "result" (text), "error", "worker_pid", "worker_host", "on_crash", \
             "unique_key", "after" (ids it still waits for), "attempts_history": [{"attempt", \
             "started_at", "finished_at", "worker_pid", "host", "outcome", "error"}]}; times are \
@@ -263,6 +264,9 @@ struct Show: ParsableCommand {
         if let o = t.owner { lines.append(("owner", "process \(o)")) }
         if let k = t.uniqueKey { lines.append(("unique", k)) }
         if let c = t.onCrash { lines.append(("on crash", c.rawValue)) }
+        if t.backoffBase != nil || t.backoffCap != nil {
+            lines.append(("backoff", "\(t.backoffBase.map(formatDuration) ?? "supervisor's") doubling up to \(t.backoffCap.map(formatDuration) ?? "supervisor's")"))
+        }
         if !t.waitingFor.isEmpty { lines.append(("after", "waiting for task " + t.waitingFor.map(String.init).joined(separator: ", "))) }
         if let e = t.lastError { lines.append(("error", e)) }
         lines.append(("payload", t.payload))

@@ -20,6 +20,11 @@ struct MapCommand: ParsableCommand {
             newline added when it has none. A failed line prints nothing on stdout; its \
             number and error go to stderr. On a terminal a progress bar runs on stderr.
 
+            Task options (--queue, --priority, --max-attempts, --timeout, --backoff-base, \
+            --backoff-cap, --on-crash) are those of 'taskq enqueue', except that a line is \
+            tried once (--max-attempts 1) unless the option or the kind's policy says \
+            otherwise, and map's workers serve only its --queue.
+
             The handler is COMMAND run with /bin/sh -c, the payload on stdin (so a plain \
             line arrives as a JSON string: use jq -r . to get the text back), as for \
             'taskq supervise --handler'.
@@ -63,37 +68,20 @@ struct MapCommand: ParsableCommand {
     @Flag(help: "Each line is a JSON value, passed as is (default: each line is text, passed as a JSON string).")
     var json = false
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Queue of the tasks (map's workers serve only this queue).", valueName: "name"))
-    var queue: String = "default"
-
-    @Option(parsing: .unconditional, help: ArgumentHelp("Priority of the tasks.", valueName: "n"))
-    var priority: Int64 = 0
-
-    @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: ArgumentHelp("Attempts per line before it counts as failed. Default: 1 (no retry).", valueName: "n"))
-    var maxAttempts: Int64 = 1
-
-    @Option(parsing: .unconditional, help: ArgumentHelp("Time limit per attempt (seconds, or 90s, 5m…). Default: none.", valueName: "duration"))
-    var timeout: String?
+    @OptionGroup var task: TaskOptions
 
     func validate() throws {
         if let w = workers, w < 1 || w > 1024 { throw ValidationError("--workers must be between 1 and 1024, not \(w)") }
         if handler.trimmingCharacters(in: " \t").isEmpty { throw ValidationError("--handler is empty: give the command to run for each line") }
-        do {
+        try asUsageError {
             try validateName(kind, what: "kind")
-            try validateName(queue, what: "queue")
             if let group { try validateName(group, what: "group") }
-            try options().validate()
-        } catch let e as TaskQueueError { throw ValidationError(e.message) }
-    }
-
-    func options() throws -> EnqueueOptions {
-        var o = EnqueueOptions(queue: queue, priority: priority, maxAttempts: maxAttempts)
-        if let timeout { o.timeout = try seconds(timeout, option: "--timeout") }
-        return o
+        }
     }
 
     func run() throws {
-        let o = try options()
+        let queue = task.queue
+        var o = try task.options()
         // Read and check every line before writing anything.
         var tasks: [NewTask] = []
         var hash = FNV1a()
@@ -124,6 +112,12 @@ struct MapCommand: ParsableCommand {
         if tasks.isEmpty { return }
         let groupName = group ?? "map-\(hash.hex)"
         let q = try database.open(create: true)
+        if o.maxAttempts == nil {
+            // A line is tried once unless the kind's policy says otherwise: a map's
+            // user watches the outcome and re-runs the map to retry failures.
+            o.maxAttempts = try q.kindPolicies().first { $0.kind == kind }?.policy.maxAttempts ?? 1
+            for i in tasks.indices { tasks[i].options.maxAttempts = o.maxAttempts }
+        }
         let opened = try q.openGroup(groupName, tasks: tasks)
         if !opened.created {
             try checkSameInput(opened.group, tasks)
@@ -163,7 +157,7 @@ struct MapCommand: ParsableCommand {
         options.synchronous = database.durability.rawValue
         options.busyTimeout = database.busyTimeout
         options.workers = workers ?? System.cpuCount
-        options.queues = [queue]
+        options.queues = [task.queue]
         options.commands = [kind: handler]
         // Ctrl-C: running lines get 2 s to finish, then go back to the queue
         // (not counted as an attempt) for the next run.

@@ -45,8 +45,9 @@ struct ScheduleAdd: ParsableCommand {
             pace).
 
             Each occurrence enqueues an ordinary task of KIND with PAYLOAD (JSON, default \
-            null) and the given --queue, --priority, --max-attempts and --timeout. Prints the \
-            schedule's next occurrences.
+            null) and the given task options, as 'taskq enqueue' does (options left out come \
+            from the kind's policy when the task is enqueued). Prints the schedule's next \
+            occurrences.
 
             Examples:
               taskq schedule add nightly --cron '0 3 * * *' report '{"kind":"daily"}'
@@ -75,17 +76,7 @@ struct ScheduleAdd: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("IANA time zone the cron fields are read in, e.g. Europe/Berlin. Default: UTC.", valueName: "zone"))
     var tz: String = "UTC"
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Queue of each task.", valueName: "name"))
-    var queue: String = "default"
-
-    @Option(parsing: .unconditional, help: ArgumentHelp("Priority of each task; higher runs first.", valueName: "n"))
-    var priority: Int64 = 0
-
-    @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: ArgumentHelp("Attempts before a task ends failed.", valueName: "n"))
-    var maxAttempts: Int64 = 3
-
-    @Option(parsing: .unconditional, help: ArgumentHelp("Time limit per attempt (seconds, or 90s, 5m…). Default: none.", valueName: "duration"))
-    var timeout: String?
+    @OptionGroup var task: TaskOptions
 
     @Flag(help: "Overwrite a schedule of the same name.")
     var replace = false
@@ -97,8 +88,7 @@ struct ScheduleAdd: ParsableCommand {
 
     /// Everything checked, nothing written.
     func checked() throws -> Schedule {
-        var o = EnqueueOptions(queue: queue, priority: priority, maxAttempts: maxAttempts)
-        if let timeout { o.timeout = try seconds(timeout, option: "--timeout") }
+        let o = try task.options()
         do {
             try validateName(kind, what: "kind")
             return try Queue.validateSchedule(name: name, cron: cron, timeZone: tz, kind: kind, payload: payload,
@@ -127,8 +117,10 @@ struct ScheduleList: ParsableCommand {
         abstract: "List the schedules.",
         discussion: """
             --json prints an array of {"name", "cron", "tz", "kind", "payload" (the JSON \
-            itself), "queue", "priority", "max_attempts", "timeout", "created_at", "next_at", \
-            "last_at", "last_task_id"}; times are UTC ISO 8601, absent values null.
+            itself), "queue", "priority", "max_attempts", "timeout", "on_crash", \
+            "backoff_base", "backoff_cap" (seconds), "created_at", "next_at", "last_at", \
+            "last_task_id"}; times are UTC ISO 8601, absent values null (a task option left \
+            null comes from the kind's policy when each task is enqueued).
 
             Examples:
               taskq schedule list
@@ -151,7 +143,10 @@ struct ScheduleList: ParsableCommand {
                 o.add("queue", s.options.queue)
                 o.add("priority", s.options.priority)
                 o.add("max_attempts", s.options.maxAttempts)
-                if let t = s.options.timeout { o.add("timeout", t) } else { o.addNull("timeout") }
+                o.add("timeout", s.options.timeout)
+                o.add("on_crash", s.options.onCrash?.rawValue)
+                o.add("backoff_base", s.options.backoffBase)
+                o.add("backoff_cap", s.options.backoffCap)
                 o.add("created_at", s.createdAt.iso)
                 o.add("next_at", s.nextAt.iso)
                 o.add("last_at", s.lastAt?.iso)

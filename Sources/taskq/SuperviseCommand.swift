@@ -13,7 +13,10 @@ struct Supervise: ParsableCommand {
             process group, in this directory, with the task's JSON payload on stdin and \
             TASKQ_TASK_ID, TASKQ_KIND, TASKQ_QUEUE, TASKQ_ATTEMPT and TASKQ_DB in its environment. \
             Exit 0: the task succeeded and its stdout is the result. Anything else: the attempt \
-            failed; it is retried with exponential backoff until --max-attempts, then ends failed.
+            failed; it is retried with exponential backoff until the task's max attempts are \
+            spent, then ends failed. --backoff-base, --backoff-cap and --on-crash KIND=... \
+            apply to tasks that have no setting of their own (from 'enqueue' or the kind's \
+            policy, 'taskq kind set').
 
             Stopping: 'taskq stop' drains what was ready before it, then every process exits 0. \
             SIGTERM or SIGINT (Ctrl-C) lets running tasks finish for up to --shutdown-timeout, \
@@ -52,7 +55,7 @@ struct Supervise: ParsableCommand {
     @Option(name: .customLong("queue"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Serve this queue (repeatable): NAME shares the --workers pool, NAME=N gets its own N workers. Default: every queue.", valueName: "name[=n]"))
     var queues: [String] = []
 
-    @Option(name: .customLong("on-crash"), parsing: .unconditionalSingleValue, help: ArgumentHelp("KIND=retry|fail: what a crashed worker means for tasks of KIND (repeatable; a task's own enqueue --on-crash wins). Default: retry.", valueName: "kind=policy"))
+    @Option(name: .customLong("on-crash"), parsing: .unconditionalSingleValue, help: ArgumentHelp("KIND=retry|fail: what a crashed worker means for tasks of KIND (repeatable; a task's own --on-crash, or its kind's policy, wins). Default: retry.", valueName: "kind=policy"))
     var onCrash: [String] = []
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Delete finished tasks older than this (checked once a minute, in small batches), or 'never'.", valueName: "duration"))
@@ -64,10 +67,10 @@ struct Supervise: ParsableCommand {
     @Option(name: .customLong("shutdown-timeout"), parsing: .unconditional, help: ArgumentHelp("On SIGTERM/SIGINT/stop --now: how long running tasks may finish before they are killed and put back.", valueName: "seconds"))
     var shutdownTimeout: String = "30"
 
-    @Option(name: .customLong("backoff-base"), parsing: .unconditional, help: ArgumentHelp("Retry delay after the first failed attempt; it doubles per attempt, with jitter.", valueName: "seconds"))
+    @Option(name: .customLong("backoff-base"), parsing: .unconditional, help: ArgumentHelp("Retry delay after the first failed attempt; it doubles per attempt, with jitter. For tasks without their own (enqueue --backoff-base, taskq kind set).", valueName: "seconds"))
     var backoffBase: String = "1"
 
-    @Option(name: .customLong("backoff-cap"), parsing: .unconditional, help: ArgumentHelp("Longest retry delay.", valueName: "seconds"))
+    @Option(name: .customLong("backoff-cap"), parsing: .unconditional, help: ArgumentHelp("Longest retry delay, for tasks without their own.", valueName: "seconds"))
     var backoffCap: String = "300"
 
     @Flag(name: .customLong("until-empty"), help: "Exit 0 once no task is ready for these handlers (a batch run), instead of waiting for more.")
@@ -83,7 +86,7 @@ struct Supervise: ParsableCommand {
                 throw ValidationError("--handler '\(h)' has no '=': write KIND=COMMAND, e.g. --handler resize='./resize.sh'")
             }
             let kind = String(h[..<eq]), command = String(h[h.index(after: eq)...])
-            do { try validateName(kind, what: "kind") } catch let e as TaskQueueError { throw ValidationError("--handler: \(e.message)") }
+            try asUsageError("--handler: ") { try validateName(kind, what: "kind") }
             if command.trimmingCharacters(in: " \t").isEmpty { throw ValidationError("--handler \(kind)= has an empty command") }
             if !seen.insert(kind).inserted { throw ValidationError("--handler: kind '\(kind)' given twice") }
         }
@@ -109,7 +112,7 @@ struct Supervise: ParsableCommand {
                 }
                 count = c
             }
-            do { try validateName(name, what: "queue") } catch let e as TaskQueueError { throw ValidationError("--queue: \(e.message)") }
+            try asUsageError("--queue: ") { try validateName(name, what: "queue") }
             if !seenQueues.insert(name).inserted { throw ValidationError("--queue: queue '\(name)' given twice") }
             if let count { named.append(WorkerPool(queues: [name], workers: count)) } else { bare.append(name) }
         }
@@ -126,7 +129,7 @@ struct Supervise: ParsableCommand {
                 throw ValidationError("--on-crash '\(c)': write KIND=retry or KIND=fail")
             }
             let kind = String(c[..<eq])
-            do { try validateName(kind, what: "kind") } catch let e as TaskQueueError { throw ValidationError("--on-crash: \(e.message)") }
+            try asUsageError("--on-crash: ") { try validateName(kind, what: "kind") }
             o.onCrash[kind] = policy
         }
         if retain == "never" { o.retain = nil } else {

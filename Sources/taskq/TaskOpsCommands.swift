@@ -72,10 +72,10 @@ struct Retry: ParsableCommand {
             throw ValidationError("--state must be failed or cancelled (only those can be retried), not '\(state)'")
         }
         for id in ids { try checkID(id) }
-        do {
+        try asUsageError {
             if let queue { try validateName(queue, what: "queue") }
             if let kind { try validateName(kind, what: "kind", allowReserved: true) }
-        } catch let e as TaskQueueError { throw ValidationError(e.message) }
+        }
     }
 
     func run() throws {

@@ -52,7 +52,7 @@ struct Wait: ParsableCommand {
         for id in ids { try checkID(id) }
         if !ids.isEmpty && queue != nil { throw ValidationError("give task ids or --queue, not both") }
         if let queue {
-            do { try validateName(queue, what: "queue") } catch let e as TaskQueueError { throw ValidationError(e.message) }
+            try asUsageError { try validateName(queue, what: "queue") }
         }
         if let timeout { _ = try seconds(timeout, option: "--timeout") }
     }

@@ -88,6 +88,22 @@ let badInputs: [BadInput] = [
     row("--timeout 0", ["enqueue", "t", "1", "--timeout", "0"], 64, ["--timeout"]),
     row("--timeout negative", ["enqueue", "t", "1", "--timeout", "-1"], 64, ["--timeout", "negative"]),
     row("--timeout over a year", ["enqueue", "t", "1", "--timeout", "400d"], 64, ["--timeout", "1 year"]),
+    row("--backoff-base negative", ["enqueue", "t", "1", "--backoff-base", "-1"], 64, ["--backoff-base", "negative"]),
+    row("--backoff-cap below --backoff-base", ["enqueue", "t", "1", "--backoff-base", "5m", "--backoff-cap", "1m"], 64,
+        ["--backoff-cap", "shorter than", "--backoff-base"]),
+    row("--backoff-base over a year", ["schedule", "add", "n", "--cron", "@daily", "t", "--backoff-base", "400d"], 64,
+        ["--backoff-base", "1 year"]),
+    row("map --backoff-cap garbage", ["map", "--handler", "cat", "--backoff-cap", "soon"], stdin: bytes("1\n"), 64,
+        ["--backoff-cap", "invalid duration"]),
+    row("batch line 3 backoff_base a word", ["enqueue", "--batch"], stdin: batchLine3("{\"kind\":\"b\",\"backoff_base\":\"x\"}"), 65,
+        ["line 3", "backoff_base"]),
+    row("kind set with nothing to set", ["kind", "set", "k"], 64, ["nothing to set"]),
+    row("kind set --max-attempts 0", ["kind", "set", "k", "--max-attempts", "0"], 64, ["--max-attempts", "between 1 and"]),
+    row("kind set --on-crash maybe", ["kind", "set", "k", "--on-crash", "maybe"], 64, ["--on-crash", "retry or fail"]),
+    row("kind set --unset a typo", ["kind", "set", "k", "--unset", "backof-cap"], 64, ["--unset backof-cap"]),
+    row("kind set a reserved kind", ["kind", "set", "taskq.stop", "--max-attempts", "1"], 64, ["reserved"]),
+    row("kind set a cap below the base", ["kind", "set", "k", "--backoff-base", "1h", "--backoff-cap", "1s"], 64, ["shorter than"]),
+    row("kind remove without a policy", ["kind", "remove", "k"], 66, ["has no policy"]),
     row("--busy-timeout negative", ["status", "--busy-timeout", "-1"], 64, ["--busy-timeout"]),
     row("--busy-timeout infinite", ["status", "--busy-timeout", "1e999"], 64, ["--busy-timeout"]),
     row("--busy-timeout not a number", ["list", "--busy-timeout", "soon"], 64, ["--busy-timeout"]),
@@ -218,6 +234,8 @@ let badInputs: [BadInput] = [
     row("result --wait, no database", ["result", "1", "--wait", "--timeout", "1"], 66, ["no database"], fixture: false),
     row("stop, no database", ["stop"], 66, ["no database"], fixture: false),
     row("stop --now, no database", ["stop", "--now"], 66, ["no database"], fixture: false),
+    row("kind list, no database", ["kind", "list"], 66, ["no database"], fixture: false),
+    row("kind remove, no database", ["kind", "remove", "k"], 66, ["no database"], fixture: false),
     row("status, $TASKQ_DB missing", ["status"], 66, ["no database", "missing.db"], env: ["TASKQ_DB": "missing.db"]),
     row("list --db missing", ["list", "--db", "missing.db"], 66, ["no database", "missing.db"]),
     row("show --db in a missing directory", ["show", "1", "--db", "nodir/q.db"], 66, ["no database"]),
@@ -239,6 +257,7 @@ private func fingerprint(_ db: String) -> String {
         SELECT id, kind, queue, state, priority, payload, run_at, attempts, max_attempts, ifnull(timeout_s, '-'),
                ifnull(owner, '-'), created_at, ifnull(result, '-'), ifnull(last_error, '-') FROM tasks ORDER BY id;
         SELECT count(*) FROM processes;
+        SELECT * FROM kinds;
         SELECT type, name, ifnull(sql, '') FROM sqlite_master ORDER BY name;
         SELECT version, name FROM taskq_migrations;
         PRAGMA user_version;

@@ -133,6 +133,39 @@ import Glibc
         #expect(s.supervise(["--handler", "t=true", "--on-crash", "t"]).wait(timeout: 30) == 64)
     }
 
+    @Test func aKindsPolicySetsAttemptsBackoffAndCrashPolicyOfItsTasks() {
+        let s = Scenario()
+        defer { s.close() }
+        #expect(s.taskq(["kind", "set", "flaky", "--max-attempts", "2", "--backoff-base", "1s", "--backoff-cap", "1s"]).status == 0)
+        #expect(s.taskq(["kind", "set", "fragile", "--on-crash", "fail"]).status == 0)
+        #expect(s.taskq(["kind", "list", "--json"]).out.contains(#"{"kind":"flaky","max_attempts":2,"backoff_base":1,"backoff_cap":1,"on_crash":null}"#))
+        s.script("fail.sh", "echo broken >&2; exit 3")
+        s.script("slow.sh", s.longSleep)
+        let flaky = s.enqueue("flaky")
+        let own = s.enqueue("flaky", "null", ["--max-attempts", "3", "--backoff-base", "0"])
+        let fragile = s.enqueue("fragile")
+        #expect(s.sql("SELECT max_attempts || ' ' || backoff_base_s || ' ' || backoff_cap_s FROM tasks WHERE id = \(flaky)") == "2 1.0 1.0")
+        let sup = s.supervise(["--workers", "2", "--handler", "flaky=./fail.sh", "--handler", "fragile=./slow.sh"])
+        #expect(eventually(timeout: 20) { s.sql("SELECT state || ' ' || attempts FROM tasks WHERE id = \(flaky)") == "failed 2" }, "\(sup.stderrSoFar)")
+        #expect(eventually(timeout: 20) { s.sql("SELECT state || ' ' || attempts FROM tasks WHERE id = \(own)") == "failed 3" }, "\(sup.stderrSoFar)")
+        // The kind's 1 s backoff (times a jitter of 0.5 to 1) separated its two attempts.
+        let gap = Double(s.sql("""
+            SELECT (julianday(b.started_at) - julianday(a.finished_at)) * 86400 FROM attempts a JOIN attempts b
+            ON a.task_id = b.task_id AND a.attempt = 1 AND b.attempt = 2 WHERE a.task_id = \(flaky)
+            """)) ?? -1
+        #expect(gap >= 0.45, "retried \(gap) s after the first attempt; the kind's backoff base is 1 s")
+        // Its crash policy: a killed worker's task ends failed, with no --on-crash at the supervisor.
+        #expect(eventually { s.sql("SELECT state FROM tasks WHERE id = \(fragile)") == "running" })
+        let pid = s.sql("SELECT worker_pid FROM tasks WHERE id = \(fragile)")
+        if let p = Int32(pid) { kill(p, SIGKILL) }
+        #expect(eventually(timeout: 20) { s.sql("SELECT state FROM tasks WHERE id = \(fragile)") == "failed" }, "\(sup.stderrSoFar)")
+        #expect(s.sql("SELECT last_error FROM tasks WHERE id = \(fragile)").contains("not retried (on-crash fail)"))
+        sup.signal(SIGTERM)
+        #expect(sup.wait(timeout: 30) == 0)
+        #expect(s.taskq(["kind", "remove", "flaky"]).status == 0)
+        #expect(s.taskq(["kind", "remove", "flaky"]).status == 66)
+    }
+
     @Test func releasedAttemptsAreKeptWithoutCounting() {
         let s = Scenario()
         defer { s.close() }

@@ -61,7 +61,7 @@ import Glibc
             #expect(Timestamp(iso: String(applied)) != nil, "applied_at \(applied) is not an ISO time")
         }
         #expect(sqlite(db.path, "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name)")
-                    == "processes queues schedule_runs schedules task_attempts task_dependencies task_groups taskq_migrations tasks")
+                    == "kinds processes queues schedule_runs schedules task_attempts task_dependencies task_groups taskq_migrations tasks")
         #expect(sqlite(db.path, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = 'tasks_state_machine'") == "1")
         #expect(sqlite(db.path, "PRAGMA journal_mode") == "wal")
 
@@ -147,6 +147,29 @@ import Glibc
             #expect(sqliteInt(db.path, "SELECT count(*) FROM tasks") == results.filter { $0.status == 0 }.count)
         }
         #expect(known.isEmpty, "\(known)")
+    }
+
+    @Test func upgradeFromVersion3KeepsSchedulesAndTasks() throws {
+        // A database left by a taskq with schema 3: migration 4 rebuilds the
+        // schedules table (max_attempts becomes nullable) and must keep its rows.
+        let db = TempDB()
+        defer { db.close() }
+        let upTo3 = embeddedMigrations.filter { $0.version <= 3 }.map(\.sql).joined(separator: "\n")
+        _ = sqlite(db.path, "PRAGMA journal_mode = WAL;\n" + upTo3 + """
+            PRAGMA user_version = 3;
+            INSERT INTO tasks (kind, run_at, created_at, max_attempts) VALUES ('old', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', 7);
+            INSERT INTO schedules (name, cron, kind, max_attempts, timeout_s, created_at, next_at, last_task_id)
+                VALUES ('nightly', '0 3 * * *', 'report', 5, 60, '2026-01-01T00:00:00.000Z', '2026-01-02T03:00:00.000Z', 1);
+            """)
+        #expect(sqliteInt(db.path, "PRAGMA user_version") == 3)
+        let store = try db.store()
+        #expect(sqliteInt(db.path, "PRAGMA user_version") == Migrator.latestVersion)
+        let s = try #require(try store.schedules().first)
+        #expect(s.name == "nightly" && s.kind == "report" && s.options.maxAttempts == 5 && s.options.timeout == 60
+                && s.nextAt.iso == "2026-01-02T03:00:00.000Z" && s.lastTaskID == 1)
+        let t = try #require(try store.task(1))
+        #expect(t.kind == "old" && t.maxAttempts == 7 && t.backoffBase == nil && t.backoffCap == nil)
+        #expect(sqlite(db.path, "PRAGMA integrity_check") == "ok")
     }
 
     // MARK: files that are not ours, or not ours to change

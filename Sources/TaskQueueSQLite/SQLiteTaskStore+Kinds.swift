@@ -1,0 +1,55 @@
+import TaskQueue
+
+// Per-kind retry policy (table `kinds`, migrations/0004_retry_policy.sql). The
+// insert statement reads it (SQLiteTaskStore.insertSQL); these are the verbs of
+// `taskq kind set / list / remove`.
+
+extension SQLiteTaskStore: KindPolicyStore {
+    private static let kindColumns = "kind, max_attempts, backoff_base_s, backoff_cap_s, on_crash"
+
+    private func kindRow(_ r: Statement) -> (kind: String, policy: KindPolicy) {
+        (kind: r.string(0), policy: KindPolicy(maxAttempts: r.optionalInt(1), backoffBase: r.optionalDouble(2),
+                                               backoffCap: r.optionalDouble(3),
+                                               onCrash: r.text(4).flatMap(CrashPolicy.init(rawValue:))))
+    }
+
+    package func setKindPolicy(_ kind: String, _ policy: KindPolicy, clear: Set<KindPolicy.Field>, now: Timestamp) throws -> KindPolicy {
+        try db.writeTransaction {
+            var merged = policy.overriding(try db.prepare("SELECT \(Self.kindColumns) FROM kinds WHERE kind = ?")
+                .bind(.text(kind)).firstRow(kindRow)?.policy ?? KindPolicy())
+            for f in clear {
+                switch f {
+                case .maxAttempts: merged.maxAttempts = nil
+                case .backoffBase: merged.backoffBase = nil
+                case .backoffCap: merged.backoffCap = nil
+                case .onCrash: merged.onCrash = nil
+                }
+            }
+            // The merge may pair a new cap with an old base: check the whole row.
+            try merged.validate()
+            if merged.isEmpty {
+                try db.prepare("DELETE FROM kinds WHERE kind = ?").bind(.text(kind)).run()
+                return merged
+            }
+            try db.prepare("""
+                INSERT INTO kinds (kind, max_attempts, backoff_base_s, backoff_cap_s, on_crash, updated_at)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                ON CONFLICT (kind) DO UPDATE SET max_attempts = ?2, backoff_base_s = ?3, backoff_cap_s = ?4, on_crash = ?5,
+                                                 updated_at = ?6
+                """).bind(.text(kind), .opt(merged.maxAttempts), .opt(merged.backoffBase), .opt(merged.backoffCap),
+                          .opt(merged.onCrash?.rawValue), .ts(now)).run()
+            return merged
+        }
+    }
+
+    package func removeKindPolicy(_ kind: String) throws -> Bool {
+        try db.writeTransaction {
+            try db.prepare("DELETE FROM kinds WHERE kind = ?").bind(.text(kind)).run()
+            return db.changes > 0
+        }
+    }
+
+    package func kindPolicies() throws -> [(kind: String, policy: KindPolicy)] {
+        try db.prepare("SELECT \(Self.kindColumns) FROM kinds ORDER BY kind").rows(kindRow)
+    }
+}
