@@ -1,10 +1,13 @@
 /// A store that keeps named, ordered groups of tasks (`taskq map`); a capability
 /// beside `TaskStore`.
 package protocol TaskGroupStore: AnyObject {
-    /// In one write transaction: when group `name` exists, inserts nothing and
-    /// returns its task ids in position order with `created` false; otherwise
-    /// inserts `tasks` and their positions (1, 2, …) and returns the new ids.
-    func createGroup(_ name: String, tasks: [NewTask], now: Timestamp) throws -> (ids: [Int64], created: Bool)
+    /// In one write transaction: when group `name` does not exist, inserts `tasks`
+    /// and their positions (1, 2, …) and returns the new ids, `created` true.
+    /// When it exists, returns its task ids in position order, `created` false;
+    /// if it has as many positions as `tasks`, the positions whose task was purged
+    /// (`purge`, `--retain`) get `tasks[position - 1]` inserted again, counted in
+    /// `restored`, so a re-run can still produce every line's result.
+    func createGroup(_ name: String, tasks: [NewTask], now: Timestamp) throws -> (ids: [Int64], created: Bool, restored: Int)
 
     /// Up to `limit` of the group's tasks from `position` (1-based) on, in order.
     func groupTasks(_ name: String, from position: Int, limit: Int) throws -> [(position: Int, task: TaskRecord)]
@@ -44,14 +47,16 @@ extension Queue {
     }
 
     /// Opens group `name`: creates it with `tasks` (validated first, inserted in
-    /// one transaction) when it does not exist; otherwise leaves it as it is.
-    /// Returns the group, its task ids in order, and whether it was created.
-    public func openGroup(_ name: String, tasks: [NewTask]) throws -> (group: TaskGroup, ids: [Int64], created: Bool) {
+    /// one transaction) when it does not exist; otherwise leaves it as it is,
+    /// except that lines whose task was purged are enqueued again from `tasks`
+    /// (when the group has as many lines). Returns the group, its task ids in
+    /// order, whether it was created, and how many purged lines were restored.
+    public func openGroup(_ name: String, tasks: [NewTask]) throws -> (group: TaskGroup, ids: [Int64], created: Bool, restored: Int) {
         try validateName(name, what: "group")
         for t in tasks { try Self.validate(t) }
         let s = try groupStore
         let r = try s.createGroup(name, tasks: tasks, now: .now())
-        return (TaskGroup(name: name, store: s), r.ids, r.created)
+        return (TaskGroup(name: name, store: s), r.ids, r.created, r.restored)
     }
 
     /// An existing group, or nil.

@@ -92,13 +92,29 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
 
     // MARK: - groups
 
-    package func createGroup(_ name: String, tasks: [NewTask], now: Timestamp) throws -> (ids: [Int64], created: Bool) {
+    package func createGroup(_ name: String, tasks: [NewTask], now: Timestamp) throws -> (ids: [Int64], created: Bool, restored: Int) {
         try db.writeTransaction {
-            let existing = try db.prepare("SELECT task_id FROM task_groups WHERE group_name = ? ORDER BY position")
-                .bind(.text(name)).rows { $0.int(0) }
-            if !existing.isEmpty { return (existing, false) }
-            let member = try db.prepare("INSERT INTO task_groups (group_name, position, task_id) VALUES (?, ?, ?)")
             let nowText = now.iso
+            let existing = try db.prepare("""
+                SELECT g.position, g.task_id, EXISTS (SELECT 1 FROM tasks t WHERE t.id = g.task_id)
+                FROM task_groups g WHERE g.group_name = ? ORDER BY g.position
+                """).bind(.text(name)).rows { (position: Int($0.int(0)), id: $0.int(1), present: $0.int(2) == 1) }
+            if !existing.isEmpty {
+                guard existing.count == tasks.count else { return (existing.map(\.id), false, 0) }
+                // Lines whose task was purged run again: their results are gone.
+                let repoint = try db.prepare("UPDATE task_groups SET task_id = ? WHERE group_name = ? AND position = ?")
+                var ids: [Int64] = []
+                var restored = 0
+                for e in existing {
+                    if e.present { ids.append(e.id); continue }
+                    let id = try insert(tasks[e.position - 1], nowText: nowText)
+                    try repoint.bind(.int(id), .text(name), .int(Int64(e.position))).run()
+                    ids.append(id)
+                    restored += 1
+                }
+                return (ids, false, restored)
+            }
+            let member = try db.prepare("INSERT INTO task_groups (group_name, position, task_id) VALUES (?, ?, ?)")
             var ids: [Int64] = []
             ids.reserveCapacity(tasks.count)
             for (i, t) in tasks.enumerated() {
@@ -106,7 +122,7 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
                 try member.bind(.text(name), .int(Int64(i + 1)), .int(id)).run()
                 ids.append(id)
             }
-            return (ids, true)
+            return (ids, true, 0)
         }
     }
 

@@ -120,18 +120,24 @@ struct MapCommand: ParsableCommand {
         }
         let opened = try q.openGroup(groupName, tasks: tasks)
         if !opened.created {
+            if opened.ids.count != tasks.count {
+                throw TaskQueueError.badData("map group \(JSON.quote(groupName)) holds \(opened.ids.count) lines, this input has \(tasks.count): give another --group, or the same input")
+            }
             try checkSameInput(opened.group, tasks)
             // Give back what dead processes (a map killed with -9) still hold, so a
             // line cut short is not counted as failed, then retry the failures.
             _ = try? Recovery.recoverDead(store: q.store, retry: RetryPolicy(), skip: []) { _ in }
             let again = try opened.group.requeueFailures()
             let done = try opened.group.counts()[.succeeded] ?? 0
-            System.log("taskq: resuming map group \(groupName): \(done) of \(tasks.count) already succeeded\(again > 0 ? ", \(again) failed line\(again == 1 ? "" : "s") retried" : "")")
+            let restored = opened.restored > 0
+                ? ", \(opened.restored) line\(opened.restored == 1 ? "" : "s") whose task was purged run\(opened.restored == 1 ? "s" : "") again" : ""
+            System.log("taskq: resuming map group \(groupName): \(done) of \(tasks.count) already succeeded\(again > 0 ? ", \(again) failed line\(again == 1 ? "" : "s") retried" : "")\(restored)")
         }
         let code = try runWorkers(database: database, groupName: groupName, total: tasks.count)
         if code != 0 { throw ExitCode(code) }
     }
 
+    /// Every line the group still has a task for must equal the input's line.
     private func checkSameInput(_ g: TaskGroup, _ tasks: [NewTask]) throws {
         var position = 1
         while true {
@@ -143,9 +149,6 @@ struct MapCommand: ParsableCommand {
                 }
                 position = p + 1
             }
-        }
-        if position - 1 != tasks.count {
-            throw TaskQueueError.badData("map group \(JSON.quote(g.name)) holds \(position - 1) lines, this input has \(tasks.count): give another --group, or the same input")
         }
     }
 

@@ -225,6 +225,24 @@ import Glibc
         #expect(other.status == 65 && other.stderr.contains("different input") || other.stderr.contains("holds 8 lines"), "\(other)")
     }
 
+    @Test func aRerunAfterPurgeRunsThePurgedLinesAgainAndPrintsEverything() {
+        let s = Scenario("taskq-map")
+        defer { s.close() }
+        let input = (1...5).map(String.init).joined(separator: "\n") + "\n"
+        let handler = #"n=$(jq -r .); echo $((n * 10))"#
+        let expected = (1...5).map { "\($0 * 10)\n" }.joined()
+        let first = s.taskq(["map", "--workers", "2", "--handler", handler], stdin: input, timeout: 60)
+        #expect(first.status == 0 && first.stdout == expected, "\(first)")
+        // --retain (or purge) deletes finished tasks; the group's rows stay.
+        #expect(s.taskq(["purge", "--older-than", "0s"]).status == 0)
+        let left = s.sqlInt("SELECT count(*) FROM tasks WHERE kind = 'map'")
+        #expect(left < 5)
+        let again = s.taskq(["map", "--workers", "2", "--handler", handler], stdin: input, timeout: 60)
+        #expect(again.status == 0 && again.stdout == expected, "\(again)")
+        #expect(again.stderr.contains("\(5 - left) lines whose task was purged run again"), "\(again)")
+        #expect(s.sqlInt("SELECT count(*) FROM task_groups g JOIN tasks t ON t.id = g.task_id WHERE t.state = 'succeeded'") == 5)
+    }
+
     @Test func ctrlCStopsAndSaysHowToResume() {
         let s = Scenario("taskq-map")
         defer { s.close() }
