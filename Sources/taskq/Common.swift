@@ -18,9 +18,14 @@ struct DatabaseOptions: ParsableArguments {
 
     @Option(name: .customLong("busy-timeout"), parsing: .unconditional, help: ArgumentHelp(
         "Seconds to wait for the database's write lock before giving up with exit 69.", valueName: "seconds"))
-    var busyTimeout: Double = 10
+    var busyTimeout: Double = DatabaseOptions.defaultBusyTimeout
 
-    var path: String {
+    static let defaultBusyTimeout: Double = 10
+
+    var path: String { Self.path(db) }
+
+    /// --db when given, else $TASKQ_DB, else ./taskq.db.
+    static func path(_ db: String?) -> String {
         if let db, !db.isEmpty { return db }
         if let env = getenv("TASKQ_DB"), env.pointee != 0 { return String(cString: env) }
         return "taskq.db"

@@ -139,7 +139,13 @@ struct Enqueue: ParsableCommand {
         let defaults = try options()
         if batch { return try runBatch(defaults) }
         if lines { return try runLines(defaults) }
-        let kind = kind!
+        try Self.enqueueOne(kind: kind!, payload: payload, options: defaults, json: json, quiet: quiet) { try database.open(create: true) }
+    }
+
+    /// One task from the command line: PAYLOAD (or stdin) checked, then enqueued
+    /// into the queue `open` returns, its id printed. Shared with the fast path.
+    static func enqueueOne(kind: String, payload: String?, options: EnqueueOptions, json: Bool, quiet: Bool,
+                           open: () throws -> Queue) throws {
         var text = payload ?? "null"
         if payload == "-" || (payload == nil && isatty(0) == 0) {
             // A little over the limit, so surrounding whitespace does not count against it.
@@ -152,19 +158,19 @@ struct Enqueue: ParsableCommand {
         } else if isBlank(text) {
             throw TaskQueueError.badData("payload is empty; give JSON, e.g. null or {}")
         }
-        let task = NewTask(kind: kind, payload: trimmed(text), options: defaults)
+        let task = NewTask(kind: kind, payload: trimmed(text), options: options)
         try Queue.validate(task)
-        let queue = try database.open(create: true)
+        let queue = try open()
         if task.options.uniqueKey == nil && task.options.after.isEmpty && !json {
             let id = try queue.enqueue([task])[0]
             if !quiet { out("\(id)\n") }
             return
         }
-        printEnqueued(try queue.enqueueReportingExisting([task]), [task])
+        printEnqueued(try queue.enqueueReportingExisting([task]), [task], json: json, quiet: quiet)
     }
 
     /// Prints ids (or --json objects); an existing unique task is named on stderr.
-    private func printEnqueued(_ results: [EnqueuedTask], _ tasks: [NewTask]) {
+    private static func printEnqueued(_ results: [EnqueuedTask], _ tasks: [NewTask], json: Bool, quiet: Bool) {
         for (r, t) in zip(results, tasks) where r.existing {
             System.log("taskq: task \(r.id) with unique key \(JSON.quote(t.options.uniqueKey ?? "")) is already queued or running; not enqueued again")
         }
@@ -176,8 +182,8 @@ struct Enqueue: ParsableCommand {
         }
     }
 
-    private func trimmed(_ s: String) -> String { s.trimmingCharacters(in: " \n\t\r") }
-    private func isBlank<S: StringProtocol>(_ s: S) -> Bool { s.allSatisfy { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" || $0 == "\r\n" } }
+    private static func trimmed(_ s: String) -> String { s.trimmingCharacters(in: " \n\t\r") }
+    private static func isBlank<S: StringProtocol>(_ s: S) -> Bool { s.allSatisfy { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" || $0 == "\r\n" } }
 
     /// stdin split into lines (without their newline), as bytes.
     private func stdinLines() throws -> [ArraySlice<UInt8>] {
@@ -191,7 +197,7 @@ struct Enqueue: ParsableCommand {
             do {
                 guard isValidUTF8(bytes) else { throw TaskQueueError.badData("not valid UTF-8 text") }
                 let line = String(decoding: bytes, as: UTF8.self)
-                if isBlank(line) { continue }
+                if Self.isBlank(line) { continue }
                 tasks.append(try batchTask(line, defaults: defaults))
             } catch let e as TaskQueueError {
                 throw TaskQueueError.badData("line \(n): \(e.message); nothing was enqueued")
@@ -200,7 +206,7 @@ struct Enqueue: ParsableCommand {
             }
         }
         if tasks.isEmpty { throw TaskQueueError.badData("no tasks on stdin: --batch expects one JSON object per line, e.g. {\"kind\": \"resize\", \"payload\": {}}") }
-        printEnqueued(try database.open(create: true).enqueueReportingExisting(tasks), tasks)
+        Self.printEnqueued(try database.open(create: true).enqueueReportingExisting(tasks), tasks, json: json, quiet: quiet)
     }
 
     private func batchTask(_ line: String, defaults: EnqueueOptions) throws -> NewTask {
@@ -297,8 +303,8 @@ struct Enqueue: ParsableCommand {
                 }
                 guard isValidUTF8(bytes) else { throw TaskQueueError.badData("not valid UTF-8 text") }
                 let line = String(decoding: bytes, as: UTF8.self)
-                if isBlank(line) { continue }
-                let task = NewTask(kind: kind!, payload: trimmed(line), options: defaults)
+                if Self.isBlank(line) { continue }
+                let task = NewTask(kind: kind!, payload: Self.trimmed(line), options: defaults)
                 try Queue.validate(task)
                 pending.append(task)
             } catch let e as TaskQueueError {

@@ -61,20 +61,61 @@ func fail(_ error: Error) -> Never {
     }
 }
 
-/// `taskq enqueue …` is the command scripts run in loops, where process start-up
-/// is its whole cost: parsing only `enqueue`'s own options skips building the
-/// whole command tree (about a millisecond of protocol-conformance lookups).
-/// Only a clean parse takes this path; help and every error go through the full
-/// parser below, so what users see is the same either way.
-func fastEnqueue() -> ParsableCommand? {
-    let args = CommandLine.arguments
+/// `taskq enqueue KIND [PAYLOAD] [--db PATH] [--queue NAME] [--priority N] [--json]
+/// [--quiet]`: the shape scripts run in loops, where process start-up is the whole
+/// cost. It is parsed by hand: swift-argument-parser spends about a third of such a
+/// run building its option set through protocol-conformance lookups (perf, static
+/// release build). Anything else — another option, `--opt=value`, help, a value that
+/// does not parse or validate — returns nil and goes through the full parser below,
+/// so every message comes from one place. Then the same code as `Enqueue.run` runs.
+func fastEnqueue(_ args: [String]) -> (() throws -> Void)? {
+    guard args.count > 2, args[1] == "enqueue" else { return nil }
+    var positional: [String] = []
+    var db: String?, queue = "default", priority: Int64 = 0, json = false, quiet = false
+    var i = 2
+    while i < args.count {
+        let a = args[i]
+        i += 1
+        if !a.hasPrefix("-") || a == "-" { positional.append(a); continue }
+        if a == "--json" { json = true; continue }
+        if a == "--quiet" { quiet = true; continue }
+        guard i < args.count else { return nil }
+        let value = args[i]
+        i += 1
+        switch a {
+        case "--db": db = value
+        case "--queue": queue = value
+        case "--priority": guard let p = Int64(value) else { return nil }; priority = p
+        default: return nil
+        }
+    }
+    guard positional.count == 1 || positional.count == 2, db?.isEmpty != true,
+          (try? validateName(positional[0], what: "kind")) != nil, (try? validateName(queue, what: "queue")) != nil
+    else { return nil }
+    let options = EnqueueOptions(queue: queue, priority: priority)
+    return {
+        try Enqueue.enqueueOne(kind: positional[0], payload: positional.count == 2 ? positional[1] : nil, options: options,
+                               json: json, quiet: quiet) {
+            try Queue.open(path: DatabaseOptions.path(db), create: true, synchronous: .normal,
+                           busyTimeout: DatabaseOptions.defaultBusyTimeout)
+        }
+    }
+}
+
+/// Other `taskq enqueue` commands parse only `enqueue`'s own options, skipping the
+/// whole command tree; help and errors go through the full parser.
+func parsedEnqueue(_ args: [String]) -> ParsableCommand? {
     guard args.count > 2, args[1] == "enqueue",
           !args.contains(where: { $0 == "-h" || $0 == "--help" || $0 == "help" }) else { return nil }
     return try? Enqueue.parse(Array(args.dropFirst(2)))
 }
 
+if let run = fastEnqueue(CommandLine.arguments) {
+    do { try run() } catch { fail(error) }
+    exit(0)
+}
 let command: ParsableCommand
-if let fast = fastEnqueue() { command = fast } else {
+if let parsed = parsedEnqueue(CommandLine.arguments) { command = parsed } else {
     do { command = try Taskq.parseAsRoot() } catch { fail(error) }
 }
 do {

@@ -108,6 +108,40 @@ import Glibc
         #expect(s.sqlInt("SELECT length(payload) FROM tasks WHERE id = \(atLimit.out)") == Queue.maxPayloadBytes)
     }
 
+    @Test func theHandParsedEnqueueMatchesTheFullParser() {
+        // Plain `enqueue KIND [PAYLOAD] [--db] [--queue] [--priority] [--json] [--quiet]`
+        // is parsed by hand (main.swift); `--synchronous normal` (the default) sends
+        // the same command through swift-argument-parser. Both must do the same.
+        let s = Scenario()
+        defer { s.close() }
+        let shapes: [([String], String?)] = [
+            (["enqueue", "k", "{\"a\": 1}"], nil),
+            (["enqueue", "k", "--queue", "q1", "--priority", "-3", "[1,2]"], nil),
+            (["enqueue", "--priority", "9", "k", "--db", s.db, "--json"], nil),
+            (["enqueue", "k", "-"], "  \"from stdin\"\n"),
+            (["enqueue", "k"], nil),
+            (["enqueue", "k", "7", "--quiet"], nil),
+        ]
+        for (args, stdin) in shapes {
+            let fast = s.taskq(args, stdin: stdin)
+            let full = s.taskq(args + ["--synchronous", "normal"], stdin: stdin)
+            #expect(fast.status == 0 && full.status == 0, "\(args): \(fast) / \(full)")
+            #expect(fast.stderr == full.stderr)
+            let ids = args.contains("--quiet") ? s.sql("SELECT (max(id) - 1) || ' ' || max(id) FROM tasks").split(separator: " ").map(String.init)
+                : [fast.out, full.out].map { $0.replacing(#"{"id": "#, with: "").replacing(#", "existing": false}"#, with: "") }
+            #expect(fast.stdout.replacing(ids[0], with: "N") == full.stdout.replacing(ids[1], with: "N"), "\(args)")
+            let row = "SELECT kind, queue, priority, payload, max_attempts, timeout_s, on_crash, backoff_base_s, state FROM tasks WHERE id = "
+            #expect(s.sql(row + ids[0]) == s.sql(row + ids[1]) && !s.sql(row + ids[0]).isEmpty, "\(args)")
+        }
+        // Errors are the full parser's, whichever path the command looked like.
+        for bad in [["enqueue", "taskq.stop", "1"], ["enqueue", "k", "1", "--priority", "high"], ["enqueue", "k", "1", "2"],
+                    ["enqueue", "k", "1", "--db", ""], ["enqueue", "k", "{"]] {
+            let r = s.taskq(bad)
+            #expect(r.status == 64 || r.status == 65, "\(bad): \(r)")
+            #expect(r.stderr.hasPrefix("taskq: "), "\(bad): \(r)")
+        }
+    }
+
     @Test func optionsLandInTheRow() {
         let s = Scenario()
         defer { s.close() }
