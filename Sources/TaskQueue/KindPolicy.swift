@@ -72,12 +72,7 @@ extension KindPolicy {
 
 extension Queue {
     private var kindStore: any KindPolicyStore {
-        get throws {
-            guard let s = store as? any KindPolicyStore else {
-                throw TaskQueueError.unavailable("this store does not keep kind policies")
-            }
-            return s
-        }
+        get throws { try capability((any KindPolicyStore).self, "keep kind policies") }
     }
 
     /// Sets retry policy defaults for tasks of `kind` enqueued from now on: the

@@ -13,6 +13,13 @@ public final class Queue {
 
     package init(store: any TaskStore) { self.store = store }
 
+    /// The store as one of its optional capabilities (`ScheduleStore`, …), or an
+    /// `.unavailable` error saying what this store does not do.
+    package func capability<S>(_ type: S.Type, _ missing: String) throws -> S {
+        guard let s = store as? S else { throw TaskQueueError.unavailable("this store does not \(missing)") }
+        return s
+    }
+
     private lazy var waiter = Waiter(databasePath: store.location)
 
     /// Polls `check` until it returns a value or `timeout` seconds pass (nil: no

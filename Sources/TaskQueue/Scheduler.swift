@@ -151,12 +151,7 @@ public final class Scheduler {
 
 extension Queue {
     private var scheduleStore: any ScheduleStore {
-        get throws {
-            guard let s = store as? any ScheduleStore else {
-                throw TaskQueueError.unavailable("this store does not keep schedules")
-            }
-            return s
-        }
+        get throws { try capability((any ScheduleStore).self, "keep schedules") }
     }
 
     /// Adds a recurring schedule: a task of `kind` at every occurrence of `cron`

@@ -40,10 +40,7 @@ public struct TaskGroup {
 
 extension Queue {
     private var groupStore: any TaskGroupStore {
-        get throws {
-            guard let s = store as? any TaskGroupStore else { throw TaskQueueError.unavailable("this store does not keep task groups") }
-            return s
-        }
+        get throws { try capability((any TaskGroupStore).self, "keep task groups") }
     }
 
     /// Opens group `name`: creates it with `tasks` (validated first, inserted in

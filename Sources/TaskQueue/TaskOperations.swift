@@ -116,12 +116,7 @@ package protocol TaskOperationsStore: TaskStore {
 
 extension Queue {
     package var operations: any TaskOperationsStore {
-        get throws {
-            guard let s = store as? any TaskOperationsStore else {
-                throw TaskQueueError.unavailable("this store does not support retry, cancel, purge or pause")
-            }
-            return s
-        }
+        get throws { try capability((any TaskOperationsStore).self, "support retry, cancel, purge or pause") }
     }
 
     /// Enqueues tasks in one transaction (all or none), honouring unique keys and
