@@ -13,6 +13,9 @@ final class SQLiteConnection {
     let handle: OpaquePointer
     let path: String
     let busyTimeoutMs: Int32
+    /// Opened with SQLite's `immutable=1`: a file this user may only read, with no
+    /// WAL beside it (see init).
+    let isImmutable: Bool
 
     /// Opens `path`. With `create`, a missing file is created first with mode 0600
     /// so the database (and the -wal/-shm files SQLite derives from it) is readable
@@ -31,10 +34,18 @@ final class SQLiteConnection {
             let fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
             if fd >= 0 { close(fd) } else if errno != EEXIST { throw SQLiteConnection.openError(path: path, errno: errno) }
         }
+        // A file this user may only read, with no -wal beside it (so no connection
+        // is writing it: a WAL writer keeps the -wal file while it is open): read it
+        // as immutable. Opened the usual way, SQLite would create -wal and -shm files
+        // beside it with the file's read-only mode, and that -shm would make every
+        // write fail once the file is writable again.
+        isImmutable = !create && !path.hasPrefix("//") && access(path, F_OK) == 0 && access(path, W_OK) != 0
+            && access(path + "-wal", F_OK) != 0
         taskq_sqlite_tune()
         var db: OpaquePointer?
-        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
-        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        let flags = SQLITE_OPEN_NOMUTEX | (isImmutable ? SQLITE_OPEN_READONLY | SQLITE_OPEN_URI : SQLITE_OPEN_READWRITE)
+        let name = isImmutable ? "file:" + Self.uriEscaped(path) + "?immutable=1" : path
+        let rc = sqlite3_open_v2(name, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             sqlite3_close_v2(db)
@@ -50,6 +61,11 @@ final class SQLiteConnection {
     /// file is known to be a taskq database (or empty and ours to create), so a
     /// stranger's SQLite file is never modified.
     func configure(synchronous: Synchronous, cacheKiB: Int = 32768) throws {
+        if isImmutable {
+            // Nothing to switch: it is only read, with every commit already in the file.
+            try exec("PRAGMA cache_size=-\(cacheKiB)")
+            return
+        }
         // WAL: readers never block the writer and the writer never blocks readers.
         // Switching a new file to WAL needs an exclusive lock, and SQLite answers
         // SQLITE_BUSY at once there (no busy handler): retry up to the timeout.
@@ -78,6 +94,20 @@ final class SQLiteConnection {
     }
 
     deinit { sqlite3_close_v2(handle) }
+
+    /// `path` for a `file:` URI: the characters a URI gives meaning to, escaped.
+    static func uriEscaped(_ path: String) -> String {
+        var out = ""
+        for c in path.unicodeScalars {
+            switch c {
+            case "%": out += "%25"
+            case "?": out += "%3f"
+            case "#": out += "%23"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
 
     static func openError(path: String, errno e: Int32) -> TaskQueueError {
         let reason = String(cString: strerror(e))
