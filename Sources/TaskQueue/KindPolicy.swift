@@ -41,6 +41,20 @@ public struct KindPolicy: Sendable, Equatable {
         }
     }
 
+    /// The policy with `fields` unset.
+    public func clearing(_ fields: Set<Field>) -> KindPolicy {
+        var p = self
+        for f in fields {
+            switch f {
+            case .maxAttempts: p.maxAttempts = nil
+            case .backoffBase: p.backoffBase = nil
+            case .backoffCap: p.backoffCap = nil
+            case .onCrash: p.onCrash = nil
+            }
+        }
+        return p
+    }
+
     /// `self`'s fields where set, else `other`'s.
     public func overriding(_ other: KindPolicy) -> KindPolicy {
         KindPolicy(maxAttempts: maxAttempts ?? other.maxAttempts, backoffBase: backoffBase ?? other.backoffBase,

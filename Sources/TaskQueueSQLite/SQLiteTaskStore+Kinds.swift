@@ -15,16 +15,8 @@ extension SQLiteTaskStore: KindPolicyStore {
 
     package func setKindPolicy(_ kind: String, _ policy: KindPolicy, clear: Set<KindPolicy.Field>, now: Timestamp) throws -> KindPolicy {
         try db.writeTransaction {
-            var merged = policy.overriding(try db.prepare("SELECT \(Self.kindColumns) FROM kinds WHERE kind = ?")
-                .bind(.text(kind)).firstRow(kindRow)?.policy ?? KindPolicy())
-            for f in clear {
-                switch f {
-                case .maxAttempts: merged.maxAttempts = nil
-                case .backoffBase: merged.backoffBase = nil
-                case .backoffCap: merged.backoffCap = nil
-                case .onCrash: merged.onCrash = nil
-                }
-            }
+            let merged = policy.overriding(try db.prepare("SELECT \(Self.kindColumns) FROM kinds WHERE kind = ?")
+                .bind(.text(kind)).firstRow(kindRow)?.policy ?? KindPolicy()).clearing(clear)
             // The merge may pair a new cap with an old base: check the whole row.
             try merged.validate()
             if merged.isEmpty {

@@ -95,7 +95,7 @@ struct KindSet: ParsableCommand {
         if p.isEmpty && clear.isEmpty {
             throw ValidationError("nothing to set: give --max-attempts, --backoff-base, --backoff-cap, --on-crash or --unset")
         }
-        for f in clear where p.cleared(f) != p {
+        for f in clear where p.clearing([f]) != p {
             throw ValidationError("--unset \(f.rawValue) and --\(f.rawValue) contradict each other: give one")
         }
         try asUsageError { try p.validate(asOptions: true) }
@@ -124,20 +124,6 @@ struct KindSet: ParsableCommand {
             throw TaskQueueError.usage("kind \(kind): \(e.message); nothing was changed")
         }
         out(json ? policyJSON(kind, stored) + "\n" : "kind \(kind): \(describe(stored)) (for tasks enqueued from now on)\n")
-    }
-}
-
-extension KindPolicy {
-    /// The policy with `field` unset.
-    fileprivate func cleared(_ field: Field) -> KindPolicy {
-        var p = self
-        switch field {
-        case .maxAttempts: p.maxAttempts = nil
-        case .backoffBase: p.backoffBase = nil
-        case .backoffCap: p.backoffCap = nil
-        case .onCrash: p.onCrash = nil
-        }
-        return p
     }
 }
 
