@@ -20,9 +20,12 @@ public struct RetryPolicy: Sendable, Equatable {
     }
 
     /// This policy with the task's own backoff (set at enqueue, or by its kind's
-    /// policy) where it has one.
+    /// policy) where it has one. The task's own base raises this policy's cap when
+    /// the cap is shorter: `--backoff-base 10m` means a first wait of 10 minutes
+    /// under a supervisor whose cap is the default 5.
     package func applying(_ task: ClaimedTask) -> RetryPolicy {
-        RetryPolicy(base: task.backoffBase ?? base, cap: task.backoffCap ?? cap)
+        let b = task.backoffBase ?? base
+        return RetryPolicy(base: b, cap: task.backoffCap ?? (task.backoffBase == nil ? cap : max(cap, b)))
     }
 
     /// The outcome for a failed attempt: retry later, or give up when attempts are spent.

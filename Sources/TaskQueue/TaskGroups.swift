@@ -15,9 +15,12 @@ package protocol TaskGroupStore: AnyObject {
     /// How many of the group's tasks are in each state.
     func groupCounts(_ name: String) throws -> [TaskState: Int64]
 
-    /// In one write transaction: puts the group's failed and cancelled tasks back
-    /// as queued, ready now, with a fresh attempt budget. Returns how many.
-    func requeueGroupFailures(_ name: String, now: Timestamp) throws -> Int
+    /// In one write transaction: gives the group's queued, failed and cancelled
+    /// tasks `options`' priority, timeout and retry policy (what it leaves unset
+    /// comes from the kind's policy, as at enqueue), and puts the failed and
+    /// cancelled ones back as queued, ready now, with a fresh attempt budget.
+    /// Returns how many it put back.
+    func requeueGroupFailures(_ name: String, options: EnqueueOptions, now: Timestamp) throws -> Int
 }
 
 /// A named, ordered group of tasks: the durable state of one `map` run.
@@ -33,9 +36,14 @@ public struct TaskGroup {
     /// Counts per state.
     public func counts() throws -> [TaskState: Int64] { try store.groupCounts(name) }
 
-    /// Puts failed and cancelled tasks back as queued; returns how many.
+    /// Gives the tasks not yet run or failed `options` (priority, timeout, retry
+    /// policy: a re-run's options win) and puts failed and cancelled tasks back
+    /// as queued; returns how many it put back.
     @discardableResult
-    public func requeueFailures() throws -> Int { try store.requeueGroupFailures(name, now: .now()) }
+    public func requeueFailures(options: EnqueueOptions) throws -> Int {
+        try options.validate()
+        return try store.requeueGroupFailures(name, options: options, now: .now())
+    }
 }
 
 extension Queue {

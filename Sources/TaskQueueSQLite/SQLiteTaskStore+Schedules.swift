@@ -147,13 +147,22 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
         return out
     }
 
-    package func requeueGroupFailures(_ name: String, now: Timestamp) throws -> Int {
+    package func requeueGroupFailures(_ name: String, options o: EnqueueOptions, now: Timestamp) throws -> Int {
         try db.writeTransaction {
+            // The re-run's options, resolved as at enqueue (parameters numbered as in insertSQL).
+            let options = """
+                priority = ?3, timeout_s = ?7, (\(Self.policyColumns)) =
+                    (SELECT \(Self.policyValues) FROM (SELECT 1) LEFT JOIN kinds k ON k.kind = tasks.kind)
+                """
+            let inGroup = "id IN (SELECT task_id FROM task_groups WHERE group_name = ?2)"
+            let values: [SQLValue] = [.ts(now), .text(name), .int(o.priority), .null, .null, .opt(o.maxAttempts), .opt(o.timeout),
+                                      .null, .opt(o.onCrash?.rawValue), .null, .opt(o.backoffBase), .opt(o.backoffCap)]
+            try db.prepare("UPDATE tasks SET \(options) WHERE state = 'queued' AND \(inGroup)").bind(values).run()
             try db.prepare("""
-                UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?1, finished_at = NULL, result = NULL, owner = NULL
-                WHERE (state = 'failed' OR state = 'cancelled')
-                  AND id IN (SELECT task_id FROM task_groups WHERE group_name = ?2)
-                """).bind(.ts(now), .text(name)).run()
+                UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?1, finished_at = NULL, result = NULL, owner = NULL,
+                                 \(options)
+                WHERE (state = 'failed' OR state = 'cancelled') AND \(inGroup)
+                """).bind(values).run()
             return db.changes
         }
     }

@@ -50,13 +50,15 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     /// The one INSERT of a task. Options the task leaves unset come from its kind's
     /// row in `kinds` (a primary-key lookup in the same statement), else the
-    /// built-in default: the row shows the policy the task runs under.
+    /// built-in default: the row shows the policy the task runs under. A backoff
+    /// the task gives wins over its kind's other half: its own base raises the
+    /// kind's shorter cap, its own cap lowers the kind's longer base. (SQLite's
+    /// two-argument max/min are NULL when the kind has no value: the supervisor's.)
     static func insertSQL(unique: Bool) -> String {
         """
-        INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash, unique_key,
-                           backoff_base_s, backoff_cap_s)
-        SELECT ?1, ?2, ?3, ?4, ?5, coalesce(?6, k.max_attempts, 3), ?7, ?8, coalesce(?9, k.on_crash), ?10,
-               coalesce(?11, k.backoff_base_s), coalesce(?12, k.backoff_cap_s)
+        INSERT INTO tasks (kind, queue, priority, payload, run_at, timeout_s, created_at, unique_key,
+                           \(policyColumns))
+        SELECT ?1, ?2, ?3, ?4, ?5, ?7, ?8, ?10, \(policyValues)
         FROM (SELECT 1) LEFT JOIN kinds k ON k.kind = ?1
         """ + (unique ? """
 
@@ -65,6 +67,16 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         RETURNING id
         """ : "")
     }
+    /// The retry policy of a task: its own value (?6 max attempts, ?9 on crash,
+    /// ?11 backoff base, ?12 backoff cap), else its kind's (`k`, a row of `kinds`
+    /// or NULLs), else the built-in 3 attempts; NULL backoff and on-crash: the
+    /// supervisor's.
+    static let policyColumns = "max_attempts, on_crash, backoff_base_s, backoff_cap_s"
+    static let policyValues = """
+        coalesce(?6, k.max_attempts, 3), coalesce(?9, k.on_crash),
+               coalesce(?11, CASE WHEN ?12 IS NULL THEN k.backoff_base_s ELSE min(k.backoff_base_s, ?12) END),
+               coalesce(?12, CASE WHEN ?11 IS NULL THEN k.backoff_cap_s ELSE max(k.backoff_cap_s, ?11) END)
+        """
     lazy var insertStmt = try! db.prepare(Self.insertSQL(unique: false))
     /// With a unique key: the partial unique index decides; a conflict inserts
     /// nothing and returns no row.

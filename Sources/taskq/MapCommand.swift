@@ -127,7 +127,7 @@ struct MapCommand: ParsableCommand {
             // Give back what dead processes (a map killed with -9) still hold, so a
             // line cut short is not counted as failed, then retry the failures.
             _ = try? Recovery.recoverDead(store: q.store, retry: RetryPolicy(), skip: []) { _ in }
-            let again = try opened.group.requeueFailures()
+            let again = try opened.group.requeueFailures(options: o)
             let done = try opened.group.counts()[.succeeded] ?? 0
             let restored = opened.restored > 0
                 ? ", \(opened.restored) line\(opened.restored == 1 ? "" : "s") whose task was purged run\(opened.restored == 1 ? "s" : "") again" : ""
@@ -277,10 +277,22 @@ final class MapMonitor {
                 lastLook = System.monotonic()
                 var printed = false
                 while next <= total {
-                    let page = try g.tasks(from: next, limit: 500)
+                    // Past the last task left, every line is lost the same way.
+                    let page = try g.tasks(from: next, limit: 500), end = (position: total + 1, task: nil as TaskRecord?)
                     var advanced = false
-                    for (p, t) in page {
-                        guard p == next, t.state.isFinished else { break }
+                    for (p, t) in page.map({ (position: $0.position, task: Optional($0.task)) }) + (page.count < 500 ? [end] : []) {
+                        if p > next {
+                            // Lines before p have no task: purged (taskq purge, --retain)
+                            // after they finished, before their result was printed here.
+                            if !printed { progress?.clear(); printed = true }
+                            for lost in next..<p {
+                                writeErr("taskq: line \(lost): its task was purged before its result was printed; run the same map again to run it again\n")
+                            }
+                            locked { failures += p - next }
+                            next = p
+                            advanced = true
+                        }
+                        guard let t, t.state.isFinished else { break }
                         if !printed { progress?.clear(); printed = true }
                         if t.state == .succeeded {
                             var bytes = t.result ?? []

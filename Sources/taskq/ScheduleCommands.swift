@@ -70,10 +70,10 @@ struct ScheduleAdd: ParsableCommand {
     @Argument(help: ArgumentHelp("Kind of the task to enqueue.", valueName: "kind"))
     var kind: String
 
-    @Argument(help: ArgumentHelp("JSON payload of each task. Default: null.", valueName: "payload"))
+    @Argument(help: ArgumentHelp("JSON payload of each task.", valueName: "payload"))
     var payload: String = "null"
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("IANA time zone the cron fields are read in, e.g. Europe/Berlin. Default: UTC.", valueName: "zone"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("IANA time zone the cron fields are read in, e.g. Europe/Berlin.", valueName: "zone"))
     var tz: String = "UTC"
 
     @OptionGroup var task: TaskOptions

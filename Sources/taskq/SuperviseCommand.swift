@@ -61,17 +61,17 @@ struct Supervise: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Delete finished tasks older than this (checked once a minute, in small batches), or 'never'.", valueName: "duration"))
     var retain: String = "7d"
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Seconds a claim lives without a heartbeat; a worker frozen longer loses its task to a retry.", valueName: "seconds"))
-    var lease: String = "30"
+    @Option(parsing: .unconditional, help: ArgumentHelp("How long a claim lives without a heartbeat; a worker frozen longer loses its task to a retry.", valueName: "duration"))
+    var lease: String = "30s"
 
-    @Option(name: .customLong("shutdown-timeout"), parsing: .unconditional, help: ArgumentHelp("On SIGTERM/SIGINT/stop --now: how long running tasks may finish before they are killed and put back.", valueName: "seconds"))
-    var shutdownTimeout: String = "30"
+    @Option(name: .customLong("shutdown-timeout"), parsing: .unconditional, help: ArgumentHelp("On SIGTERM/SIGINT/stop --now: how long running tasks may finish before they are killed and put back.", valueName: "duration"))
+    var shutdownTimeout: String = "30s"
 
-    @Option(name: .customLong("backoff-base"), parsing: .unconditional, help: ArgumentHelp("Retry delay after the first failed attempt; it doubles per attempt, with jitter. For tasks without their own (enqueue --backoff-base, taskq kind set).", valueName: "seconds"))
-    var backoffBase: String = "1"
+    @Option(name: .customLong("backoff-base"), parsing: .unconditional, help: ArgumentHelp("Retry delay after the first failed attempt; it doubles per attempt, with jitter. For tasks without their own (enqueue --backoff-base, taskq kind set).", valueName: "duration"))
+    var backoffBase: String = "1s"
 
-    @Option(name: .customLong("backoff-cap"), parsing: .unconditional, help: ArgumentHelp("Longest retry delay, for tasks without their own.", valueName: "seconds"))
-    var backoffCap: String = "300"
+    @Option(name: .customLong("backoff-cap"), parsing: .unconditional, help: ArgumentHelp("Longest retry delay, for tasks without their own. Default: 5m, or --backoff-base when that is longer.", valueName: "duration"))
+    var backoffCap: String?
 
     @Flag(name: .customLong("until-empty"), help: "Exit 0 once no task is ready for these handlers (a batch run), instead of waiting for more.")
     var untilEmpty = false
@@ -130,6 +130,7 @@ struct Supervise: ParsableCommand {
             }
             let kind = String(c[..<eq])
             try asUsageError("--on-crash: ") { try validateName(kind, what: "kind") }
+            if o.onCrash[kind] != nil { throw ValidationError("--on-crash: kind '\(kind)' given twice") }
             o.onCrash[kind] = policy
         }
         if retain == "never" { o.retain = nil } else {
@@ -142,10 +143,9 @@ struct Supervise: ParsableCommand {
         o.lease = try seconds(lease, option: "--lease")
         if o.lease < 0.5 { throw ValidationError("--lease must be at least 0.5 seconds, not \(lease)") }
         o.shutdownTimeout = try seconds(shutdownTimeout, option: "--shutdown-timeout")
-        o.retry = RetryPolicy(base: try seconds(backoffBase, option: "--backoff-base"), cap: try seconds(backoffCap, option: "--backoff-cap"))
-        if o.retry.cap < o.retry.base {
-            throw ValidationError("--backoff-cap (\(backoffCap)) must not be shorter than --backoff-base (\(backoffBase))")
-        }
+        let base = try seconds(backoffBase, option: "--backoff-base")
+        o.retry = RetryPolicy(base: base, cap: try backoffCap.map { try seconds($0, option: "--backoff-cap") } ?? max(300, base))
+        try asUsageError { try KindPolicy(backoffBase: o.retry.base, backoffCap: o.retry.cap).validate(asOptions: true) }
         o.untilEmpty = untilEmpty
         return o
     }

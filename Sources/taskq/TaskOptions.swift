@@ -12,7 +12,7 @@ struct TaskOptions: ParsableArguments {
     var priority: Int64 = 0
 
     @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: ArgumentHelp(
-        "Attempts before the task ends failed (1 to 1000000). Default: the kind's (taskq kind set), else 3.", valueName: "n"))
+        "Attempts before the task ends failed (1 to 1000000). Default: the kind's (taskq kind set), else 3 (for map: 1).", valueName: "n"))
     var maxAttempts: Int64?
 
     @Option(parsing: .unconditional, help: ArgumentHelp(

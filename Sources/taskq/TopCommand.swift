@@ -20,24 +20,26 @@ struct Top: ParsableCommand {
 
             Examples:
               taskq top
-              taskq status --watch --interval 0.5
+              taskq status --watch
+              taskq top --interval 0.5
               taskq top --iterations 1 > snapshot.txt
             """)
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Seconds between refreshes (0.1 to 3600).", valueName: "seconds"))
-    var interval: Double = 1
+    @Option(parsing: .unconditional, help: ArgumentHelp("Time between refreshes (0.1s to 1h: seconds, or 500ms, 5s, 1m…).", valueName: "duration"))
+    var interval: String = "1s"
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Stop after this many refreshes. Default: until Ctrl-C.", valueName: "n"))
     var iterations: Int?
 
     func validate() throws {
-        if !(interval >= 0.1 && interval <= 3600) { throw ValidationError("--interval must be between 0.1 and 3600 seconds, not \(interval)") }
+        let every = try seconds(interval, option: "--interval")
+        if !(every >= 0.1 && every <= 3600) { throw ValidationError("--interval must be between 100ms and 1h, not \(interval)") }
         if let n = iterations, n < 1 { throw ValidationError("--iterations must be at least 1, not \(n)") }
     }
 
-    func run() throws { try LiveView(database: database, interval: interval, iterations: iterations).run() }
+    func run() throws { try LiveView(database: database, interval: try seconds(interval, option: "--interval"), iterations: iterations).run() }
 }
 
 /// The refreshing screen behind `taskq top` and `taskq status --watch`.

@@ -12,7 +12,8 @@ struct Wait: ParsableCommand {
             With IDs: waits until each of those tasks has finished (succeeded, failed or \
             cancelled). With --queue: until that queue has no queued or running task left \
             (delayed and retrying tasks count as not finished). With neither: until no queue \
-            has any. It sleeps until the database changes (inotify), it does not poll.
+            has any. It sleeps until the database changes (inotify), with a look every half \
+            second as a fallback, rather than polling in a loop.
 
             On a terminal it shows a progress bar with counts and the rate; otherwise it \
             prints a plain line when the counts change (at most once a second). The last line \

@@ -243,6 +243,39 @@ import Glibc
         #expect(s.sqlInt("SELECT count(*) FROM task_groups g JOIN tasks t ON t.id = g.task_id WHERE t.state = 'succeeded'") == 5)
     }
 
+    @Test func aRerunAppliesItsOwnTaskOptionsToTheLinesItRetries() {
+        let s = Scenario("taskq-map")
+        defer { s.close() }
+        let handler = #"sleep 0.5; jq -r ."#
+        let first = s.taskq(["map", "--timeout", "0.1s", "--handler", handler], stdin: "1\n2\n", timeout: 60)
+        #expect(first.status == 1 && first.stderr.contains("timed out"), "\(first)")
+        // The obvious fix, more time, is what the retried lines get.
+        let again = s.taskq(["map", "--timeout", "10s", "--max-attempts", "2", "--handler", handler], stdin: "1\n2\n", timeout: 60)
+        #expect(again.status == 0 && again.stdout == "1\n2\n", "\(again)")
+        #expect(s.sql("SELECT DISTINCT timeout_s || ' ' || max_attempts FROM tasks WHERE kind = 'map'") == "10.0 2")
+    }
+
+    @Test func aLinePurgedBeforeItsResultWasPrintedIsNamedAndTheMapEnds() {
+        let s = Scenario("taskq-map")
+        defer { s.close() }
+        // Line 1 waits for a file; lines 2-5 finish, then are purged (except the
+        // newest task, which purge never deletes) before line 1 lets the output move on.
+        #expect(s.taskq(["init"]).status == 0)
+        let m = Child(Harness.taskq, ["map", "--workers", "2", "--handler",
+                                      #"n=$(jq -r .); if [ "$n" = 1 ]; then while [ ! -e go ]; do sleep 0.02; done; fi; echo "r$n""#],
+                      cwd: s.dir, stdinData: Array("1\n2\n3\n4\n5\n".utf8), logDir: s.dir)
+        defer { m.kill9() }
+        #expect(eventually(timeout: 30) { s.count("succeeded") == 4 })
+        #expect(s.taskq(["purge", "--older-than", "0s"]).status == 0)
+        #expect(s.sqlInt("SELECT count(*) FROM tasks WHERE kind = 'map'") == 2)
+        creat(s.dir + "/go", 0o644)
+        #expect(m.wait(timeout: 30) == 1, "\(m.stderrSoFar)")
+        #expect(m.stdoutSoFar == "r1\nr5\n", "\(m.stdoutSoFar)")
+        for line in 2...4 {
+            #expect(m.stderrSoFar.contains("taskq: line \(line): its task was purged before its result was printed"), "\(m.stderrSoFar)")
+        }
+    }
+
     @Test func ctrlCStopsAndSaysHowToResume() {
         let s = Scenario("taskq-map")
         defer { s.close() }

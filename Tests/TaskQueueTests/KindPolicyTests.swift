@@ -32,6 +32,12 @@ import TaskQueueTestSupport
             _ = try store.createGroup("g", tasks: [NewTask(kind: "mail", payload: "5")], now: .now())
             #expect(sqlite(db.path, "SELECT max_attempts || ' ' || backoff_base_s FROM tasks WHERE id = (SELECT max(id) FROM tasks)") == "4 2.0")
 
+            // A backoff half given at enqueue wins over the kind's other half.
+            try q.setKindPolicy("mail", KindPolicy(backoffBase: 3, backoffCap: 60))
+            #expect(row(try q.enqueue(kind: "mail", payload: "7", options: EnqueueOptions(backoffCap: 1))) == "4 1.0 1.0 -")
+            #expect(row(try q.enqueue(kind: "mail", payload: "8", options: EnqueueOptions(backoffBase: 120))) == "4 120.0 120.0 -")
+            #expect(row(try q.enqueue(kind: "mail", payload: "9", options: EnqueueOptions(backoffBase: 10))) == "4 10.0 60.0 -")
+
             #expect(try q.removeKindPolicy("mail"))
             #expect(try !q.removeKindPolicy("mail"))
             #expect(row(try q.enqueue(kind: "mail", payload: "6")) == "3 - - -")
@@ -76,6 +82,13 @@ import TaskQueueTestSupport
                 let delay = at.seconds(since: f.now)
                 #expect(delay >= full * 0.5 - 0.002 && delay <= full + 0.002, "attempt \(attempt): \(delay)s")
             }
+            // Its own base raises a supervisor's shorter cap (no cap of its own).
+            var longBase = t
+            longBase.backoffBase = 30; longBase.backoffCap = nil
+            guard case .failed(_, let first?) = RetryPolicy(base: 1, cap: 1).outcome(for: longBase, error: "x", now: f.now) else {
+                Issue.record("not retried"); return
+            }
+            #expect(first.seconds(since: f.now) >= 14.99, "\(first.seconds(since: f.now))")
             // Without its own backoff the supervisor's applies.
             let plain = ClaimedTask(id: 1, kind: "t", queue: "q", payload: "null", attempt: 1, maxAttempts: 3, timeout: nil)
             guard case .failed(_, let at?) = supervisorWide.outcome(for: plain, error: "x", now: f.now) else {
