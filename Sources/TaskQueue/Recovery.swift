@@ -46,14 +46,24 @@ package enum Recovery {
                 retry.crashOutcome(for: t, error: "\(p.role.rawValue) pid \(p.pid) on \(p.host) \(reason) while running task \(t.id), attempt \(t.attempt)/\(t.maxAttempts)",
                                    policy: crashPolicy(t, onCrash), now: now)
             }
-            let failedByPolicy = held.filter { crashPolicy($0, onCrash) == .fail }
-            log("recovered \(p.role.rawValue) pid \(p.pid) (process \(p.id)), which \(reason)"
-                + (held.isEmpty ? "" : held.count == 1 ? "; its task \(held[0].id) goes back for a retry"
-                    : "; its tasks \(held.map { String($0.id) }.joined(separator: ", ")) go back for a retry")
-                + (failedByPolicy.isEmpty ? "" : " (except \(failedByPolicy.map { String($0.id) }.joined(separator: ", ")), which on-crash fail ends failed)"))
+            log("recovered \(p.role.rawValue) pid \(p.pid) (process \(p.id)), which \(reason)" + fates(held, onCrash))
             recovered.append(p)
         }
         return recovered
+    }
+
+    /// "; task 5 goes back for a retry; tasks 6, 7 end failed (on-crash fail)": what
+    /// recovery did with each task a dead process held.
+    package static func fates(_ held: [ClaimedTask], _ onCrash: [String: CrashPolicy]) -> String {
+        func phrase(_ ts: [ClaimedTask], _ one: String, _ many: String) -> String {
+            ts.isEmpty ? "" : "; task\(ts.count == 1 ? "" : "s") \(ts.map { String($0.id) }.joined(separator: ", ")) \(ts.count == 1 ? one : many)"
+        }
+        let byPolicy = held.filter { crashPolicy($0, onCrash) == .fail }
+        let spent = held.filter { crashPolicy($0, onCrash) == .retry && $0.attempt >= $0.maxAttempts }
+        let retried = held.filter { crashPolicy($0, onCrash) == .retry && $0.attempt < $0.maxAttempts }
+        return phrase(retried, "goes back for a retry", "go back for a retry")
+            + phrase(byPolicy, "ends failed (on-crash fail)", "end failed (on-crash fail)")
+            + phrase(spent, "ends failed (no attempts left)", "end failed (no attempts left)")
     }
 
     /// What a crash means for `task`: its own setting, else the kind's, else retry.

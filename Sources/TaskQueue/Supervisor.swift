@@ -307,9 +307,8 @@ public final class Supervisor {
                 }) ?? []
                 if !held.isEmpty && !clean && !deliberate {
                     let hit = running != 0 ? held.filter { $0.id == running } : held
-                    let failed = hit.filter { Recovery.crashPolicy($0, options.onCrash) == .fail }
-                    log("worker pid \(pid) \(how) while running task \(hit.map { String($0.id) }.joined(separator: ", ")); "
-                        + (failed.isEmpty ? "the task goes back for a retry" : "on-crash fail: the task ends failed"))
+                    log("worker pid \(pid) \(how) while running task \(hit.map { String($0.id) }.joined(separator: ", "))"
+                        + Recovery.fates(hit, options.onCrash))
                 }
             }
         }

@@ -9,10 +9,14 @@ public enum TaskState: String, CaseIterable, Sendable {
 /// The kind of taskq's own stop sentinel rows.
 public let stopSentinelKind = "taskq.stop"
 
-/// Checks a kind or queue name: 1–200 of letters, digits, `.`, `_`, `-`, `:`.
-/// Kinds starting with `taskq.` are reserved for taskq's own rows.
+/// Checks a kind or queue name: 1–200 of letters, digits, `.`, `_`, `-`, `:`, not
+/// starting with `-` (it would read as an option). Kinds starting with `taskq.`
+/// are reserved for taskq's own rows.
 public func validateName(_ name: String, what: String, allowReserved: Bool = false) throws {
     if name.isEmpty { throw TaskQueueError.usage("\(what) name is empty") }
+    if name.hasPrefix("-") {
+        throw TaskQueueError.usage("invalid \(what) name \(JSON.quote(name)): it must not start with '-' (an option given without its value?)")
+    }
     if name.utf8.count > 200 { throw TaskQueueError.usage("\(what) name is longer than 200 characters") }
     for b in name.utf8 {
         let ok = (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
@@ -76,7 +80,7 @@ public struct EnqueueOptions: Sendable, Equatable {
         try validateName(queue, what: "queue")
         try KindPolicy(maxAttempts: maxAttempts, backoffBase: backoffBase, backoffCap: backoffCap).validate(asOptions: asOptions)
         if let t = timeout, !(t > 0 && t <= 31_536_000) {
-            throw TaskQueueError.usage("\(asOptions ? "--timeout" : "timeout") must be more than 0 and at most 1 year (365d), not \(t)")
+            throw TaskQueueError.usage("\(asOptions ? "--timeout" : "timeout") must be more than 0 and at most 1 year (365d), not \(formatDuration(t))")
         }
         if let k = uniqueKey, k.isEmpty || k.utf8.count > 1000 {
             throw TaskQueueError.usage("unique key must be 1 to 1000 bytes long")
@@ -175,8 +179,12 @@ public struct TaskFilter: Sendable {
     public var queue: String? = nil
     public var kind: String? = nil
     public var limit: Int = 100
-    public init(states: [TaskState] = [], queue: String? = nil, kind: String? = nil, limit: Int = 100) {
+    /// Newest finish first instead of newest id first.
+    public var latestFinishedFirst = false
+    public init(states: [TaskState] = [], queue: String? = nil, kind: String? = nil, limit: Int = 100,
+                latestFinishedFirst: Bool = false) {
         self.states = states; self.queue = queue; self.kind = kind; self.limit = limit
+        self.latestFinishedFirst = latestFinishedFirst
     }
 }
 

@@ -107,10 +107,11 @@ package protocol TaskStore: AnyObject {
         -> (accepted: [Bool], claimed: [ClaimedTask])
 
     /// The earliest `run_at` after `now` among queued tasks `claim` could take
-    /// (its kinds and queues; tasks blocked on others excluded), or nil. An idle
-    /// worker sleeps until then at the latest, so a delayed task or a retry
+    /// (its kinds and queues; tasks blocked on others excluded), or nil; with
+    /// `retriesOnly`, among those waiting out a retry backoff (attempts > 0). An
+    /// idle worker sleeps until then at the latest, so a delayed task or a retry
     /// after its backoff starts on time without polling.
-    func nextRunAt(_ claim: ClaimRequest, now: Timestamp) throws -> Timestamp?
+    func nextRunAt(_ claim: ClaimRequest, now: Timestamp, retriesOnly: Bool) throws -> Timestamp?
 
     /// Registers a process; its lease runs until `now + lease`.
     func registerProcess(role: ProcessRecord.Role, supervisorID: Int64?, pid: Int32, host: String, bootID: String,
@@ -161,6 +162,11 @@ package protocol TaskStore: AnyObject {
 }
 
 extension TaskStore {
+    /// `nextRunAt` among every queued task the claim could take.
+    package func nextRunAt(_ claim: ClaimRequest, now: Timestamp) throws -> Timestamp? {
+        try nextRunAt(claim, now: now, retriesOnly: false)
+    }
+
     /// `recoverProcess` when it is not known which held task was running.
     @discardableResult
     package func recoverProcess(_ processID: Int64, now: Timestamp,

@@ -124,7 +124,14 @@ public final class Worker {
             lastError = ""
             if stopping { break }
             if claimed.isEmpty {
-                if config.untilEmpty { break }
+                if config.untilEmpty {
+                    // A batch run drains retries too: wait for the next one that is
+                    // due (tasks delayed at enqueue are left for later).
+                    let now = Timestamp.now()
+                    guard let retry = (try? store.nextRunAt(request(1), now: now, retriesOnly: true)) ?? nil else { break }
+                    waiter.wait(timeout: min(1, max(0.001, retry.seconds(since: now))))
+                    continue
+                }
                 if (try? store.stopSentinel(for: config.supervisorID)) ?? nil != nil { break }
                 // Sleep until the database changes, or until the next delayed task
                 // (or retry) is due; a slow fallback beyond that.

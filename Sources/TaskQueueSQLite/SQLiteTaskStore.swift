@@ -416,10 +416,10 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     private var nextRunAtStmts: [String: Statement] = [:]
 
-    package func nextRunAt(_ claim: ClaimRequest, now: Timestamp) throws -> Timestamp? {
+    package func nextRunAt(_ claim: ClaimRequest, now: Timestamp, retriesOnly: Bool) throws -> Timestamp? {
         // Reads the queued-tasks index, which holds only queued rows: cheap unless
         // very many tasks wait for a future time. Runs only when a worker goes idle.
-        let key = "\(claim.kinds.count)/\(claim.queues?.count ?? -1)"
+        let key = "\(claim.kinds.count)/\(claim.queues?.count ?? -1)/\(retriesOnly)"
         let s: Statement
         if let cached = nextRunAtStmts[key] { s = cached } else {
             let kinds = (0..<claim.kinds.count).map { "kind = ?\(3 + $0)" }.joined(separator: " OR ")
@@ -428,7 +428,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             } ?? ""
             s = try db.prepare("""
                 SELECT min(run_at) FROM tasks INDEXED BY tasks_queued
-                WHERE state = 'queued' AND run_at > ?1 AND run_at < ?2 AND (\(kinds)) \(queues)
+                WHERE state = 'queued' AND run_at > ?1 AND run_at < ?2 AND (\(kinds)) \(queues)\(retriesOnly ? " AND attempts > 0" : "")
                 """)
             nextRunAtStmts[key] = s
         }
@@ -590,7 +590,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         if let k = filter.kind { clauses.append("kind = ?"); values.append(.text(k)) }
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         values.append(.int(Int64(filter.limit)))
-        return try db.prepare("SELECT \(Self.taskColumns) FROM tasks \(whereSQL) ORDER BY id DESC LIMIT ?")
+        return try db.prepare("SELECT \(Self.taskColumns) FROM tasks \(whereSQL) ORDER BY \(filter.latestFinishedFirst ? "finished_at DESC, " : "")id DESC LIMIT ?")
             .bind(values).rows(taskRecord)
     }
 

@@ -220,8 +220,10 @@ struct Enqueue: ParsableCommand {
         if let unknown = members.first(where: { !known.contains($0.key) }) {
             throw TaskQueueError.badData("unknown field \(JSON.quote(unknown.key)) (known: \(known.sorted().joined(separator: ", ")))")
         }
+        // A field that is absent or null is not given.
+        func given(_ key: String) -> Bool { value[key].map { $0 != .null } ?? false }
         func field<T>(_ key: String, _ what: String, _ get: (JSONValue) -> T?) throws -> T? {
-            guard let v = value[key] else { return nil }
+            guard given(key), let v = value[key] else { return nil }
             guard let x = get(v) else { throw TaskQueueError.badData("\"\(key)\" must be \(what)") }
             return x
         }
@@ -236,7 +238,7 @@ struct Enqueue: ParsableCommand {
             o.runAt = Timestamp.now().adding(seconds: d)
         }
         if let a = try field("at", "an ISO 8601 time string", \.stringValue) {
-            if value["delay"] != nil { throw TaskQueueError.badData("give \"delay\" or \"at\", not both") }
+            if given("delay") { throw TaskQueueError.badData("give \"delay\" or \"at\", not both") }
             o.runAt = try Timestamp.parseUserTime(a)
         }
         if let t = try field("timeout", "a number of seconds or a duration like \"5m\"", durationValue) { o.timeout = t }
@@ -249,7 +251,7 @@ struct Enqueue: ParsableCommand {
             if case .array(let items) = v { let ids = items.compactMap(\.intValue); return ids.count == items.count ? ids : nil }
             return nil
         }) {
-            if o.runAt != nil && (value["delay"] != nil || value["at"] != nil) { throw TaskQueueError.badData("give \"after\" or \"delay\"/\"at\", not both") }
+            if given("delay") || given("at") { throw TaskQueueError.badData("give \"after\" or \"delay\"/\"at\", not both") }
             o.after = a
         }
         let payload = value["payload"]?.compactText ?? "null"

@@ -168,6 +168,8 @@ struct KindRemove: ParsableCommand {
     @OptionGroup var database: DatabaseOptions
     @Argument(help: ArgumentHelp("The kind.", valueName: "kind")) var kind: String
 
+    func validate() throws { try asUsageError { try validateName(kind, what: "kind") } }
+
     func run() throws {
         let q = try database.open(create: false)
         guard try q.removeKindPolicy(kind) else {

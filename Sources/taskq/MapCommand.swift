@@ -133,6 +133,9 @@ struct MapCommand: ParsableCommand {
                 ? ", \(opened.restored) line\(opened.restored == 1 ? "" : "s") whose task was purged run\(opened.restored == 1 ? "s" : "") again" : ""
             System.log("taskq: resuming map group \(groupName): \(done) of \(tasks.count) already succeeded\(again > 0 ? ", \(again) failed line\(again == 1 ? "" : "s") retried" : "")\(restored)")
         }
+        if try q.pausedQueues().contains(where: { $0.name == queue }) {
+            System.log("taskq: queue \(queue) is paused: the lines wait until 'taskq resume \(queue)'")
+        }
         let code = try runWorkers(database: database, groupName: groupName, total: tasks.count)
         if code != 0 { throw ExitCode(code) }
     }

@@ -73,7 +73,7 @@ struct Supervise: ParsableCommand {
     @Option(name: .customLong("backoff-cap"), parsing: .unconditional, help: ArgumentHelp("Longest retry delay, for tasks without their own. Default: 5m, or --backoff-base when that is longer.", valueName: "duration"))
     var backoffCap: String?
 
-    @Flag(name: .customLong("until-empty"), help: "Exit 0 once no task is ready for these handlers (a batch run), instead of waiting for more.")
+    @Flag(name: .customLong("until-empty"), help: "A batch run: exit 0 once no task is ready for these handlers and none waits out a retry backoff (tasks delayed at enqueue are left).")
     var untilEmpty = false
 
     func validate() throws {

@@ -134,7 +134,7 @@ struct LiveView {
                 [String(t.id), t.kind, t.queue, "\(t.attempts)/\(t.maxAttempts)", formatDuration(now.seconds(since: t.startedAt ?? now).rounded())]
             })
         }
-        let failures = try q.tasks(TaskFilter(states: [.failed], limit: 5))
+        let failures = try q.tasks(TaskFilter(states: [.failed], limit: 5, latestFinishedFirst: true))
         text += "\nRECENT FAILURES\n"
         text += failures.isEmpty ? "none\n" : table(["ID", "KIND", "FINISHED", "ERROR"], failures.map { t in
             [String(t.id), t.kind, t.finishedAt?.iso ?? "", (t.lastError ?? "").replacingOccurrences("\n", " ")]

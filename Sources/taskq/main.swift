@@ -79,7 +79,8 @@ func fastEnqueue(_ args: [String]) -> (() throws -> Void)? {
         if !a.hasPrefix("-") || a == "-" { positional.append(a); continue }
         if a == "--json" { json = true; continue }
         if a == "--quiet" { quiet = true; continue }
-        guard i < args.count else { return nil }
+        // A value that looks like an option is left to the full parser.
+        guard i < args.count, !args[i].hasPrefix("-") else { return nil }
         let value = args[i]
         i += 1
         switch a {

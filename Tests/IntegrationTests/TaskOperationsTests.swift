@@ -166,6 +166,17 @@ import Glibc
         #expect(s.taskq(["kind", "remove", "flaky"]).status == 66)
     }
 
+    @Test func untilEmptyWaitsForRetriesButNotForDelayedTasks() {
+        let s = Scenario()
+        defer { s.close() }
+        let flaky = s.enqueue("f", "null", ["--backoff-base", "0.2s", "--max-attempts", "3"])
+        let later = s.enqueue("f", "null", ["--delay", "1h"])
+        let sup = s.supervise(["--workers", "1", "--handler", "f=exit 1", "--until-empty"])
+        #expect(sup.wait(timeout: 30) == 0, "\(sup.stderrSoFar)")
+        #expect(s.sql("SELECT state || ' ' || attempts FROM tasks WHERE id = \(flaky)") == "failed 3")
+        #expect(s.sql("SELECT state || ' ' || attempts FROM tasks WHERE id = \(later)") == "queued 0")
+    }
+
     @Test func releasedAttemptsAreKeptWithoutCounting() {
         let s = Scenario()
         defer { s.close() }

@@ -356,6 +356,13 @@ enum StoreConformance {
         #expect(try store.nextRunAt(req, now: f.now) == f.now.adding(seconds: 60))
         #expect(try store.nextRunAt(f.claim(w, supervisor: s, kinds: ["t", "other"], queues: nil), now: f.now)
                 == f.now.adding(seconds: 20))
+        // Only retries: a task that failed an attempt and waits out its backoff.
+        #expect(try store.nextRunAt(req, now: f.now, retriesOnly: true) == nil)
+        _ = try store.insertTasks([NewTask(kind: "t", options: EnqueueOptions(queue: "q"))], now: f.now)
+        let t = try #require(try f.claimed(w, supervisor: s, kinds: ["t"], queues: ["q"]).first { $0.attempt == 1 })
+        #expect(try f.finish(t, owner: w, .failed(error: "x", retryAt: f.now.adding(seconds: 75))))
+        #expect(try store.nextRunAt(req, now: f.now, retriesOnly: true) == f.now.adding(seconds: 75))
+        #expect(try store.nextRunAt(req, now: f.now) == f.now.adding(seconds: 60))
     }
 
     static func recoverKnowingTheStartedTask(_ make: @escaping StoreFactory) throws {
