@@ -265,7 +265,7 @@ struct Show: ParsableCommand {
         if let k = t.uniqueKey { lines.append(("unique", k)) }
         if let c = t.onCrash { lines.append(("on crash", c.rawValue)) }
         if t.backoffBase != nil || t.backoffCap != nil {
-            lines.append(("backoff", "\(t.backoffBase.map(formatDuration) ?? "supervisor's") doubling up to \(t.backoffCap.map(formatDuration) ?? "supervisor's")"))
+            lines.append(("backoff", "\(t.backoffBase.map(formatDuration) ?? "(supervisor's)") doubling up to \(t.backoffCap.map(formatDuration) ?? "(supervisor's)")"))
         }
         if !t.waitingFor.isEmpty { lines.append(("after", "waiting for task " + t.waitingFor.map(String.init).joined(separator: ", "))) }
         if let e = t.lastError { lines.append(("error", e)) }
@@ -273,7 +273,7 @@ struct Show: ParsableCommand {
         if let r = t.result { lines.append(("result", String(decoding: r, as: UTF8.self))) }
         var text = lines.map { "\($0.0):" + String(repeating: " ", count: 10 - $0.0.count) + $0.1 + "\n" }.joined()
         if !history.isEmpty {
-            text += "\nattempts:\n" + table(["#", "OUTCOME", "STARTED", "FINISHED", "WORKER", "ERROR"], history.map { a in
+            text += "\nattempt history:\n" + table(["#", "OUTCOME", "STARTED", "FINISHED", "WORKER", "ERROR"], history.map { a in
                 [String(a.attempt), a.outcome, a.startedAt?.iso ?? "-", a.finishedAt?.iso ?? "-",
                  a.workerPID.map { "pid \($0)" + (a.workerHost.map { " on \($0)" } ?? "") } ?? "-", a.error ?? ""]
             }).split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : "  " + $0 }.joined(separator: "\n")

@@ -90,7 +90,7 @@ import Glibc
         #expect(s.sql("SELECT attempt || ':' || outcome FROM attempts WHERE task_id = \(id) ORDER BY started_at") == "1:failed\n2:failed\n1:succeeded")
         // show lists them, text and JSON.
         let show = s.taskq(["show", String(id)])
-        #expect(show.out.contains("attempts:"))
+        #expect(show.out.contains("attempt history:"))
         #expect(show.out.contains("succeeded"))
         let json = s.taskq(["show", String(id), "--json"]).out
         let v = try? JSON.parse(json)
