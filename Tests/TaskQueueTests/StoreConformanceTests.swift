@@ -687,7 +687,7 @@ enum StoreConformance {
         #expect(try store.processes().map(\.id) == [s, remoteAlive, skipped])
 
         #expect(log.count == 3, "\(log)")
-        #expect(log.contains("recovered worker pid \(impossiblePid) (process \(deadWorker)), which exited without cleaning up; its tasks \(t1.id), \(t2.id) go back for a retry"),
+        #expect(log.contains("recovered worker pid \(impossiblePid) (process \(deadWorker)), which exited without cleaning up; task \(t1.id) goes back for a retry; task \(t2.id) ends failed (no attempts left)"),
                 "\(log)")
         #expect(log.contains("recovered supervisor pid \(impossiblePid) (process \(rebootedSupervisor)), which was lost in a reboot"), "\(log)")
         // Done once: a second pass finds nothing.
