@@ -26,8 +26,10 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// `cacheKiB`: SQLite's page cache for this connection. The default (32 MiB)
     /// keeps the claim index hot for workers; a supervisor, which only scans now and
     /// then (recovery, pruning), passes a small one so its memory stays flat.
+    /// `checks: false`: skip the tables' CHECKs, for a worker's connection, which
+    /// runs only taskq's own claim, finish and heartbeat statements.
     package init(path: String, create: Bool, synchronous: Synchronous = .normal, busyTimeout: Double = 10,
-                 cacheKiB: Int = 32768) throws {
+                 cacheKiB: Int = 32768, checks: Bool = true) throws {
         var st = stat()
         if stat(path, &st) == 0 {
             if (st.st_mode & S_IFMT) == S_IFDIR {
@@ -42,7 +44,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         if try Migrator.isUninitialized(db) && !create {
             throw TaskQueueError.notFound("no taskq database at \(path) (the file is empty; create one with 'taskq init')")
         }
-        try db.configure(synchronous: synchronous, cacheKiB: cacheKiB)
+        try db.configure(synchronous: synchronous, cacheKiB: cacheKiB, skipChecks: !checks)
         try Migrator.migrate(db, now: .now())
     }
 
