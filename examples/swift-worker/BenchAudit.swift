@@ -61,14 +61,15 @@ enum BenchAudit {
             var i = 0
             while i + k.count <= p.count {
                 if p[i] == k[0] && memcmp(p.baseAddress! + i, k.baseAddress!, k.count) == 0 {
-                    var j = i + k.count, v: Int64 = 0, digits = 0
-                    while j < p.count, p[j] >= 0x30, p[j] <= 0x39, digits < 18 {
-                        v = v * 10 + Int64(p[j] - 0x30)
+                    var j = i + k.count, v: Int64 = 0
+                    while j < p.count, p[j] >= 0x30, p[j] <= 0x39 {
+                        let (times10, o1) = v.multipliedReportingOverflow(by: 10)
+                        let (next, o2) = times10.addingReportingOverflow(Int64(p[j] - 0x30))
+                        if o1 || o2 { return nil }   // too large for Int64
+                        v = next
                         j += 1
-                        digits += 1
                     }
-                    // A digit after 18 means a number this scan does not take.
-                    return digits > 0 && (j == p.count || p[j] < 0x30 || p[j] > 0x39) ? v : nil
+                    return j > i + k.count ? v : nil
                 }
                 i += 1
             }
@@ -77,13 +78,17 @@ enum BenchAudit {
     }
 
     static func appendDecimal(_ v: Int64, to out: inout [UInt8]) {
-        if v < 0 { out.append(UInt8(ascii: "-")) }
-        let first = out.count
-        var m = v.magnitude
-        repeat {
-            out.append(UInt8(ascii: "0") + UInt8(m % 10))
-            m /= 10
-        } while m > 0
-        out[first...].reverse()   // written least significant digit first
+        // Digits written backwards into a small buffer, appended at once.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buf in
+            var i = 20
+            var m = v.magnitude
+            repeat {
+                i -= 1
+                buf[i] = UInt8(ascii: "0") + UInt8(m % 10)
+                m /= 10
+            } while m > 0
+            if v < 0 { out.append(UInt8(ascii: "-")) }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[i..<20]))
+        }
     }
 }
