@@ -247,29 +247,60 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             var accepted: [Bool] = []
             accepted.reserveCapacity(outcomes.count)
             for o in outcomes { accepted.append(try apply(o, now: now)) }
-            guard let claim, claim.limit > 0 else { return (accepted, []) }
-            let s = try claimStatement(kinds: claim.kinds.count, queues: claim.queues?.count)
+            var claimed: [ClaimedTask] = []
+            if let claim, claim.limit > 0 { claimed = try self.claim(claim, now: now) }
+            try updateClaimedLists(reported: outcomes, claimed: claimed, owner: claim?.owner)
+            return (accepted, claimed)
+        }
+    }
+
+    private func claim(_ claim: ClaimRequest, now: Timestamp) throws -> [ClaimedTask] {
+        let s = try claimStatement(kinds: claim.kinds.count, queues: claim.queues?.count)
+        s.reset()
+        s.bind(1, claim.owner)
+        s.bind(2, text(now))
+        s.bind(3, claim.supervisorID)
+        s.bind(4, Int64(claim.limit))
+        s.bind(5, Int64(claim.pid))
+        s.bind(6, claim.host)
+        var i: Int32 = 7
+        for k in claim.kinds { s.bind(i, k); i += 1 }
+        for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
+        var rows = try s.rows { r in
+            (task: ClaimedTask(id: r.int(0), kind: r.string(1), queue: r.string(2), payload: r.string(3),
+                               attempt: r.int(4), maxAttempts: r.int(5), timeout: r.optionalDouble(6),
+                               onCrash: r.text(9).flatMap(CrashPolicy.init(rawValue:))),
+             priority: r.int(7), runAt: r.string(8))
+        }
+        if rows.count > 1 {
+            // RETURNING gives no order; run them in claim order.
+            rows.sort { ($0.priority, $1.runAt, $1.task.id) > ($1.priority, $0.runAt, $0.task.id) }
+        }
+        return rows.map(\.task)
+    }
+
+    private lazy var claimedListStmt = try! db.prepare("SELECT claimed FROM processes WHERE id = ?1")
+    private lazy var setClaimedListStmt = try! db.prepare("UPDATE processes SET claimed = ?2 WHERE id = ?1")
+
+    /// Keeps `processes.claimed` (what recovery reads; migration 0005): each owner's
+    /// list loses the tasks it reported on and gains the ones it just claimed. One
+    /// small row per owner and transaction, where an index on tasks.owner cost an
+    /// insert and a delete per task.
+    private func updateClaimedLists(reported outcomes: [TaskOutcome], claimed: [ClaimedTask], owner: Int64?) throws {
+        var owners: [Int64] = []
+        if let owner, !claimed.isEmpty { owners.append(owner) }
+        for o in outcomes where !owners.contains(o.owner) { owners.append(o.owner) }
+        for p in owners {
+            let old = try claimedListStmt.bind(.int(p)).firstRow { parseIDList($0.string(0)) } ?? []
+            let done = Set(outcomes.lazy.filter { $0.owner == p }.map(\.taskID))
+            var ids = old.filter { !done.contains($0) }
+            if p == owner { ids += claimed.map(\.id) }
+            if ids == old { continue }
+            let s = setClaimedListStmt
             s.reset()
-            s.bind(1, claim.owner)
-            s.bind(2, text(now))
-            s.bind(3, claim.supervisorID)
-            s.bind(4, Int64(claim.limit))
-            s.bind(5, Int64(claim.pid))
-            s.bind(6, claim.host)
-            var i: Int32 = 7
-            for k in claim.kinds { s.bind(i, k); i += 1 }
-            for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
-            var rows = try s.rows { r in
-                (task: ClaimedTask(id: r.int(0), kind: r.string(1), queue: r.string(2), payload: r.string(3),
-                                   attempt: r.int(4), maxAttempts: r.int(5), timeout: r.optionalDouble(6),
-                                   onCrash: r.text(9).flatMap(CrashPolicy.init(rawValue:))),
-                 priority: r.int(7), runAt: r.string(8))
-            }
-            if rows.count > 1 {
-                // RETURNING gives no order; run them in claim order.
-                rows.sort { ($0.priority, $1.runAt, $1.task.id) > ($1.priority, $0.runAt, $0.task.id) }
-            }
-            return (accepted, rows.map(\.task))
+            s.bind(1, p)
+            s.bind(2, "[" + ids.map(String.init).joined(separator: ",") + "]")
+            try s.run()
         }
     }
 
@@ -456,9 +487,12 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     package func recoverProcess(_ processID: Int64, now: Timestamp, startedTaskID: Int64?,
                                 outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask] {
         try db.writeTransaction {
+            // Its claimed list names every task it may hold; each is taken only if
+            // still running and owned by it.
             let held = try db.prepare("""
                 SELECT id, kind, queue, payload, attempts, max_attempts, timeout_s, on_crash FROM tasks
-                WHERE owner = ? AND state = 'running' ORDER BY id
+                WHERE id IN (SELECT value FROM json_each((SELECT claimed FROM processes WHERE id = ?1)))
+                  AND owner = ?1 AND state = 'running' ORDER BY id
                 """).bind(.int(processID)).rows { r in
                 ClaimedTask(id: r.int(0), kind: r.string(1), queue: r.string(2), payload: r.string(3),
                             attempt: r.int(4), maxAttempts: r.int(5), timeout: r.optionalDouble(6),
@@ -590,6 +624,23 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
 private func jsonArray(_ items: [String]) -> String {
     "[" + items.map(JSON.quote).joined(separator: ",") + "]"
+}
+
+/// The integers of a JSON array of ids ('[17,18]'), as `processes.claimed` holds them.
+private func parseIDList(_ text: String) -> [Int64] {
+    var ids: [Int64] = []
+    var value: Int64 = 0, inNumber = false
+    for b in text.utf8 {
+        if b >= 0x30 && b <= 0x39 {
+            value = value * 10 + Int64(b - 0x30)
+            inNumber = true
+        } else {
+            if inNumber { ids.append(value) }
+            value = 0
+            inNumber = false
+        }
+    }
+    return ids
 }
 
 private func parseStringArray(_ text: String) -> [String] {
