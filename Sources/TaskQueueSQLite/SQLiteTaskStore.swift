@@ -317,14 +317,26 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         for o in outcomes where !owners.contains(o.owner) { owners.append(o.owner) }
         for p in owners {
             let old = try claimedListStmt.bind(.int(p)).firstRow { parseIDList($0.string(0)) } ?? []
-            let done = Set(outcomes.lazy.filter { $0.owner == p }.map(\.taskID))
-            var ids = old.filter { !done.contains($0) }
+            var ids: [Int64]
+            if old.count == outcomes.count && zip(old, outcomes).allSatisfy({ $0 == $1.taskID && $1.owner == p }) {
+                ids = []   // the usual case: it reported on exactly its last claim, in order
+            } else {
+                let done = Set(outcomes.lazy.filter { $0.owner == p }.map(\.taskID))
+                ids = old.filter { !done.contains($0) }
+            }
             if p == owner { ids += claimed.map(\.id) }
             if ids == old { continue }
+            var text: [UInt8] = [UInt8(ascii: "[")]
+            text.reserveCapacity(ids.count * 8 + 2)
+            for (i, id) in ids.enumerated() {
+                if i > 0 { text.append(UInt8(ascii: ",")) }
+                text += String(id).utf8
+            }
+            text.append(UInt8(ascii: "]"))
             let s = setClaimedListStmt
             s.reset()
             s.bind(1, p)
-            s.bind(2, "[" + ids.map(String.init).joined(separator: ",") + "]")
+            s.bind(2, bytes: text, asText: true)
             try s.run()
         }
     }
