@@ -158,7 +158,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         if tasks.contains(where: { $0.options.uniqueKey != nil || !$0.options.after.isEmpty }) {
             return try enqueueTasks(tasks, now: now).map(\.id)
         }
-        let nowText = now.iso
+        let nowText = text(now)   // one producer commits many times per millisecond
         return try db.writeTransaction {
             var ids: [Int64] = []
             ids.reserveCapacity(tasks.count)
@@ -354,8 +354,9 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         }
     }
 
-    /// `now` as stored text, formatted once per transaction rather than once per
-    /// task (every outcome and the claim of one finishAndClaim share one `now`).
+    /// `now` as stored text, formatted once per millisecond rather than once per
+    /// task (every outcome and the claim of one finishAndClaim share one `now`, and
+    /// a producer commits many times within one millisecond).
     private var isoCache: (Timestamp, String) = (Timestamp(milliseconds: -1), "")
     private func text(_ t: Timestamp) -> String {
         if isoCache.0 != t { isoCache = (t, t.iso) }
