@@ -37,7 +37,7 @@ public enum TaskQueueProcess {
         let worker = Worker(config: config, handlers: handlers) {
             try SQLiteTaskStore(path: config.database, create: false,
                                 synchronous: Synchronous(rawValue: config.synchronous) ?? .normal, busyTimeout: config.busyTimeout,
-                                checks: false, claimLock: true)
+                                checks: false)
         }
         exit(worker.run())
     }

@@ -29,7 +29,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// `checks: false`: skip the tables' CHECKs, for a worker's connection, which
     /// runs only taskq's own claim, finish and heartbeat statements.
     package init(path: String, create: Bool, synchronous: Synchronous = .normal, busyTimeout: Double = 10,
-                 cacheKiB: Int = 32768, checks: Bool = true, claimLock: Bool = false) throws {
+                 cacheKiB: Int = 32768, checks: Bool = true) throws {
         var st = stat()
         if stat(path, &st) == 0 {
             if (st.st_mode & S_IFMT) == S_IFDIR {
@@ -46,13 +46,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         }
         try db.configure(synchronous: synchronous, cacheKiB: cacheKiB, skipChecks: !checks)
         try Migrator.migrate(db, now: .now())
-        if claimLock {
-            // Without it (a read-only directory, say) claims still work, polling.
-            claimLockFD = open(path + "-claim-lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        }
     }
-
-    deinit { if claimLockFD >= 0 { close(claimLockFD) } }
 
     // MARK: - statements, prepared once
 
@@ -249,9 +243,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     package func finishAndClaim(_ outcomes: [TaskOutcome], claim: ClaimRequest?, now: Timestamp)
         throws -> (accepted: [Bool], claimed: [ClaimedTask]) {
-        takeClaimLock()
-        defer { releaseClaimLock() }
-        return try db.writeTransaction {
+        try db.writeTransaction {
             var accepted: [Bool] = []
             accepted.reserveCapacity(outcomes.count)
             for o in outcomes { accepted.append(try apply(o, now: now)) }
@@ -260,23 +252,6 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             try updateClaimedLists(reported: outcomes, claimed: claimed, owner: claim?.owner)
             return (accepted, claimed)
         }
-    }
-
-    /// Workers queue for the write lock on `<db>-claim-lock` (flock) before `BEGIN
-    /// IMMEDIATE`: a worker that wants the write lock sleeps in the kernel and
-    /// wakes as soon as the one before it commits, where SQLite's busy handler
-    /// polls (yield, then sleeps of 20 µs to 2 ms) and would leave the write lock
-    /// idle while the poller sleeps. Only workers' claims take it; everyone else
-    /// (producers, heartbeats, the sqlite3 shell) just meets SQLite's lock.
-    private var claimLockFD: Int32 = -1
-
-    private func takeClaimLock() {
-        guard claimLockFD >= 0 else { return }
-        while flock(claimLockFD, LOCK_EX) != 0 && errno == EINTR {}
-    }
-
-    private func releaseClaimLock() {
-        if claimLockFD >= 0 { flock(claimLockFD, LOCK_UN) }
     }
 
     private func claim(_ claim: ClaimRequest, now: Timestamp) throws -> [ClaimedTask] {
