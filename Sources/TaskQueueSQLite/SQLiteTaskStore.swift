@@ -291,7 +291,9 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         if let owner, !claimed.isEmpty { owners.append(owner) }
         for o in outcomes where !owners.contains(o.owner) { owners.append(o.owner) }
         for p in owners {
-            let old = try claimedListStmt.bind(.int(p)).firstRow { parseIDList($0.string(0)) } ?? []
+            let row = try claimedListStmt.bind(.int(p)).firstRow { $0.isNull(0) ? nil : parseIDList($0.string(0)) }
+            if case .some(.none) = row { continue }   // NULL: registered before the list; recovery scans
+            let old = (row ?? []) ?? []
             var ids: [Int64]
             if old.count == outcomes.count && zip(old, outcomes).allSatisfy({ $0 == $1.taskID && $1.owner == p }) {
                 ids = []   // the usual case: it reported on exactly its last claim, in order
@@ -501,11 +503,17 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                                 outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask] {
         try db.writeTransaction {
             // Its claimed list names every task it may hold; each is taken only if
-            // still running and owned by it.
-            let held = try db.prepare("""
+            // still running and owned by it. A process from before the list
+            // (claimed NULL, migration 0005) is looked for in the whole table.
+            let listed = try db.prepare("SELECT claimed IS NOT NULL FROM processes WHERE id = ?")
+                .bind(.int(processID)).firstRow { $0.int(0) == 1 } ?? true
+            let held = try db.prepare(listed ? """
                 SELECT id, kind, queue, payload, attempts, max_attempts, timeout_s, on_crash FROM tasks
                 WHERE id IN (SELECT value FROM json_each((SELECT claimed FROM processes WHERE id = ?1)))
                   AND owner = ?1 AND state = 'running' ORDER BY id
+                """ : """
+                SELECT id, kind, queue, payload, attempts, max_attempts, timeout_s, on_crash FROM tasks
+                WHERE owner = ?1 AND state = 'running' ORDER BY id
                 """).bind(.int(processID)).rows { r in
                 ClaimedTask(id: r.int(0), kind: r.string(1), queue: r.string(2), payload: r.string(3),
                             attempt: r.int(4), maxAttempts: r.int(5), timeout: r.optionalDouble(6),

@@ -719,6 +719,24 @@ enum StoreConformance {
         try withSQLiteFactory { _, make in try c.run(make) }
     }
 
+    // MARK: SQLite only: a process from before processes.claimed (migration 0005)
+
+    @Test func recoveryScansForTheTasksOfAProcessWithoutAClaimedList() throws {
+        try withSQLiteFactory { db, make in
+            let store = try make()
+            let f = RowFactory(store)
+            let s = try f.supervisor()
+            let w = try f.worker(supervisor: s)
+            let t = try f.running(owner: w, supervisor: s)
+            // What the migration leaves on the rows of processes already running.
+            _ = sqlite(db.path, "UPDATE processes SET claimed = NULL WHERE id = \(w)")
+            let more = try f.running(owner: w, supervisor: s)
+            #expect(sqlite(db.path, "SELECT claimed IS NULL FROM processes WHERE id = \(w)") == "1")
+            let held = try store.recoverProcess(w, now: f.now) { _ in .released }
+            #expect(held.map(\.id) == [t.id, more.id])
+        }
+    }
+
     // MARK: SQLite only: how results are stored
 
     @Test func resultIsTextWhenUTF8AndBlobOtherwise() throws {
