@@ -43,10 +43,16 @@ public final class Queue {
     public static func validate(_ task: NewTask) throws {
         try validateName(task.kind, what: "kind")
         try task.options.validate()
-        if task.payload.utf8.count > maxPayloadBytes {
-            throw TaskQueueError.badData("payload is \(task.payload.utf8.count) bytes; the limit is \(maxPayloadBytes) bytes (1 MiB): store large data elsewhere and enqueue its path")
+        try validatePayload(task.payload)
+    }
+
+    /// The payload part of `validate`: for producers that check kind and options
+    /// once and then many payloads (`enqueue --lines`).
+    public static func validatePayload(_ payload: String) throws {
+        if payload.utf8.count > maxPayloadBytes {
+            throw TaskQueueError.badData("payload is \(payload.utf8.count) bytes; the limit is \(maxPayloadBytes) bytes (1 MiB): store large data elsewhere and enqueue its path")
         }
-        do { try JSON.validate(task.payload) } catch {
+        do { try JSON.validate(payload) } catch {
             throw TaskQueueError.badData("payload is not valid JSON: \(error)")
         }
     }
@@ -61,6 +67,12 @@ public final class Queue {
     @discardableResult
     public func enqueue(_ tasks: [NewTask]) throws -> [Int64] {
         for t in tasks { try Self.validate(t) }
+        return try enqueue(validated: tasks)
+    }
+
+    /// `enqueue` for tasks the caller has already passed through `validate` (or
+    /// `validatePayload`, with kind and options checked once): not checked again.
+    package func enqueue(validated tasks: [NewTask]) throws -> [Int64] {
         if tasks.isEmpty { return [] }
         return try store.insertTasks(tasks, now: .now())
     }

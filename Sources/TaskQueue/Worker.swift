@@ -143,11 +143,8 @@ public final class Worker {
                 waiter.wait(timeout: timeout)
                 continue
             }
-            // Claim more at once while the backlog is deep (a full claim), fewer
-            // when it is shallow, so a short queue still spreads over all workers.
-            if onlyFunctions {
-                batch = claimed.count == batch ? min(batch * 2, config.maxBatch) : max(1, batch / 2)
-            }
+            let full = claimed.count == batch
+            let batchStart = System.monotonic()
             for task in claimed {
                 readSignals()
                 if stopping || aborting {
@@ -160,6 +157,14 @@ public final class Worker {
                 let (result, failure) = execute(task)
                 currentTask?.taskID = 0
                 pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: result, failure: failure))
+            }
+            // Claim more at once while the backlog is deep (a full claim) and its
+            // tasks are quick (the batch ran in under 10 ms, so a bigger one only
+            // saves transactions and delays nothing much); fewer when it is shallow,
+            // so a short queue still spreads over all workers.
+            if onlyFunctions {
+                if !full { batch = max(1, batch / 2) }
+                else if System.monotonic() - batchStart < 0.01 { batch = min(batch * 2, config.maxBatch) }
             }
         }
         flush(pending)

@@ -36,7 +36,8 @@ public enum TaskQueueProcess {
         }
         let worker = Worker(config: config, handlers: handlers) {
             try SQLiteTaskStore(path: config.database, create: false,
-                                synchronous: Synchronous(rawValue: config.synchronous) ?? .normal, busyTimeout: config.busyTimeout)
+                                synchronous: Synchronous(rawValue: config.synchronous) ?? .normal, busyTimeout: config.busyTimeout,
+                                checks: false)
         }
         exit(worker.run())
     }

@@ -26,8 +26,10 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// `cacheKiB`: SQLite's page cache for this connection. The default (32 MiB)
     /// keeps the claim index hot for workers; a supervisor, which only scans now and
     /// then (recovery, pruning), passes a small one so its memory stays flat.
+    /// `checks: false`: skip the tables' CHECKs, for a worker's connection, which
+    /// runs only taskq's own claim, finish and heartbeat statements.
     package init(path: String, create: Bool, synchronous: Synchronous = .normal, busyTimeout: Double = 10,
-                 cacheKiB: Int = 32768) throws {
+                 cacheKiB: Int = 32768, checks: Bool = true) throws {
         var st = stat()
         if stat(path, &st) == 0 {
             if (st.st_mode & S_IFMT) == S_IFDIR {
@@ -42,7 +44,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         if try Migrator.isUninitialized(db) && !create {
             throw TaskQueueError.notFound("no taskq database at \(path) (the file is empty; create one with 'taskq init')")
         }
-        try db.configure(synchronous: synchronous, cacheKiB: cacheKiB)
+        try db.configure(synchronous: synchronous, cacheKiB: cacheKiB, skipChecks: !checks)
         try Migrator.migrate(db, now: .now())
     }
 
@@ -181,7 +183,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         if tasks.contains(where: { $0.options.uniqueKey != nil || !$0.options.after.isEmpty }) {
             return try enqueueTasks(tasks, now: now).map(\.id)
         }
-        let nowText = now.iso
+        let nowText = text(now)   // one producer commits many times per millisecond
         return try db.writeTransaction {
             var ids: [Int64] = []
             ids.reserveCapacity(tasks.count)
@@ -278,24 +280,69 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             var accepted: [Bool] = []
             accepted.reserveCapacity(outcomes.count)
             for o in outcomes { accepted.append(try apply(o, now: now)) }
-            guard let claim, claim.limit > 0 else { return (accepted, []) }
-            let s = try claimStatement(kinds: claim.kinds.count, queues: claim.queues?.count)
-            s.reset()
-            s.bind(1, claim.owner)
-            s.bind(2, text(now))
-            s.bind(3, claim.supervisorID)
-            s.bind(4, Int64(claim.limit))
-            s.bind(5, Int64(claim.pid))
-            s.bind(6, claim.host)
-            var i: Int32 = 7
-            for k in claim.kinds { s.bind(i, k); i += 1 }
-            for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
-            var rows = try s.rows { r in (task: claimedTask(r), priority: r.int(10), runAt: r.string(11)) }
-            if rows.count > 1 {
-                // RETURNING gives no order; run them in claim order.
-                rows.sort { ($0.priority, $1.runAt, $1.task.id) > ($1.priority, $0.runAt, $0.task.id) }
+            var claimed: [ClaimedTask] = []
+            if let claim, claim.limit > 0 { claimed = try self.claim(claim, now: now) }
+            try updateClaimedLists(reported: outcomes, claimed: claimed, owner: claim?.owner)
+            return (accepted, claimed)
+        }
+    }
+
+    private func claim(_ claim: ClaimRequest, now: Timestamp) throws -> [ClaimedTask] {
+        let s = try claimStatement(kinds: claim.kinds.count, queues: claim.queues?.count)
+        s.reset()
+        s.bind(1, claim.owner)
+        s.bind(2, text(now))
+        s.bind(3, claim.supervisorID)
+        s.bind(4, Int64(claim.limit))
+        s.bind(5, Int64(claim.pid))
+        s.bind(6, claim.host)
+        var i: Int32 = 7
+        for k in claim.kinds { s.bind(i, k); i += 1 }
+        for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
+        var rows = try s.rows { r in (task: claimedTask(r), priority: r.int(10), runAt: r.string(11)) }
+        if rows.count > 1 {
+            // RETURNING gives no order; run them in claim order.
+            rows.sort { ($0.priority, $1.runAt, $1.task.id) > ($1.priority, $0.runAt, $0.task.id) }
+        }
+        return rows.map(\.task)
+    }
+
+    private lazy var claimedListStmt = try! db.prepare("SELECT claimed FROM processes WHERE id = ?1")
+    private lazy var setClaimedListStmt = try! db.prepare("UPDATE processes SET claimed = ?2 WHERE id = ?1")
+
+    /// Keeps `processes.claimed` (what recovery reads; migration 0005): each owner's
+    /// list loses the tasks it reported on and gains the ones it just claimed. One
+    /// small row per owner and transaction, where an index on tasks.owner cost an
+    /// insert and a delete per task.
+    private func updateClaimedLists(reported outcomes: [TaskOutcome], claimed: [ClaimedTask], owner: Int64?) throws {
+        var owners: [Int64] = []
+        if let owner, !claimed.isEmpty { owners.append(owner) }
+        for o in outcomes where !owners.contains(o.owner) { owners.append(o.owner) }
+        for p in owners {
+            let row = try claimedListStmt.bind(.int(p)).firstRow { $0.isNull(0) ? nil : parseIDList($0.string(0)) }
+            if case .some(.none) = row { continue }   // NULL: registered before the list; recovery scans
+            let old = (row ?? []) ?? []
+            var ids: [Int64]
+            if old.count == outcomes.count && zip(old, outcomes).allSatisfy({ $0 == $1.taskID && $1.owner == p }) {
+                ids = []   // the usual case: it reported on exactly its last claim, in order
+            } else {
+                let done = Set(outcomes.lazy.filter { $0.owner == p }.map(\.taskID))
+                ids = old.filter { !done.contains($0) }
             }
-            return (accepted, rows.map(\.task))
+            if p == owner { ids += claimed.map(\.id) }
+            if ids == old { continue }
+            var text: [UInt8] = [UInt8(ascii: "[")]
+            text.reserveCapacity(ids.count * 8 + 2)
+            for (i, id) in ids.enumerated() {
+                if i > 0 { text.append(UInt8(ascii: ",")) }
+                text += String(id).utf8
+            }
+            text.append(UInt8(ascii: "]"))
+            let s = setClaimedListStmt
+            s.reset()
+            s.bind(1, p)
+            s.bind(2, bytes: text, asText: true)
+            try s.run()
         }
     }
 
@@ -312,8 +359,9 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         }
     }
 
-    /// `now` as stored text, formatted once per transaction rather than once per
-    /// task (every outcome and the claim of one finishAndClaim share one `now`).
+    /// `now` as stored text, formatted once per millisecond rather than once per
+    /// task (every outcome and the claim of one finishAndClaim share one `now`, and
+    /// a producer commits many times within one millisecond).
     private var isoCache: (Timestamp, String) = (Timestamp(milliseconds: -1), "")
     private func text(_ t: Timestamp) -> String {
         if isoCache.0 != t { isoCache = (t, t.iso) }
@@ -482,8 +530,17 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     package func recoverProcess(_ processID: Int64, now: Timestamp, startedTaskID: Int64?,
                                 outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask] {
         try db.writeTransaction {
-            let held = try db.prepare("""
-                SELECT \(Self.claimedColumns) FROM tasks WHERE owner = ? AND state = 'running' ORDER BY id
+            // Its claimed list names every task it may hold; each is taken only if
+            // still running and owned by it. A process from before the list
+            // (claimed NULL, migration 0005) is looked for in the whole table.
+            let listed = try db.prepare("SELECT claimed IS NOT NULL FROM processes WHERE id = ?")
+                .bind(.int(processID)).firstRow { $0.int(0) == 1 } ?? true
+            let held = try db.prepare(listed ? """
+                SELECT \(Self.claimedColumns) FROM tasks
+                WHERE id IN (SELECT value FROM json_each((SELECT claimed FROM processes WHERE id = ?1)))
+                  AND owner = ?1 AND state = 'running' ORDER BY id
+                """ : """
+                SELECT \(Self.claimedColumns) FROM tasks WHERE owner = ?1 AND state = 'running' ORDER BY id
                 """).bind(.int(processID)).rows(claimedTask)
             for t in held {
                 if let started = startedTaskID, t.id != started {
@@ -614,6 +671,23 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
 private func jsonArray(_ items: [String]) -> String {
     "[" + items.map(JSON.quote).joined(separator: ",") + "]"
+}
+
+/// The integers of a JSON array of ids ('[17,18]'), as `processes.claimed` holds them.
+private func parseIDList(_ text: String) -> [Int64] {
+    var ids: [Int64] = []
+    var value: Int64 = 0, inNumber = false
+    for b in text.utf8 {
+        if b >= 0x30 && b <= 0x39 {
+            value = value * 10 + Int64(b - 0x30)
+            inNumber = true
+        } else {
+            if inNumber { ids.append(value) }
+            value = 0
+            inNumber = false
+        }
+    }
+    return ids
 }
 
 private func parseStringArray(_ text: String) -> [String] {

@@ -290,11 +290,16 @@ struct Enqueue: ParsableCommand {
         func commit() throws {
             if pending.isEmpty { return }
             if queue == nil { queue = try database.open(create: true) }
-            let ids = try queue!.enqueue(pending)
+            let ids = try queue!.enqueue(validated: pending)
             committed += ids.count
             pending.removeAll(keepingCapacity: true)
             if !quiet { out(ids.map { "\($0)\n" }.joined()) }
         }
+        // Kind and options are the same for every line: checked once here; each
+        // line's payload is checked as it is read (so a bad line is named before
+        // anything after it is written), and not again by the queue.
+        let template = NewTask(kind: kind!, payload: "null", options: defaults)
+        try Queue.validate(template)
         var reader = LineReader(fd: 0)
         while let bytes = try reader.next() {
             n += 1
@@ -303,11 +308,18 @@ struct Enqueue: ParsableCommand {
                 if bytes.count > Queue.maxPayloadBytes + 65_536 {
                     throw TaskQueueError.badData("line is longer than the 1 MiB payload limit")
                 }
-                guard isValidUTF8(bytes) else { throw TaskQueueError.badData("not valid UTF-8 text") }
-                let line = String(decoding: bytes, as: UTF8.self)
-                if Self.isBlank(line) { continue }
-                let task = NewTask(kind: kind!, payload: Self.trimmed(line), options: defaults)
-                try Queue.validate(task)
+                // Trim on the bytes (the whitespace is ASCII), then validate and
+                // copy the payload into a String in one pass.
+                var lo = bytes.startIndex, hi = bytes.endIndex
+                while lo < hi && isSpaceByte(bytes[lo]) { lo += 1 }
+                while hi > lo && isSpaceByte(bytes[hi - 1]) { hi -= 1 }
+                guard let payload = String(validating: bytes[lo..<hi], as: UTF8.self) else {
+                    throw TaskQueueError.badData("not valid UTF-8 text")
+                }
+                if payload.isEmpty { continue }
+                try Queue.validatePayload(payload)
+                var task = template
+                task.payload = payload
                 pending.append(task)
             } catch let e as TaskQueueError {
                 try commit()
@@ -332,23 +344,25 @@ struct LineReader {
     private var buffer: [UInt8] = []
     private var start = 0
     private var eof = false
+    /// One read buffer for the reader's life, not one per read.
+    private var chunk = [UInt8](repeating: 0, count: 65536)
 
     init(fd: Int32) { self.fd = fd }
 
-    /// The next line without its "\n", or nil at the end of input.
-    mutating func next() throws -> [UInt8]? {
+    /// The next line without its "\n", or nil at the end of input. The slice
+    /// shares the reader's buffer (no copy per line); drop it before the next call.
+    mutating func next() throws -> ArraySlice<UInt8>? {
         while true {
             if let nl = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                let line = Array(buffer[start..<nl])
+                let line = buffer[start..<nl]
                 start = nl + 1
                 return line
             }
             if eof {
-                if start < buffer.count { let line = Array(buffer[start...]); start = buffer.count; return line }
+                if start < buffer.count { let line = buffer[start...]; start = buffer.count; return line }
                 return nil
             }
             if start > 0 { buffer.removeFirst(start); start = 0 }
-            var chunk = [UInt8](repeating: 0, count: 65536)
             let got = read(fd, &chunk, chunk.count)
             if got < 0 {
                 if errno == EINTR { continue }
@@ -357,4 +371,9 @@ struct LineReader {
             if got == 0 { eof = true } else { buffer += chunk[0..<got] }
         }
     }
+}
+
+/// The whitespace `trimmed` removes, as a byte.
+private func isSpaceByte(_ b: UInt8) -> Bool {
+    b == UInt8(ascii: " ") || b == UInt8(ascii: "\n") || b == UInt8(ascii: "\t") || b == UInt8(ascii: "\r")
 }

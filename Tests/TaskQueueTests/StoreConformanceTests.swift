@@ -48,6 +48,7 @@ enum StoreConformance {
         .init("result bytes round-trip byte for byte") { try resultBytesRoundTrip($0) },
         .init("recoverProcess applies outcomes, deletes the row, cancels sentinels") { try recoverProcess($0) },
         .init("recoverProcess with the started task charges only that one") { try recoverKnowingTheStartedTask($0) },
+        .init("recoverProcess finds every task claimed and not reported, across claims") { try recoverEveryUnreportedClaim($0) },
         .init("nextRunAt: the earliest future start among claimable tasks") { try nextRunAtFindsTheNextDelayedTask($0) },
         .init("registerProcess, processes and heartbeat") { try processesAndHeartbeat($0) },
         .init("tasks(filter) and stats") { try listingAndStats($0) },
@@ -363,6 +364,28 @@ enum StoreConformance {
         #expect(try f.finish(t, owner: w, .failed(error: "x", retryAt: f.now.adding(seconds: 75))))
         #expect(try store.nextRunAt(req, now: f.now, retriesOnly: true) == f.now.adding(seconds: 75))
         #expect(try store.nextRunAt(req, now: f.now) == f.now.adding(seconds: 60))
+    }
+
+    static func recoverEveryUnreportedClaim(_ make: @escaping StoreFactory) throws {
+        let store = try make()
+        let f = RowFactory(store)
+        let s = try f.supervisor()
+        let w = try f.worker(supervisor: s), v = try f.worker(supervisor: s)
+        let kind = f.uniqueKind()
+        for _ in 0..<6 { try f.queued(kind: kind) }
+        let first = try f.claimed(w, supervisor: s, kinds: [kind], limit: 3)
+        #expect(first.count == 3)
+        // w reports on one of them and claims two more in the same call; v claims the last.
+        let r = try store.finishAndClaim([TaskOutcome(taskID: first[0].id, owner: w, attempt: first[0].attempt, result: .succeeded([]))],
+                                         claim: f.claim(w, supervisor: s, kinds: [kind], limit: 2), now: f.now)
+        #expect(r.accepted == [true] && r.claimed.count == 2)
+        let other = try f.claimed(v, supervisor: s, kinds: [kind], limit: 3)
+        #expect(other.count == 1)
+        let held = try store.recoverProcess(w, now: f.now) { _ in .released }
+        #expect(held.map(\.id) == [first[1].id, first[2].id] + r.claimed.map(\.id))
+        #expect(try store.task(first[0].id)?.state == .succeeded)
+        #expect(try store.task(other[0].id)?.owner == v)
+        #expect(try store.recoverProcess(v, now: f.now) { _ in .released }.map(\.id) == [other[0].id])
     }
 
     static func recoverKnowingTheStartedTask(_ make: @escaping StoreFactory) throws {
@@ -701,6 +724,24 @@ enum StoreConformance {
     @Test("conformance", arguments: StoreConformance.cases)
     func conformance(_ c: ConformanceCase) throws {
         try withSQLiteFactory { _, make in try c.run(make) }
+    }
+
+    // MARK: SQLite only: a process from before processes.claimed (migration 0005)
+
+    @Test func recoveryScansForTheTasksOfAProcessWithoutAClaimedList() throws {
+        try withSQLiteFactory { db, make in
+            let store = try make()
+            let f = RowFactory(store)
+            let s = try f.supervisor()
+            let w = try f.worker(supervisor: s)
+            let t = try f.running(owner: w, supervisor: s)
+            // What the migration leaves on the rows of processes already running.
+            _ = sqlite(db.path, "UPDATE processes SET claimed = NULL WHERE id = \(w)")
+            let more = try f.running(owner: w, supervisor: s)
+            #expect(sqlite(db.path, "SELECT claimed IS NULL FROM processes WHERE id = \(w)") == "1")
+            let held = try store.recoverProcess(w, now: f.now) { _ in .released }
+            #expect(held.map(\.id) == [t.id, more.id])
+        }
     }
 
     // MARK: SQLite only: how results are stored
