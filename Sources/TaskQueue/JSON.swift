@@ -841,7 +841,12 @@ public func isValidUTF8<C: Collection>(_ bytes: C) -> Bool where C.Element == UI
     // is called from other modules unspecialized, where iterating `C` costs several
     // witness calls per byte (it was a tenth of `enqueue --lines`).
     if let valid = bytes.withContiguousStorageIfAvailable(isValidUTF8(buffer:)) { return valid }
-    var it = bytes.makeIterator()
+    return decodesAsUTF8(bytes.makeIterator())
+}
+
+/// Decodes `bytes` to the end: false at the first ill-formed sequence.
+private func decodesAsUTF8<I: IteratorProtocol>(_ bytes: I) -> Bool where I.Element == UInt8 {
+    var it = bytes
     var decoder = UTF8()
     while true {
         switch decoder.decode(&it) {
@@ -858,13 +863,5 @@ public func isValidUTF8(buffer: UnsafeBufferPointer<UInt8>) -> Bool {
     var i = 0
     while i < buffer.count && buffer[i] < 0x80 { i += 1 }
     if i == buffer.count { return true }
-    var it = UnsafeBufferPointer(rebasing: buffer[i...]).makeIterator()
-    var decoder = UTF8()
-    while true {
-        switch decoder.decode(&it) {
-        case .scalarValue: continue
-        case .emptyInput: return true
-        case .error: return false
-        }
-    }
+    return decodesAsUTF8(UnsafeBufferPointer(rebasing: buffer[i...]).makeIterator())
 }
