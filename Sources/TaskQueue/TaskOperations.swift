@@ -41,9 +41,12 @@ public struct TaskChange: Sendable, Equatable {
     public var after: TaskState?
     /// Why it was left alone, for people.
     public var note: String?
+    /// Tasks enqueued `--after` it (and after those) that were cancelled with it.
+    public var dependantsCancelled: [Int64] = []
 
-    public init(id: Int64, before: TaskState?, after: TaskState?, note: String? = nil) {
+    public init(id: Int64, before: TaskState?, after: TaskState?, note: String? = nil, dependantsCancelled: [Int64] = []) {
         self.id = id; self.before = before; self.after = after; self.note = note
+        self.dependantsCancelled = dependantsCancelled
     }
 }
 

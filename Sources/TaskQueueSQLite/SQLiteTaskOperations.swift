@@ -86,8 +86,8 @@ extension SQLiteTaskStore {
                     continue
                 }
                 try db.prepare("DELETE FROM task_dependencies WHERE task_id = ?").bind(.int(id)).run()
-                try cancelDependants(of: id, reason: "task \(id), which it was to run after, was cancelled", now: now)
-                out.append(TaskChange(id: id, before: before, after: .cancelled))
+                let dependants = try cancelDependants(of: id, reason: "task \(id), which it was to run after, was cancelled", now: now)
+                out.append(TaskChange(id: id, before: before, after: .cancelled, dependantsCancelled: dependants))
             }
             return out
         }

@@ -447,7 +447,10 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     /// `id` ended failed or cancelled: every task waiting for it (and for those,
     /// transitively) ends cancelled with `reason`.
-    func cancelDependants(of id: Int64, reason: String, now: Timestamp) throws {
+    /// Cancels the tasks waiting for `id`, and those waiting for them; returns their ids.
+    @discardableResult
+    func cancelDependants(of id: Int64, reason: String, now: Timestamp) throws -> [Int64] {
+        var cancelled: [Int64] = []
         var work = [(id, reason)]
         while let (dep, why) = work.popLast() {
             let dependants = try dependantsStmt.bind(.int(dep)).rows { $0.int(0) }
@@ -457,9 +460,13 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                     """).bind(.ts(now), .text(why), .int(d)).run()
                 let changed = db.changes == 1
                 try db.prepare("DELETE FROM task_dependencies WHERE task_id = ?").bind(.int(d)).run()
-                if changed { work.append((d, "task \(d), which it was to run after, was cancelled")) }
+                if changed {
+                    cancelled.append(d)
+                    work.append((d, "task \(d), which it was to run after, was cancelled"))
+                }
             }
         }
+        return cancelled
     }
 
     private var nextRunAtStmts: [String: Statement] = [:]

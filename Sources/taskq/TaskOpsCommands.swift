@@ -14,7 +14,12 @@ private func report(_ changes: [TaskChange], verb: String, location: String, bul
     for c in changes {
         if let after = c.after, let before = c.before {
             if bulk { continue }
-            text += "\(verb) task \(c.id) (was \(before.rawValue), now \(after.rawValue))\n"
+            text += "\(verb) task \(c.id) (was \(before.rawValue), now \(after.rawValue))"
+            let d = c.dependantsCancelled
+            if !d.isEmpty {
+                text += "; cancelled with it, as \(d.count == 1 ? "it was" : "they were") to run after it: task\(d.count == 1 ? "" : "s") \(d.map(String.init).joined(separator: ", "))"
+            }
+            text += "\n"
         } else if c.before == nil {
             missing.append(c.id)
         } else {

@@ -168,7 +168,9 @@ import Glibc
         // Cancelling a dependency by hand cancels its dependants.
         let x = s.enqueue("m")
         let y = s.enqueue("m", "null", ["--after", String(x)])
-        #expect(s.taskq(["cancel", String(x)]).status == 0)
+        let cancelled = s.taskq(["cancel", String(x)])
+        #expect(cancelled.status == 0)
+        #expect(cancelled.out == "cancelled task \(x) (was queued, now cancelled); cancelled with it, as it was to run after it: task \(y)", "\(cancelled)")
         #expect(s.sql("SELECT state || ':' || last_error FROM tasks WHERE id = \(y)") == "cancelled:task \(x), which it was to run after, was cancelled")
         // Unknown ids are refused; a finished-badly one too; nothing is written.
         let before = s.sqlInt("SELECT count(*) FROM tasks")
