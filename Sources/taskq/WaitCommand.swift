@@ -118,13 +118,15 @@ struct Wait: ParsableCommand {
         let progress = json ? nil : Progress(tty: isatty(1) == 1)
         var last = Counts()
         var lastLook = 0.0
+        var doneAtStart: Int64?   // finished before the wait began: not part of the rate
         let result = try q.waitFor(timeout: limit, interval: 0.5) { () -> Counts? in
             // At most ten looks a second, however often the database changes.
             let gap = System.monotonic() - lastLook
             if gap < 0.1 { usleep(useconds_t((0.1 - gap) * 1_000_000)) }
             lastLook = System.monotonic()
             last = try look()
-            progress?.update(last, elapsed: System.monotonic() - start)
+            if doneAtStart == nil { doneAtStart = last.done }
+            progress?.update(last, elapsed: System.monotonic() - start, doneSinceStart: last.done - (doneAtStart ?? 0))
             return last.queued + last.running == 0 ? last : nil
         }
         let elapsed = System.monotonic() - start
