@@ -50,6 +50,13 @@ public enum TaskQueueProcess {
         let sync = Synchronous(rawValue: options.synchronous) ?? .normal
         // Create and migrate once up front, so workers only ever open.
         _ = try SQLiteTaskStore(path: options.database, create: true, synchronous: sync, busyTimeout: options.busyTimeout)
+        // Now that it exists: its canonical path (no '..', no symlink) is what
+        // workers open, watch for changes (the -wal sits beside the real file) and
+        // hand to handlers as TASKQ_DB.
+        if let real = realpath(options.database, nil) {
+            options.database = String(cString: real)
+            free(real)
+        }
         var commands = options.commands
         for k in handlers.commands.keys where commands[k] == nil { commands[k] = handlers.commands[k] }
         options.commands = commands

@@ -63,6 +63,20 @@ import Glibc
         #expect(sup.wait(timeout: 30) == 0)
     }
 
+    @Test func handlersGetTheDatabasesCanonicalPath() {
+        // --db through '..' and a symlink: workers and handlers use the real file
+        // (the -wal they watch sits beside it).
+        let s = Scenario("taskq-handler")
+        defer { s.close() }
+        mkdir(s.dir + "/sub", 0o755)
+        #expect(s.taskq(["init"]).status == 0)
+        symlink(s.dir + "/taskq.db", s.dir + "/link.db")
+        let id = s.enqueue("e")
+        let sup = s.supervise(["--db", "sub/../link.db", "--workers", "1", "--handler", "e=printf %s \"$TASKQ_DB\"", "--until-empty"])
+        #expect(sup.wait(timeout: 30) == 0, "\(sup.stderrSoFar)")
+        #expect(s.sql("SELECT result FROM tasks WHERE id = \(id)") == physicalPath(s.dir) + "/taskq.db")
+    }
+
     /// stdout is the result, byte for byte: UTF-8 text (stored as TEXT, trailing
     /// whitespace kept), bytes with NULs (a BLOB), and a few MB of random bytes.
     @Test func stdoutIsStoredByteForByte() {
