@@ -146,19 +146,21 @@ struct Enqueue: ParsableCommand {
     /// into the queue `open` returns, its id printed. Shared with the fast path.
     static func enqueueOne(kind: String, payload: String?, options: EnqueueOptions, json: Bool, quiet: Bool,
                            open: () throws -> Queue) throws {
-        var text = payload ?? "null"
+        var text: String
         if payload == "-" || (payload == nil && isatty(0) == 0) {
             // A little over the limit, so surrounding whitespace does not count against it.
             let bytes = try readStdin(limit: Queue.maxPayloadBytes + 65_536, what: "payload on stdin")
-            text = try utf8(bytes, what: "payload on stdin")
-            if isBlank(text) {
+            guard let t = trimmedText(bytes[...]) else { throw TaskQueueError.badData("payload on stdin is not valid UTF-8 text") }
+            text = t
+            if text.isEmpty {
                 if payload == "-" { throw TaskQueueError.badData("payload on stdin is empty; give JSON, e.g. null or {}") }
                 text = "null"
             }
-        } else if isBlank(text) {
-            throw TaskQueueError.badData("payload is empty; give JSON, e.g. null or {}")
+        } else {
+            text = trimmedText(Array((payload ?? "null").utf8)[...]) ?? ""
+            if text.isEmpty { throw TaskQueueError.badData("payload is empty; give JSON, e.g. null or {}") }
         }
-        let task = NewTask(kind: kind, payload: trimmed(text), options: options)
+        let task = NewTask(kind: kind, payload: text, options: options)
         try Queue.validate(task)
         let queue = try open()
         if task.options.uniqueKey == nil && task.options.after.isEmpty && !json {
@@ -182,9 +184,6 @@ struct Enqueue: ParsableCommand {
         }
     }
 
-    private static func trimmed(_ s: String) -> String { s.trimmingCharacters(in: " \n\t\r") }
-    private static func isBlank<S: StringProtocol>(_ s: S) -> Bool { s.allSatisfy { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" || $0 == "\r\n" } }
-
     /// stdin split into lines (without their newline), as bytes.
     private func stdinLines() throws -> [ArraySlice<UInt8>] {
         try readStdin().split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
@@ -195,9 +194,8 @@ struct Enqueue: ParsableCommand {
         for (i, bytes) in try stdinLines().enumerated() {
             let n = i + 1
             do {
-                guard isValidUTF8(bytes) else { throw TaskQueueError.badData("not valid UTF-8 text") }
-                let line = String(decoding: bytes, as: UTF8.self)
-                if Self.isBlank(line) { continue }
+                guard let line = trimmedText(bytes) else { throw TaskQueueError.badData("not valid UTF-8 text") }
+                if line.isEmpty { continue }
                 tasks.append(try batchTask(line, defaults: defaults))
             } catch let e as TaskQueueError {
                 throw TaskQueueError.badData("line \(n): \(e.message); nothing was enqueued")
@@ -308,14 +306,7 @@ struct Enqueue: ParsableCommand {
                 if bytes.count > Queue.maxPayloadBytes + 65_536 {
                     throw TaskQueueError.badData("line is longer than the 1 MiB payload limit")
                 }
-                // Trim on the bytes (the whitespace is ASCII), then validate and
-                // copy the payload into a String in one pass.
-                var lo = bytes.startIndex, hi = bytes.endIndex
-                while lo < hi && isSpaceByte(bytes[lo]) { lo += 1 }
-                while hi > lo && isSpaceByte(bytes[hi - 1]) { hi -= 1 }
-                guard let payload = String(validating: bytes[lo..<hi], as: UTF8.self) else {
-                    throw TaskQueueError.badData("not valid UTF-8 text")
-                }
+                guard let payload = trimmedText(bytes) else { throw TaskQueueError.badData("not valid UTF-8 text") }
                 if payload.isEmpty { continue }
                 try Queue.validatePayload(payload)
                 var task = template
@@ -373,7 +364,15 @@ struct LineReader {
     }
 }
 
-/// The whitespace `trimmed` removes, as a byte.
-private func isSpaceByte(_ b: UInt8) -> Bool {
-    b == UInt8(ascii: " ") || b == UInt8(ascii: "\n") || b == UInt8(ascii: "\t") || b == UInt8(ascii: "\r")
+/// `bytes` without surrounding spaces, tabs, CRs and newlines, as text; nil when
+/// they are not UTF-8. Trimmed on the bytes (the whitespace is ASCII), then
+/// validated and copied into a String in one pass.
+func trimmedText(_ bytes: ArraySlice<UInt8>) -> String? {
+    func isSpace(_ b: UInt8) -> Bool {
+        b == UInt8(ascii: " ") || b == UInt8(ascii: "\n") || b == UInt8(ascii: "\t") || b == UInt8(ascii: "\r")
+    }
+    var lo = bytes.startIndex, hi = bytes.endIndex
+    while lo < hi && isSpace(bytes[lo]) { lo += 1 }
+    while hi > lo && isSpace(bytes[hi - 1]) { hi -= 1 }
+    return String(validating: bytes[lo..<hi], as: UTF8.self)
 }
