@@ -72,17 +72,7 @@ struct KindSet: ParsableCommand {
     @Argument(help: ArgumentHelp("The kind.", valueName: "kind"))
     var kind: String
 
-    @Option(name: .customLong("max-attempts"), parsing: .unconditional, help: ArgumentHelp("Attempts before a task ends failed (1 to 1000000).", valueName: "n"))
-    var maxAttempts: Int64?
-
-    @Option(name: .customLong("backoff-base"), parsing: .unconditional, help: ArgumentHelp("Wait before the 2nd attempt, doubling for each later one (seconds, or 500ms, 30s, 5m…).", valueName: "duration"))
-    var backoffBase: String?
-
-    @Option(name: .customLong("backoff-cap"), parsing: .unconditional, help: ArgumentHelp("Longest wait between attempts.", valueName: "duration"))
-    var backoffCap: String?
-
-    @Option(name: .customLong("on-crash"), parsing: .unconditional, help: ArgumentHelp("retry or fail: what a crashed worker means for the task.", valueName: "policy"))
-    var onCrash: String?
+    @OptionGroup var retry: RetryOptions
 
     @Option(parsing: .unconditionalSingleValue, help: ArgumentHelp("Remove this part of the policy: max-attempts, backoff-base, backoff-cap or on-crash (repeatable).", valueName: "part"))
     var unset: [String] = []
@@ -102,10 +92,7 @@ struct KindSet: ParsableCommand {
     }
 
     func policy() throws -> (KindPolicy, Set<KindPolicy.Field>) {
-        var p = KindPolicy(maxAttempts: maxAttempts)
-        p.backoffBase = try backoffBase.map { try seconds($0, option: "--backoff-base") }
-        p.backoffCap = try backoffCap.map { try seconds($0, option: "--backoff-cap") }
-        p.onCrash = try onCrash.map(crashPolicy)
+        let p = try retry.policy()
         var clear: Set<KindPolicy.Field> = []
         for u in unset {
             guard let f = KindPolicy.Field(rawValue: u) else {
