@@ -280,22 +280,23 @@ final class MapMonitor {
                 lastLook = System.monotonic()
                 var printed = false
                 while next <= total {
-                    // Past the last task left, every line is lost the same way.
-                    let page = try g.tasks(from: next, limit: 500), end = (position: total + 1, task: nil as TaskRecord?)
-                    var advanced = false
-                    for (p, t) in page.map({ (position: $0.position, task: Optional($0.task)) }) + (page.count < 500 ? [end] : []) {
-                        if p > next {
-                            // Lines before p have no task: purged (taskq purge, --retain)
-                            // after they finished, before their result was printed here.
-                            if !printed { progress?.clear(); printed = true }
-                            for lost in next..<p {
-                                writeErr("taskq: line \(lost): its task was purged before its result was printed; run the same map again to run it again\n")
-                            }
-                            locked { failures += p - next }
-                            next = p
-                            advanced = true
+                    let page = try g.tasks(from: next, limit: 500)
+                    var advanced = false, blocked = false
+                    // Lines before `p` that have no task: purged (taskq purge, --retain)
+                    // after they finished, before their result was printed here.
+                    func lose(before p: Int) {
+                        if p <= next { return }
+                        if !printed { progress?.clear(); printed = true }
+                        for lost in next..<p {
+                            writeErr("taskq: line \(lost): its task was purged before its result was printed; run the same map again to run it again\n")
                         }
-                        guard let t, t.state.isFinished else { break }
+                        locked { failures += p - next }
+                        next = p
+                        advanced = true
+                    }
+                    for (p, t) in page {
+                        lose(before: p)
+                        guard t.state.isFinished else { blocked = true; break }
                         if !printed { progress?.clear(); printed = true }
                         if t.state == .succeeded {
                             var bytes = t.result ?? []
@@ -309,6 +310,8 @@ final class MapMonitor {
                         next += 1
                         advanced = true
                     }
+                    // No task past the last one read: the lines after it were purged too.
+                    if !blocked && page.count < 500 { lose(before: total + 1) }
                     if !advanced || page.count < 500 { break }
                 }
                 locked { finished = next - 1 }

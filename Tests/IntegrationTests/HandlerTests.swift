@@ -228,7 +228,9 @@ import Glibc
     func outputOverTheResultLimitFailsTheAttempt(writer: String) {
         let s = Scenario("taskq-handler")
         defer { s.close() }
-        s.script("h.sh", "cat > /dev/null; \(writer)")
+        // The pause keeps the task running long enough to be seen running (on a busy
+        // machine the flood is over within one look otherwise).
+        s.script("h.sh", "cat > /dev/null; sleep 1; \(writer)")
         let id = s.enqueue("t", "null", ["--max-attempts", "1"])
         let sup = s.supervise(["--workers", "1", "--handler", "t=./h.sh", "--handler", "ok=cat"])
         #expect(eventually { s.sql("SELECT state FROM tasks WHERE id = \(id)") == "running" })
