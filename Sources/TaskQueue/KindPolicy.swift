@@ -62,6 +62,21 @@ public struct KindPolicy: Sendable, Equatable {
     }
 }
 
+extension EnqueueOptions {
+    /// The retry policy a task is stored with, given its kind's policy (nil: the
+    /// kind has none): each of its own options, else the kind's, else 3 attempts.
+    /// Backoff and on-crash left unset here fall to the supervisor's flags when the
+    /// task runs. A backoff half the task gives wins over the kind's other half: its
+    /// own base raises the kind's shorter cap, its own cap lowers the kind's longer
+    /// base. Every producer stores this (the task row shows the policy it runs under).
+    public func storedPolicy(kind k: KindPolicy?) -> KindPolicy {
+        KindPolicy(maxAttempts: maxAttempts ?? k?.maxAttempts ?? 3,
+                   backoffBase: backoffBase ?? k?.backoffBase.map { base in backoffCap.map { min(base, $0) } ?? base },
+                   backoffCap: backoffCap ?? k?.backoffCap.map { cap in backoffBase.map { max(cap, $0) } ?? cap },
+                   onCrash: onCrash ?? k?.onCrash)
+    }
+}
+
 /// The store verbs behind per-kind policies. A backend that keeps them conforms
 /// to this capability protocol too.
 package protocol KindPolicyStore: AnyObject {

@@ -1,16 +1,31 @@
 import TaskQueue
 
-// Per-kind retry policy (table `kinds`, migrations/0004_retry_policy.sql). The
-// insert statement reads it (SQLiteTaskStore.insertSQL); these are the verbs of
-// `taskq kind set / list / remove`.
+// Per-kind retry policy (table `kinds`, migrations/0004_retry_policy.sql). Every
+// insert resolves its task's policy against it (`kindPolicy(of:_:)`); the rest are
+// the verbs of `taskq kind set / list / remove`.
+
+/// The kind read last in a write transaction and its policy: a stream of tasks of
+/// one kind reads `kinds` once per transaction.
+struct KindLookup {
+    var kind: String?
+    var policy: KindPolicy?
+}
 
 extension SQLiteTaskStore: KindPolicyStore {
-    private static let kindColumns = "kind, max_attempts, backoff_base_s, backoff_cap_s, on_crash"
+    static let kindColumns = "kind, max_attempts, backoff_base_s, backoff_cap_s, on_crash"
 
-    private func kindRow(_ r: Statement) -> (kind: String, policy: KindPolicy) {
+    func kindRow(_ r: Statement) -> (kind: String, policy: KindPolicy) {
         (kind: r.string(0), policy: KindPolicy(maxAttempts: r.optionalInt(1), backoffBase: r.optionalDouble(2),
                                                backoffCap: r.optionalDouble(3),
                                                onCrash: r.text(4).flatMap(CrashPolicy.init(rawValue:))))
+    }
+
+    /// The policy row of `kind` (nil: none), from `last` when it was the last one read.
+    func kindPolicy(of kind: String, _ last: inout KindLookup) throws -> KindPolicy? {
+        if last.kind != kind {
+            last = KindLookup(kind: kind, policy: try kindPolicyStmt.bind(.text(kind)).firstRow(kindRow)?.policy)
+        }
+        return last.policy
     }
 
     package func setKindPolicy(_ kind: String, _ policy: KindPolicy, clear: Set<KindPolicy.Field>, now: Timestamp) throws -> KindPolicy {

@@ -72,6 +72,7 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
                 UPDATE schedules SET next_at = ?, last_at = ?, last_task_id = ? WHERE name = ? AND next_at = ?
                 """)
             var fired: [FiredOccurrence] = []
+            var kinds = KindLookup()
             for s in due {
                 guard let p = try? plan(s) else { continue }
                 let occurrence = p.occurrence.iso
@@ -81,7 +82,7 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
                     try advance.bind(.ts(p.next), .text(occurrence), .int(existing), .text(s.name), .ts(s.nextAt)).run()
                     continue
                 }
-                let id = try insert(p.task, nowText: now.iso)
+                let id = try insert(p.task, nowText: now.iso, &kinds)
                 try recordRun.bind(.text(s.name), .text(occurrence), .int(id), .ts(now)).run()
                 try advance.bind(.ts(p.next), .text(occurrence), .int(id), .text(s.name), .ts(s.nextAt)).run()
                 fired.append(FiredOccurrence(schedule: s.name, occurrence: p.occurrence, taskID: id))
@@ -95,6 +96,7 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
     package func createGroup(_ name: String, tasks: [NewTask], now: Timestamp) throws -> (ids: [Int64], created: Bool, restored: Int) {
         try db.writeTransaction {
             let nowText = now.iso
+            var kinds = KindLookup()
             let existing = try db.prepare("""
                 SELECT g.position, g.task_id, EXISTS (SELECT 1 FROM tasks t WHERE t.id = g.task_id)
                 FROM task_groups g WHERE g.group_name = ? ORDER BY g.position
@@ -107,7 +109,7 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
                 var restored = 0
                 for e in existing {
                     if e.present { ids.append(e.id); continue }
-                    let id = try insert(tasks[e.position - 1], nowText: nowText)
+                    let id = try insert(tasks[e.position - 1], nowText: nowText, &kinds)
                     try repoint.bind(.int(id), .text(name), .int(Int64(e.position))).run()
                     ids.append(id)
                     restored += 1
@@ -118,7 +120,7 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
             var ids: [Int64] = []
             ids.reserveCapacity(tasks.count)
             for (i, t) in tasks.enumerated() {
-                let id = try insert(t, nowText: nowText)
+                let id = try insert(t, nowText: nowText, &kinds)
                 try member.bind(.text(name), .int(Int64(i + 1)), .int(id)).run()
                 ids.append(id)
             }
@@ -149,21 +151,29 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
 
     package func requeueGroupFailures(_ name: String, options o: EnqueueOptions, now: Timestamp) throws -> Int {
         try db.writeTransaction {
-            // The re-run's options, resolved as at enqueue (parameters numbered as in insertSQL).
+            let inGroup = "kind = ?3 AND id IN (SELECT task_id FROM task_groups WHERE group_name = ?2)"
+            // The re-run's options, resolved per kind as at enqueue.
             let options = """
-                priority = ?3, timeout_s = ?7, (\(Self.policyColumns)) =
-                    (SELECT \(Self.policyValues) FROM (SELECT 1) LEFT JOIN kinds k ON k.kind = tasks.kind)
+                priority = ?4, timeout_s = ?5, max_attempts = ?6, on_crash = ?7, backoff_base_s = ?8, backoff_cap_s = ?9
                 """
-            let inGroup = "id IN (SELECT task_id FROM task_groups WHERE group_name = ?2)"
-            let values: [SQLValue] = [.ts(now), .text(name), .int(o.priority), .null, .null, .opt(o.maxAttempts), .opt(o.timeout),
-                                      .null, .opt(o.onCrash?.rawValue), .null, .opt(o.backoffBase), .opt(o.backoffCap)]
-            try db.prepare("UPDATE tasks SET \(options) WHERE state = 'queued' AND \(inGroup)").bind(values).run()
-            try db.prepare("""
-                UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?1, finished_at = NULL, result = NULL, owner = NULL,
-                                 \(options)
-                WHERE (state = 'failed' OR state = 'cancelled') AND \(inGroup)
-                """).bind(values).run()
-            return db.changes
+            let kinds = try db.prepare("""
+                SELECT DISTINCT t.kind FROM task_groups g JOIN tasks t ON t.id = g.task_id WHERE g.group_name = ?
+                """).bind(.text(name)).rows { $0.string(0) }
+            var last = KindLookup()
+            var requeued = 0
+            for kind in kinds {
+                let p = o.storedPolicy(kind: try kindPolicy(of: kind, &last))
+                let values: [SQLValue] = [.ts(now), .text(name), .text(kind), .int(o.priority), .opt(o.timeout), .opt(p.maxAttempts),
+                                          .opt(p.onCrash?.rawValue), .opt(p.backoffBase), .opt(p.backoffCap)]
+                try db.prepare("UPDATE tasks SET \(options) WHERE state = 'queued' AND \(inGroup)").bind(values).run()
+                try db.prepare("""
+                    UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?1, finished_at = NULL, result = NULL, owner = NULL,
+                                     \(options)
+                    WHERE (state = 'failed' OR state = 'cancelled') AND \(inGroup)
+                    """).bind(values).run()
+                requeued += db.changes
+            }
+            return requeued
         }
     }
 

@@ -50,6 +50,12 @@ struct DatabaseOptions: ParsableArguments {
     func open(create: Bool) throws -> Queue {
         try Queue.open(path: path, create: create, synchronous: durability, busyTimeout: busyTimeout)
     }
+
+    /// Opens the queue for `enqueue`, which writes only tasks it has validated
+    /// (see `Queue.open(…, checks:)`).
+    func openForEnqueue() throws -> Queue {
+        try Queue.open(path: path, create: true, synchronous: durability, busyTimeout: busyTimeout, checks: false)
+    }
 }
 
 /// Writes text to stdout as is.

@@ -98,7 +98,7 @@ func fastEnqueue(_ args: [String]) -> (() throws -> Void)? {
         try Enqueue.enqueueOne(kind: positional[0], payload: positional.count == 2 ? positional[1] : nil, options: options,
                                json: json, quiet: quiet) {
             try Queue.open(path: DatabaseOptions.path(db), create: true, synchronous: .normal,
-                           busyTimeout: DatabaseOptions.defaultBusyTimeout)
+                           busyTimeout: DatabaseOptions.defaultBusyTimeout, checks: false)
         }
     }
 }
