@@ -6,9 +6,11 @@ import Glibc
 #endif
 
 /// SQLITE_TRANSIENT: tells SQLite to copy bound text/blobs before the call returns.
-private let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+/// (Computed, not global `let`s: each use of a global goes through a one-time
+/// initialization check.)
+private var transient: sqlite3_destructor_type { unsafeBitCast(-1, to: sqlite3_destructor_type.self) }
 /// SQLITE_STATIC: the bound memory stays valid and unchanged while it is bound.
-private let staticValue = unsafeBitCast(0, to: sqlite3_destructor_type.self)
+private var staticValue: sqlite3_destructor_type { unsafeBitCast(0, to: sqlite3_destructor_type.self) }
 
 /// A thin wrapper over one `sqlite3*` connection. Not thread-safe: one per thread.
 final class SQLiteConnection {
@@ -204,11 +206,15 @@ final class Statement {
     init(_ stmt: OpaquePointer, connection: SQLiteConnection) {
         self.stmt = stmt
         self.connection = connection
+        parameterCount = Int(sqlite3_bind_parameter_count(stmt))
+        buffers = .allocate(capacity: max(1, parameterCount))
+        buffers.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0), count: max(1, parameterCount))
     }
 
     deinit {
         sqlite3_finalize(stmt)
-        for b in buffers { b.deallocate() }
+        for k in 0..<parameterCount { buffers[k].deallocate() }
+        buffers.deallocate()
     }
 
     /// One byte buffer per parameter, reused for every text or blob bound to it
@@ -218,19 +224,21 @@ final class Statement {
     /// A buffer stays bound until the parameter is bound again or the statement is
     /// finalized, as SQLITE_STATIC requires. Values over 64 KiB are copied by
     /// SQLite instead, so a large result does not stay allocated here.
-    private var buffers: [UnsafeMutableRawBufferPointer] = []
+    /// (A `let` pointer rather than an array property: Swift checks exclusive
+    /// access at run time on every use of a class's `var`.)
+    private let buffers: UnsafeMutablePointer<UnsafeMutableRawBufferPointer>
+    private let parameterCount: Int
     private static let keptBufferLimit = 65_536
 
     private func bindBytes(_ i: Int32, _ src: UnsafeRawBufferPointer, text: Bool) {
         let n = src.count
         let p: UnsafeRawPointer
         var destructor = transient
-        if n > Self.keptBufferLimit {
+        if n > Self.keptBufferLimit || Int(i) > parameterCount || i < 1 {
             // An empty buffer may have no address; SQLite needs a non-NULL pointer for ''.
             p = src.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!
         } else {
             let k = Int(i) - 1
-            while buffers.count <= k { buffers.append(UnsafeMutableRawBufferPointer(start: nil, count: 0)) }
             if buffers[k].count < n || buffers[k].baseAddress == nil {
                 // The old buffer may still be bound: SQLite does not read it before
                 // the parameter is bound again, just below.

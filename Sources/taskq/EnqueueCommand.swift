@@ -346,7 +346,12 @@ struct LineReader {
     /// shares the reader's buffer (no copy per line); drop it before the next call.
     mutating func next() throws -> ArraySlice<UInt8>? {
         while true {
-            if let nl = buffer[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            let from = start
+            let newline = buffer.withUnsafeBufferPointer { b -> Int? in
+                guard from < b.count, let p = memchr(b.baseAddress! + from, 0x0A, b.count - from) else { return nil }
+                return b.baseAddress!.distance(to: p.assumingMemoryBound(to: UInt8.self))
+            }
+            if let nl = newline {
                 let line = buffer[start..<nl]
                 start = nl + 1
                 return line

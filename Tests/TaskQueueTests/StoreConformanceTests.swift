@@ -65,8 +65,16 @@ enum StoreConformance {
         let first = try store.insertTasks((0..<3).map { NewTask(kind: "t", payload: "\($0)") }, now: now)
         #expect(first.count == 3)
         #expect(zip(first, first.dropFirst()).allSatisfy { $0 < $1 }, "\(first)")
+        // A batch long enough for the SQLite store's multi-row inserts (64 + 32 + 4
+        // rows): each id holds its own task, in order.
+        let many = try store.insertTasks((0..<100).map { NewTask(kind: $0 % 3 == 0 ? "u" : "t", payload: "\($0)") }, now: now)
+        #expect(many.count == 100 && zip(many, many.dropFirst()).allSatisfy { $0 < $1 } && many[0] > first.max()!)
+        for (i, id) in many.enumerated() {
+            let t = try store.task(id)
+            #expect(t?.payload == "\(i)" && t?.kind == (i % 3 == 0 ? "u" : "t"), "task \(id)")
+        }
         let second = try store.insertTasks([NewTask(kind: "t")], now: now)
-        #expect(second.count == 1 && second[0] > first.max()!)
+        #expect(second.count == 1 && second[0] > many.max()!)
         // Another connection's insert gets a larger id too.
         let third = try make().insertTasks([NewTask(kind: "t")], now: now)
         #expect(third[0] > second[0])
@@ -741,6 +749,20 @@ enum StoreConformance {
             #expect(sqlite(db.path, "SELECT claimed IS NULL FROM processes WHERE id = \(w)") == "1")
             let held = try store.recoverProcess(w, now: f.now) { _ in .released }
             #expect(held.map(\.id) == [t.id, more.id])
+        }
+    }
+
+    // MARK: SQLite only: batch ids at the top of the id range
+
+    @Test func aBatchNearTheLargestIDStillGetsEachTaskItsOwnID() throws {
+        try withSQLiteFactory { db, make in
+            let store = try make()
+            // Past max(id) = 2^63 - 1 SQLite picks random ids, so a multi-row insert's
+            // ids could not be derived from its last one: the store inserts one by one.
+            _ = sqlite(db.path, "INSERT INTO tasks (id, kind, run_at, created_at) VALUES (9223372036854775807 - 40, 'top', 'x', 'x')")
+            let ids = try store.insertTasks((0..<100).map { NewTask(kind: "t", payload: "\($0)") }, now: .now())
+            #expect(Set(ids).count == 100)
+            for (i, id) in ids.enumerated() { #expect(try store.task(id)?.payload == "\(i)", "task \(id)") }
         }
     }
 
