@@ -31,7 +31,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 case "$sub" in
-  enqueue) exec "$bin/taskq" enqueue bench-noop --lines --commit-every "$batch" --quiet --report \
+  enqueue) # Like the peers (which create their tables when they open the queue,
+           # before the first line), the database is created before the timed run.
+           [ -s "$db" ] || "$bin/taskq" init --db "$db" >/dev/null
+           exec "$bin/taskq" enqueue bench-noop --lines --commit-every "$batch" --quiet --report \
              --db "$db" --synchronous "$sync" ;;
   drain)   exec "$bin/taskq-example-worker" --db "$db" --workers "$workers" --until-empty --report --synchronous "$sync" ;;
   serve)   exec "$bin/taskq-example-worker" --db "$db" --workers "$workers" --synchronous "$sync" ;;

@@ -161,6 +161,17 @@ public enum JSON {
 
     /// Validates that `text` is exactly one JSON value. Throws `JSONSyntaxError` only.
     public static func validate(_ text: String) throws(JSONSyntaxError) {
+        // A native string lends its bytes without the copy `withUTF8` needs.
+        if let result = text.utf8.withContiguousStorageIfAvailable({ buf -> Result<Void, JSONSyntaxError> in
+            do throws(JSONSyntaxError) {
+                try validate(UnsafeRawBufferPointer(buf))
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }) {
+            return try result.get()
+        }
         var text = text
         let result: Result<Void, JSONSyntaxError> = text.withUTF8 { buf in
             do throws(JSONSyntaxError) {
@@ -633,17 +644,22 @@ private struct JSONScanner {
         i += 1
         var escaped = false
         while true {
-            // 8 bytes at a time while none is a quote, backslash, control or non-ASCII.
+            // 8 bytes at a time up to the first quote, backslash, control or
+            // non-ASCII byte.
             while i + 8 <= n {
-                let x = b.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                let x = UInt64(littleEndian: b.loadUnaligned(fromByteOffset: i, as: UInt64.self))
                 let ones: UInt64 = 0x0101_0101_0101_0101
                 let high: UInt64 = 0x8080_8080_8080_8080
-                // Classic "has a byte less than n" / "has a zero byte" bit tricks; exact
-                // about whether any byte matches, which is all that is needed here.
+                // Classic "has a byte less than n" / "has a zero byte" bit tricks. A
+                // borrow can flag a byte above a real match, never below one, so the
+                // lowest flag is the first special byte.
                 let q = x ^ (ones &* 0x22)
                 let bs = x ^ (ones &* 0x5C)
-                let special = ((x &- ones &* 0x20) & ~x) | ((q &- ones) & ~q) | ((bs &- ones) & ~bs) | x
-                if special & high != 0 { break }
+                let special = (((x &- ones &* 0x20) & ~x) | ((q &- ones) & ~q) | ((bs &- ones) & ~bs) | x) & high
+                if special != 0 {
+                    i += special.trailingZeroBitCount >> 3
+                    break
+                }
                 i += 8
             }
             guard i < n else { throw fail(start, "unterminated string") }

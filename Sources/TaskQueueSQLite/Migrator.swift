@@ -1,7 +1,8 @@
 import TaskQueue
 
-/// Brings a database to the schema this binary knows, one migration per
-/// BEGIN IMMEDIATE transaction, and refuses a database written by a newer taskq.
+/// Brings a database to the schema this binary knows, every pending migration in
+/// one BEGIN IMMEDIATE transaction (all or nothing; and a new database costs one
+/// commit, not one per migration), and refuses a database written by a newer taskq.
 enum Migrator {
     static var latestVersion: Int { embeddedMigrations.last?.version ?? 0 }
 
@@ -24,19 +25,18 @@ enum Migrator {
         let current = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
         if current == latestVersion { return }
         try checkNotNewer(current, db: db)
-        for m in embeddedMigrations where m.version > current {
-            try db.writeTransaction {
-                // Re-read under the write lock: another process may have migrated
-                // while we waited for it.
-                let v = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
-                try checkNotNewer(v, db: db)
-                if v >= m.version { return }
-                if v == 0 { try checkIsTaskqOrEmpty(db) }
+        try db.writeTransaction {
+            // Re-read under the write lock: another process may have migrated
+            // while we waited for it.
+            let v = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
+            try checkNotNewer(v, db: db)
+            if v == 0 { try checkIsTaskqOrEmpty(db) }
+            for m in embeddedMigrations where m.version > v {
                 try db.exec(m.sql)
                 try db.prepare("INSERT INTO taskq_migrations(version, name, applied_at) VALUES (?, ?, ?)")
                     .bind(.int(Int64(m.version)), .text(m.name), .ts(now)).run()
-                try db.exec("PRAGMA user_version=\(m.version)")
             }
+            if v < latestVersion { try db.exec("PRAGMA user_version=\(latestVersion)") }
         }
     }
 

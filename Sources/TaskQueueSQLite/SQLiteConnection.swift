@@ -207,53 +207,91 @@ final class Statement {
         self.stmt = stmt
         self.connection = connection
         parameterCount = Int(sqlite3_bind_parameter_count(stmt))
-        buffers = .allocate(capacity: max(1, parameterCount))
-        buffers.initialize(repeating: UnsafeMutableRawBufferPointer(start: nil, count: 0), count: max(1, parameterCount))
+        slots = .allocate(capacity: max(1, parameterCount))
+        slots.initialize(repeating: Slot(), count: max(1, parameterCount))
     }
 
     deinit {
         sqlite3_finalize(stmt)
-        for k in 0..<parameterCount { buffers[k].deallocate() }
-        buffers.deallocate()
+        for k in 0..<parameterCount { slots[k].buffer.deallocate() }
+        slots.deallocate()
     }
 
-    /// One byte buffer per parameter, reused for every text or blob bound to it
-    /// and handed to SQLite as SQLITE_STATIC: SQLite reads the value in place
-    /// instead of copying it into an allocation of its own (a malloc, a copy and a
-    /// free per bound value; about a tenth of an enqueue's work outside SQLite).
-    /// A buffer stays bound until the parameter is bound again or the statement is
-    /// finalized, as SQLITE_STATIC requires. Values over 64 KiB are copied by
-    /// SQLite instead, so a large result does not stay allocated here.
+    /// What a parameter holds. Each parameter has one byte buffer, reused for
+    /// every text or blob bound to it and handed to SQLite as SQLITE_STATIC:
+    /// SQLite reads the value in place instead of copying it into an allocation of
+    /// its own (a malloc, a copy and a free per bound value; about a tenth of an
+    /// enqueue's work outside SQLite). A buffer stays bound until the parameter is
+    /// bound again or the statement is finalized, as SQLITE_STATIC requires.
+    /// Values over 64 KiB are copied by SQLite instead, so a large result does not
+    /// stay allocated here.
+    private struct Slot {
+        var buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        /// What the parameter is bound to: while it is `buffer`, the length times 2,
+        /// plus 1 for text; `Slot.null`, `Slot.integer` (the value in `integer`),
+        /// or `Slot.unknown`. SQLite keeps bindings across resets, so binding the
+        /// same value again (a batch's kind, queue, priority and unset options,
+        /// transaction after transaction) is skipped: a compare instead of a copy
+        /// and a call into SQLite.
+        var bound = Slot.unknown
+        var integer: Int64 = 0
+        static let unknown = -1, null = -2, integer = -3
+    }
+
     /// (A `let` pointer rather than an array property: Swift checks exclusive
     /// access at run time on every use of a class's `var`.)
-    private let buffers: UnsafeMutablePointer<UnsafeMutableRawBufferPointer>
+    private let slots: UnsafeMutablePointer<Slot>
     private let parameterCount: Int
     private static let keptBufferLimit = 65_536
 
     private func bindBytes(_ i: Int32, _ src: UnsafeRawBufferPointer, text: Bool) {
         let n = src.count
         let p: UnsafeRawPointer
-        var destructor = transient
-        if n > Self.keptBufferLimit || Int(i) > parameterCount || i < 1 {
+        let kept = n <= Self.keptBufferLimit && Int(i) <= parameterCount && i >= 1
+        if !kept {
+            forget(i)
             // An empty buffer may have no address; SQLite needs a non-NULL pointer for ''.
             p = src.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!
         } else {
             let k = Int(i) - 1
-            if buffers[k].count < n || buffers[k].baseAddress == nil {
+            if slots[k].bound == n * 2 + (text ? 1 : 0) && (n == 0 || memcmp(slots[k].buffer.baseAddress!, src.baseAddress!, n) == 0) {
+                return
+            }
+            if slots[k].buffer.count < n || slots[k].buffer.baseAddress == nil {
                 // The old buffer may still be bound: SQLite does not read it before
                 // the parameter is bound again, just below.
-                buffers[k].deallocate()
-                buffers[k] = .allocate(byteCount: max(64, n + n / 2), alignment: 8)
+                slots[k].buffer.deallocate()
+                slots[k].buffer = .allocate(byteCount: max(64, n + n / 2), alignment: 8)
             }
-            if n > 0 { buffers[k].baseAddress!.copyMemory(from: src.baseAddress!, byteCount: n) }
-            p = UnsafeRawPointer(buffers[k].baseAddress!)
-            destructor = staticValue
+            if n > 0 { slots[k].buffer.baseAddress!.copyMemory(from: src.baseAddress!, byteCount: n) }
+            p = UnsafeRawPointer(slots[k].buffer.baseAddress!)
         }
-        if text {
-            _ = sqlite3_bind_text(stmt, i, p.assumingMemoryBound(to: CChar.self), Int32(n), destructor)
-        } else {
-            _ = sqlite3_bind_blob(stmt, i, p, Int32(n), destructor)
-        }
+        let destructor = kept ? staticValue : transient
+        let rc = text ? sqlite3_bind_text(stmt, i, p.assumingMemoryBound(to: CChar.self), Int32(n), destructor)
+                      : sqlite3_bind_blob(stmt, i, p, Int32(n), destructor)
+        if kept { record(i, rc, n * 2 + (text ? 1 : 0)) }
+    }
+
+    /// Parameter `i` is about to hold something not tracked in its slot.
+    @inline(__always)
+    private func forget(_ i: Int32) {
+        if i >= 1 && Int(i) <= parameterCount { slots[Int(i) - 1].bound = Slot.unknown }
+    }
+
+    /// Whether parameter `i` is known to hold `bound` (and `integer`).
+    @inline(__always)
+    private func holds(_ i: Int32, _ bound: Int, _ integer: Int64 = 0) -> Bool {
+        guard i >= 1 && Int(i) <= parameterCount else { return false }
+        let k = Int(i) - 1
+        return slots[k].bound == bound && (bound != Slot.integer || slots[k].integer == integer)
+    }
+
+    /// Records what parameter `i` holds after a bind that returned `rc`.
+    @inline(__always)
+    private func record(_ i: Int32, _ rc: Int32, _ bound: Int, _ integer: Int64 = 0) {
+        guard i >= 1 && Int(i) <= parameterCount else { return }
+        slots[Int(i) - 1].bound = rc == SQLITE_OK ? bound : Slot.unknown
+        slots[Int(i) - 1].integer = integer
     }
 
     @discardableResult
@@ -263,6 +301,7 @@ final class Statement {
     func bind(_ values: [SQLValue]) -> Statement {
         sqlite3_reset(stmt)
         sqlite3_clear_bindings(stmt)
+        for k in 0..<parameterCount { slots[k].bound = Slot.null }   // clear_bindings binds NULL
         for (i, v) in values.enumerated() { bind(v, at: Int32(i + 1)) }
         return self
     }
@@ -270,14 +309,21 @@ final class Statement {
     // Direct binds for the hot paths (no enum, no array). Call `reset()` first
     // and bind every parameter.
     func reset() { sqlite3_reset(stmt) }
-    func bind(_ i: Int32, _ v: Int64) { sqlite3_bind_int64(stmt, i, v) }
+    func bind(_ i: Int32, _ v: Int64) {
+        if !holds(i, Slot.integer, v) { record(i, sqlite3_bind_int64(stmt, i, v), Slot.integer, v) }
+    }
     func bind(_ i: Int32, _ v: Int64?) {
-        if let v { sqlite3_bind_int64(stmt, i, v) } else { sqlite3_bind_null(stmt, i) }
+        if let v { bind(i, v) } else { bindNull(i) }
     }
     func bind(_ i: Int32, _ v: Double?) {
-        if let v { sqlite3_bind_double(stmt, i, v) } else { sqlite3_bind_null(stmt, i) }
+        if let v { forget(i); sqlite3_bind_double(stmt, i, v) } else { bindNull(i) }
+    }
+    func bindNull(_ i: Int32) {
+        if !holds(i, Slot.null) { record(i, sqlite3_bind_null(stmt, i), Slot.null) }
     }
     func bind(_ i: Int32, _ v: String) {
+        // A native string lends its bytes without the copy `withUTF8` needs.
+        if v.utf8.withContiguousStorageIfAvailable({ bindBytes(i, UnsafeRawBufferPointer($0), text: true) }) != nil { return }
         var v = v
         v.withUTF8 { bindBytes(i, UnsafeRawBufferPointer($0), text: true) }
     }
@@ -287,9 +333,9 @@ final class Statement {
 
     func bind(_ value: SQLValue, at i: Int32) {
         switch value {
-        case .null: sqlite3_bind_null(stmt, i)
-        case .int(let v): sqlite3_bind_int64(stmt, i, v)
-        case .double(let v): sqlite3_bind_double(stmt, i, v)
+        case .null: bindNull(i)
+        case .int(let v): bind(i, v)
+        case .double(let v): bind(i, v)
         case .text(let v): bind(i, v)
         case .blob(let bytes): bind(i, bytes: bytes)
         }

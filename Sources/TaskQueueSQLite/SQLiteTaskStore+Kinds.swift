@@ -23,7 +23,10 @@ extension SQLiteTaskStore: KindPolicyStore {
     /// The policy row of `kind` (nil: none), from `last` when it was the last one read.
     func kindPolicy(of kind: String, _ last: inout KindLookup) throws -> KindPolicy? {
         if last.kind != kind {
-            last = KindLookup(kind: kind, policy: try kindPolicyStmt.bind(.text(kind)).firstRow(kindRow)?.policy)
+            let s = kindPolicyStmt
+            s.reset()
+            s.bind(1, kind)
+            last = KindLookup(kind: kind, policy: try s.firstRow(kindRow)?.policy)
         }
         return last.policy
     }

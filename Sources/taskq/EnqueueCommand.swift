@@ -277,10 +277,12 @@ struct Enqueue: ParsableCommand {
     }
 
     /// One task per stdin line, committed as it is read: the shape the benchmark
-    /// harness drives, and `tail -f log | taskq enqueue KIND --lines`. The database
-    /// is opened (and created) with the first good line.
+    /// harness drives, and `tail -f log | taskq enqueue KIND --lines`. An existing
+    /// database is opened before the first line is read, so a problem with it shows
+    /// at once, not when the first line arrives (maybe hours later, from `tail -f`);
+    /// a new one is created only with the first good line.
     private func runLines(_ defaults: EnqueueOptions) throws {
-        var queue: Queue?
+        var queue: Queue? = access(database.path, F_OK) == 0 ? try database.openForEnqueue() : nil
         var pending: [NewTask] = []
         var n = 0, count = 0, committed = 0
         let start = System.monotonic()
@@ -311,9 +313,7 @@ struct Enqueue: ParsableCommand {
                 guard let payload = trimmedText(bytes) else { throw TaskQueueError.badData("not valid UTF-8 text") }
                 if payload.isEmpty { continue }
                 try Queue.validatePayload(payload)
-                var task = template
-                task.payload = payload
-                pending.append(task)
+                pending.append(NewTask(kind: template.kind, payload: payload, options: template.options))
             } catch let e as TaskQueueError {
                 try commit()
                 let earlier = committed == 0 ? "nothing was enqueued" : "the \(committed) earlier line\(committed == 1 ? " was" : "s were") enqueued"

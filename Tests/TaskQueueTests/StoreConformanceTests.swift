@@ -32,6 +32,7 @@ enum StoreConformance {
     static let cases: [ConformanceCase] = [
         .init("insertTasks returns increasing ids and stores what it was given") { try insertReturnsIncreasingIDs($0) },
         .init("insertTasks is all-or-nothing") { try insertIsAllOrNothing($0) },
+        .init("consecutive batches store each row's own values") { try consecutiveBatchesKeepEachRowsValues($0) },
         .init("claim order: priority desc, run_at, id; future run_at waits") { try claimOrder($0) },
         .init("claimed rows are running, owned, attempts + 1") { try claimMarksRowsRunning($0) },
         .init("claim honours kinds, queues (nil = all) and limit") { try claimFilters($0) },
@@ -91,6 +92,42 @@ enum StoreConformance {
         #expect(plain.runAt == now && plain.queue == "default" && plain.priority == 0 && plain.maxAttempts == 3)
         #expect(plain.timeout == nil && plain.payload == "0")
         #expect(try store.task(first.max()! + 1_000_000) == nil)
+    }
+
+    /// The SQLite store keeps its statements and skips binding a value a
+    /// parameter already holds; each row here differs from the row that used the
+    /// same parameters in the batch before (value to nil, nil to value, one value
+    /// to another).
+    static func consecutiveBatchesKeepEachRowsValues(_ make: @escaping StoreFactory) throws {
+        let store = try make()
+        let now = Timestamp.now()
+        func task(_ row: Int, _ batch: Int) -> NewTask {
+            let odd = (row + batch) % 2 == 1
+            var o = EnqueueOptions(queue: odd ? "q\(batch)" : "default", priority: odd ? Int64(batch + 1) : 0)
+            if odd {
+                o.runAt = now.adding(seconds: Double(batch + 1))
+                o.maxAttempts = Int64(batch + 4)
+                o.timeout = Double(batch) + 0.5
+                o.onCrash = .fail
+                o.backoffBase = Double(batch + 1)
+                o.backoffCap = Double(batch + 100)
+            }
+            return NewTask(kind: odd ? "k\(batch % 2)" : "plain", payload: "[\(row),\(batch)]", options: o)
+        }
+        for batch in 0..<3 {
+            let tasks = (0..<100).map { task($0, batch) }
+            let ids = try store.insertTasks(tasks, now: now)
+            for (row, id) in ids.enumerated() {
+                let t = try #require(try store.task(id))
+                let want = tasks[row], o = want.options
+                #expect(t.kind == want.kind && t.payload == want.payload && t.queue == o.queue && t.priority == o.priority,
+                        "batch \(batch) row \(row): \(t)")
+                #expect(t.runAt == (o.runAt ?? now) && t.maxAttempts == (o.maxAttempts ?? 3) && t.timeout == o.timeout,
+                        "batch \(batch) row \(row): \(t)")
+                #expect(t.onCrash == o.onCrash && t.backoffBase == o.backoffBase && t.backoffCap == o.backoffCap,
+                        "batch \(batch) row \(row): \(t)")
+            }
+        }
     }
 
     static func insertIsAllOrNothing(_ make: @escaping StoreFactory) throws {
