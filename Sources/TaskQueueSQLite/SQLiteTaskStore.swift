@@ -138,37 +138,37 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                     backoffBase: r.optionalDouble(8), backoffCap: r.optionalDouble(9))
     }
 
-    /// The claim: one UPDATE … WHERE id IN (SELECT … LIMIT k) RETURNING, served by
-    /// the partial index `tasks_queued`. Prepared per shape of kinds and queues
-    /// (a worker's never change, so it prepares exactly one).
+    /// The claim's first half: which tasks, in claim order, served by the partial
+    /// index `tasks_queued`. Prepared per shape of kinds and queues (a worker's never
+    /// change, so it prepares exactly one). `claim` then marks them running.
     private func claimStatement(kinds: Int, queues: Int?) throws -> Statement {
         let key = "\(kinds)/\(queues ?? -1)"
         if let s = claimStmts[key] { return s }
         // Numbered parameters throughout: a bare "?" would take the number after the
-        // highest seen so far, colliding with ?4 further down.
-        // `kind = ?5 OR kind = ?6 …` rather than IN (…): SQLite builds a temporary
+        // highest seen so far, colliding with ?3 further down.
+        // `kind = ?4 OR kind = ?5 …` rather than IN (…): SQLite builds a temporary
         // table for an IN list of three or more values on every execution.
-        let kindList = (0..<kinds).map { "kind = ?\(7 + $0)" }.joined(separator: " OR ")
+        let kindList = (0..<kinds).map { "kind = ?\(4 + $0)" }.joined(separator: " OR ")
         let queueClause = queues.map { n in
-            "AND (\((0..<n).map { "queue = ?\(7 + kinds + $0)" }.joined(separator: " OR ")))"
+            "AND (\((0..<n).map { "queue = ?\(4 + kinds + $0)" }.joined(separator: " OR ")))"
         } ?? ""
         // Paused queues: subqueries on the tiny `queues` table, each evaluated once per
         // claim; the list of paused names is only built when some queue is paused.
+        // A SELECT, then one UPDATE of the rows it chose: `UPDATE … WHERE id IN
+        // (SELECT …) RETURNING …` did it in one statement, but RETURNING stores every
+        // row in a temporary table first, which made a claim cost a quarter more
+        // per task (measured in C on this schema: 29.6k instructions, against 22.9k).
         let s = try db.prepare("""
-            UPDATE tasks SET state = 'running', owner = ?1, attempts = attempts + 1, started_at = ?2,
-                             worker_pid = ?5, worker_host = ?6
-            WHERE id IN (
-                SELECT id FROM tasks INDEXED BY tasks_queued
-                WHERE state = 'queued' AND run_at <= ?2
-                  AND id < coalesce((SELECT min(id) FROM tasks INDEXED BY tasks_stop_sentinels
-                                     WHERE kind = 'taskq.stop' AND state = 'queued'
-                                       AND json_extract(payload, '$.supervisor') = ?3), 9223372036854775807)
-                  AND (\(kindList)) \(queueClause)
-                  AND (NOT EXISTS (SELECT 1 FROM queues WHERE paused_at IS NOT NULL)
-                       OR queue NOT IN (SELECT name FROM queues WHERE paused_at IS NOT NULL))
-                ORDER BY priority DESC, run_at, id
-                LIMIT ?4)
-            RETURNING \(Self.claimedColumns), priority, run_at
+            SELECT \(Self.claimedColumns) FROM tasks INDEXED BY tasks_queued
+            WHERE state = 'queued' AND run_at <= ?1
+              AND id < coalesce((SELECT min(id) FROM tasks INDEXED BY tasks_stop_sentinels
+                                 WHERE kind = 'taskq.stop' AND state = 'queued'
+                                   AND json_extract(payload, '$.supervisor') = ?2), 9223372036854775807)
+              AND (\(kindList)) \(queueClause)
+              AND (NOT EXISTS (SELECT 1 FROM queues WHERE paused_at IS NOT NULL)
+                   OR queue NOT IN (SELECT name FROM queues WHERE paused_at IS NOT NULL))
+            ORDER BY priority DESC, run_at, id
+            LIMIT ?3
             """)
         claimStmts[key] = s
         return s
@@ -336,21 +336,59 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     private func claim(_ claim: ClaimRequest, now: Timestamp) throws -> [ClaimedTask] {
         let s = try claimStatement(kinds: claim.kinds.count, queues: claim.queues?.count)
         s.reset()
-        s.bind(1, claim.owner)
-        s.bind(2, text(now))
-        s.bind(3, claim.supervisorID)
-        s.bind(4, Int64(claim.limit))
-        s.bind(5, Int64(claim.pid))
-        s.bind(6, claim.host)
-        var i: Int32 = 7
+        let nowText = text(now)
+        s.bind(1, nowText)
+        s.bind(2, claim.supervisorID)
+        s.bind(3, Int64(claim.limit))
+        var i: Int32 = 4
         for k in claim.kinds { s.bind(i, k); i += 1 }
         for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
-        var rows = try s.rows { r in (task: claimedTask(r), priority: r.int(10), runAt: r.string(11)) }
-        if rows.count > 1 {
-            // RETURNING gives no order; run them in claim order.
-            rows.sort { ($0.priority, $1.runAt, $1.task.id) > ($1.priority, $0.runAt, $0.task.id) }
+        var tasks = try s.rows(claimedTask)
+        if tasks.isEmpty { return [] }
+        let m = markClaimedStmt
+        m.reset()
+        m.bind(1, claim.owner)
+        m.bind(2, nowText)
+        m.bind(3, Int64(claim.pid))
+        m.bind(4, claim.host)
+        m.bind(5, bytes: idListText(tasks.map(\.id)), asText: true)
+        try m.run()
+        // This transaction holds the write lock since it read the rows.
+        guard db.changes == tasks.count else {
+            throw TaskQueueError.unavailable("claim: marked \(db.changes) of \(tasks.count) tasks running")
         }
-        return rows.map(\.task)
+        for k in tasks.indices { tasks[k].attempt += 1 }
+        return tasks
+    }
+
+    /// The claim's second half: the chosen rows (a JSON array of ids) become this
+    /// worker's running attempt.
+    private lazy var markClaimedStmt = try! db.prepare("""
+        UPDATE tasks SET state = 'running', owner = ?1, attempts = attempts + 1, started_at = ?2,
+                         worker_pid = ?3, worker_host = ?4
+        WHERE id IN (SELECT value FROM json_each(?5))
+        """)
+
+    /// `[1,2,3]`, written digit by digit (no String per id).
+    private func idListText(_ ids: [Int64]) -> [UInt8] {
+        var text: [UInt8] = []
+        text.reserveCapacity(ids.count * 21 + 2)
+        text.append(UInt8(ascii: "["))
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            for (i, id) in ids.enumerated() {
+                if i > 0 { text.append(UInt8(ascii: ",")) }
+                if id < 0 { text.append(UInt8(ascii: "-")) }
+                var m = id.magnitude, k = 20
+                repeat {
+                    k -= 1
+                    digits[k] = UInt8(ascii: "0") + UInt8(m % 10)
+                    m /= 10
+                } while m > 0
+                text.append(contentsOf: UnsafeBufferPointer(rebasing: digits[k...]))
+            }
+        }
+        text.append(UInt8(ascii: "]"))
+        return text
     }
 
     private lazy var claimedListStmt = try! db.prepare("SELECT claimed FROM processes WHERE id = ?1")
@@ -377,17 +415,10 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             }
             if p == owner { ids += claimed.map(\.id) }
             if ids == old { continue }
-            var text: [UInt8] = [UInt8(ascii: "[")]
-            text.reserveCapacity(ids.count * 8 + 2)
-            for (i, id) in ids.enumerated() {
-                if i > 0 { text.append(UInt8(ascii: ",")) }
-                text += String(id).utf8
-            }
-            text.append(UInt8(ascii: "]"))
             let s = setClaimedListStmt
             s.reset()
             s.bind(1, p)
-            s.bind(2, bytes: text, asText: true)
+            s.bind(2, bytes: idListText(ids), asText: true)
             try s.run()
         }
     }
