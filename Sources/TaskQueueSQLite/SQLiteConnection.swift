@@ -194,6 +194,15 @@ final class SQLiteConnection {
     private lazy var commit = try! prepare("COMMIT")
     private lazy var rollback = try! prepare("ROLLBACK")
 
+    /// SQLite's data version of the main database file: it changes with every
+    /// commit, this connection's or another's (another's is seen when this one
+    /// next begins a transaction).
+    var dataVersion: UInt32 {
+        var v: UInt32 = 0
+        _ = sqlite3_file_control(handle, "main", SQLITE_FCNTL_DATA_VERSION, &v)
+        return v
+    }
+
     var changes: Int { Int(sqlite3_changes(handle)) }
     var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 }

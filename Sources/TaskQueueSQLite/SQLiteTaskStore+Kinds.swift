@@ -20,19 +20,49 @@ extension SQLiteTaskStore: KindPolicyStore {
                                                onCrash: r.text(4).flatMap(CrashPolicy.init(rawValue:))))
     }
 
-    /// The policy row of `kind` (nil: none), from `last` when it was the last one read.
+    /// The policy row of `kind` (nil: none): from `last` when it was the last one
+    /// read in this transaction, else from `kindCache` when no other connection
+    /// has committed since it was filled, else from the table.
+    ///
+    /// The cache is what lets one producer committing task after task skip a
+    /// SELECT per commit (about 6% of `enqueue --lines` with a commit per line).
+    /// It is keyed to SQLite's data version of the file, which moves with every
+    /// commit, from any connection. Checked at the first lookup of a transaction
+    /// (the write lock is held: nothing else commits before this one does), and
+    /// re-recorded after this connection's own commits that did not write `kinds`
+    /// (`keepKindCache`), so only another connection's commit, or a `kind set` on
+    /// this one, empties it.
     func kindPolicy(of kind: String, _ last: inout KindLookup) throws -> KindPolicy? {
         if last.kind != kind {
-            let s = kindPolicyStmt
-            s.reset()
-            s.bind(1, kind)
-            last = KindLookup(kind: kind, policy: try s.firstRow(kindRow)?.policy)
+            let version = db.dataVersion
+            if version != kindCacheVersion || kindCache.count > 1_000 {
+                kindCache.removeAll(keepingCapacity: true)
+                kindCacheVersion = version
+            }
+            let policy: KindPolicy?
+            if let cached = kindCache[kind] {
+                policy = cached
+            } else {
+                let s = kindPolicyStmt
+                s.reset()
+                s.bind(1, kind)
+                policy = try s.firstRow(kindRow)?.policy
+                kindCache[kind] = .some(policy)
+            }
+            last = KindLookup(kind: kind, policy: policy)
         }
         return last.policy
     }
 
+    /// After a commit of a transaction that looked up kinds and wrote none: the
+    /// cache is as good at the new data version (our own commit) as it was before.
+    func keepKindCache() {
+        kindCacheVersion = db.dataVersion
+    }
+
     package func setKindPolicy(_ kind: String, _ policy: KindPolicy, clear: Set<KindPolicy.Field>, now: Timestamp) throws -> KindPolicy {
-        try db.writeTransaction {
+        kindCacheVersion = nil
+        return try db.writeTransaction {
             let merged = policy.overriding(try db.prepare("SELECT \(Self.kindColumns) FROM kinds WHERE kind = ?")
                 .bind(.text(kind)).firstRow(kindRow)?.policy ?? KindPolicy()).clearing(clear)
             // The merge may pair a new cap with an old base: check the whole row.
@@ -53,7 +83,8 @@ extension SQLiteTaskStore: KindPolicyStore {
     }
 
     package func removeKindPolicy(_ kind: String) throws -> Bool {
-        try db.writeTransaction {
+        kindCacheVersion = nil
+        return try db.writeTransaction {
             try db.prepare("DELETE FROM kinds WHERE kind = ?").bind(.text(kind)).run()
             return db.changes > 0
         }

@@ -77,6 +77,10 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     private var multiInsertStmts: [Int: Statement] = [:]
     private lazy var maxIDStmt = try! db.prepare("SELECT max(id) FROM tasks")
     lazy var kindPolicyStmt = try! db.prepare("SELECT \(Self.kindColumns) FROM kinds WHERE kind = ?1")
+    /// Kind policies read on this connection (`.some(nil)`: the kind has none),
+    /// good while the file's data version is `kindCacheVersion` (`kindPolicy(of:_:)`).
+    var kindCache: [String: KindPolicy?] = [:]
+    var kindCacheVersion: UInt32?
     /// With a unique key: the partial unique index decides; a conflict inserts
     /// nothing and returns no row.
     private lazy var insertUniqueStmt = try! db.prepare(Self.insertSQL(unique: true))
@@ -181,11 +185,13 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             return try enqueueTasks(tasks, now: now).map(\.id)
         }
         let nowText = text(now)   // one producer commits many times per millisecond
-        return try db.writeTransaction {
+        let ids = try db.writeTransaction {
             var kinds = KindLookup()
             if tasks.count == 1 { return [try insert(tasks[0], nowText: nowText, &kinds)] }
             return try insertMany(tasks, nowText: nowText, &kinds)
         }
+        if !tasks.isEmpty { keepKindCache() }
+        return ids
     }
 
     /// Most rows one multi-row INSERT takes: measured in C on this schema, SQLite's

@@ -44,6 +44,33 @@ import TaskQueueTestSupport
         }
     }
 
+    /// A producer keeps the kind policies it read while nothing else commits; a
+    /// change made through another connection (the `taskq kind set` of another
+    /// process, the sqlite3 shell) must reach its very next enqueue.
+    @Test func aProducerSeesAPolicyChangedByAnotherConnectionAtItsNextEnqueue() throws {
+        try withSQLiteFactory { db, _ in
+            let producer = Queue(store: try db.store())
+            let admin = Queue(store: try db.store())
+            func maxAttempts(_ id: Int64) -> String { sqlite(db.path, "SELECT max_attempts FROM tasks WHERE id = \(id)") }
+            #expect(maxAttempts(try producer.enqueue(kind: "mail", payload: "1")) == "3")
+            #expect(maxAttempts(try producer.enqueue(kind: "mail", payload: "2")) == "3")
+            try admin.setKindPolicy("mail", KindPolicy(maxAttempts: 7))
+            #expect(maxAttempts(try producer.enqueue(kind: "mail", payload: "3")) == "7")
+            #expect(maxAttempts(try producer.enqueue(kind: "mail", payload: "4")) == "7")
+            _ = sqlite(db.path, "UPDATE kinds SET max_attempts = 8 WHERE kind = 'mail'")
+            #expect(maxAttempts(try producer.enqueue(kind: "mail", payload: "5")) == "8")
+            #expect(try admin.removeKindPolicy("mail"))
+            #expect(maxAttempts(try producer.enqueue(kind: "mail", payload: "6")) == "3")
+            // And through its own connection.
+            try producer.setKindPolicy("mail", KindPolicy(maxAttempts: 5))
+            #expect(maxAttempts(try producer.enqueue(kind: "mail", payload: "7")) == "5")
+            // A batch too.
+            try admin.setKindPolicy("mail", KindPolicy(maxAttempts: 6))
+            let batch = try producer.enqueue((0..<3).map { NewTask(kind: "mail", payload: "\($0)") })
+            #expect(batch.map(maxAttempts) == ["6", "6", "6"])
+        }
+    }
+
     @Test func setMergesClearsAndRefusesAnInvalidMergeWithoutWriting() throws {
         try withSQLiteFactory { db, _ in
             let q = Queue(store: try db.store())
