@@ -196,10 +196,11 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     /// Most rows one multi-row INSERT takes: measured in C on this schema, SQLite's
     /// work per row is 19.0k instructions at 1 row per statement, 12.0k at 10, 10.75k
-    /// at 100; past 64 the gain is a few percent, and the statement text grows.
-    static let maxRowsPerInsert = 64
+    /// at 100; past 100 the gain is a few percent, and the statement text grows.
+    static let maxRowsPerInsert = 100
 
-    /// Inserts `tasks` in order with multi-row INSERTs of 64, 32, … 1 rows and
+    /// Inserts `tasks` in order with multi-row INSERTs of up to 100 rows (a
+    /// statement per size, kept: a producer's batches are mostly one size) and
     /// returns their ids. SQLite opens the table and each of its indexes once per
     /// statement, which was two fifths of its work per row when a batch was
     /// inserted one row per statement.
@@ -217,8 +218,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         }
         var i = 0
         while i < tasks.count {
-            var rows = Self.maxRowsPerInsert
-            while rows > tasks.count - i { rows /= 2 }
+            let rows = min(Self.maxRowsPerInsert, tasks.count - i)
             let s = try multiInsert(rows: rows)
             s.reset()
             for r in 0..<rows { try bindInsert(s, tasks[i + r], nowText: nowText, &kinds, row: r) }
@@ -233,6 +233,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     private func multiInsert(rows: Int) throws -> Statement {
         if rows == 1 { return insertStmt }
         if let s = multiInsertStmts[rows] { return s }
+        if multiInsertStmts.count >= 8 { multiInsertStmts.removeAll() }
         let s = try db.prepare(Self.insertSQL(rows: rows))
         multiInsertStmts[rows] = s
         return s

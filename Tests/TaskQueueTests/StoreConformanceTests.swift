@@ -66,10 +66,10 @@ enum StoreConformance {
         let first = try store.insertTasks((0..<3).map { NewTask(kind: "t", payload: "\($0)") }, now: now)
         #expect(first.count == 3)
         #expect(zip(first, first.dropFirst()).allSatisfy { $0 < $1 }, "\(first)")
-        // A batch long enough for the SQLite store's multi-row inserts (64 + 32 + 4
-        // rows): each id holds its own task, in order.
-        let many = try store.insertTasks((0..<100).map { NewTask(kind: $0 % 3 == 0 ? "u" : "t", payload: "\($0)") }, now: now)
-        #expect(many.count == 100 && zip(many, many.dropFirst()).allSatisfy { $0 < $1 } && many[0] > first.max()!)
+        // A batch long enough for several of the SQLite store's multi-row inserts
+        // (100 + 100 + 50 rows): each id holds its own task, in order.
+        let many = try store.insertTasks((0..<250).map { NewTask(kind: $0 % 3 == 0 ? "u" : "t", payload: "\($0)") }, now: now)
+        #expect(many.count == 250 && zip(many, many.dropFirst()).allSatisfy { $0 < $1 } && many[0] > first.max()!)
         for (i, id) in many.enumerated() {
             let t = try store.task(id)
             #expect(t?.payload == "\(i)" && t?.kind == (i % 3 == 0 ? "u" : "t"), "task \(id)")
