@@ -259,7 +259,7 @@ public struct JSONObjectWriter: Sendable {
     /// Adds an integer member.
     public mutating func add(_ key: String, _ value: Int64) {
         self.key(key)
-        out.ascii(String(value))
+        appendDecimal(value, to: &out.bytes)
     }
 
     /// Adds an integer member, or `null` for nil.
@@ -270,7 +270,7 @@ public struct JSONObjectWriter: Sendable {
     /// Adds an integer member.
     public mutating func add(_ key: String, _ value: Int) {
         self.key(key)
-        out.ascii(String(value))
+        appendDecimal(Int64(value), to: &out.bytes)
     }
 
     /// Adds a number member (`null` for NaN or infinity).
@@ -368,7 +368,7 @@ private struct JSONOutput: Sendable {
         if d == 0 {
             ascii(d.sign == .minus ? "-0" : "0")
         } else if d.magnitude < 9_007_199_254_740_992, d == d.rounded(.towardZero) {
-            ascii(String(Int64(d)))
+            appendDecimal(Int64(d), to: &bytes)
         } else {
             ascii(d.description)
         }

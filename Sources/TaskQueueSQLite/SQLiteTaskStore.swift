@@ -381,18 +381,9 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         var text: [UInt8] = []
         text.reserveCapacity(ids.count * 21 + 2)
         text.append(UInt8(ascii: "["))
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
-            for (i, id) in ids.enumerated() {
-                if i > 0 { text.append(UInt8(ascii: ",")) }
-                if id < 0 { text.append(UInt8(ascii: "-")) }
-                var m = id.magnitude, k = 20
-                repeat {
-                    k -= 1
-                    digits[k] = UInt8(ascii: "0") + UInt8(m % 10)
-                    m /= 10
-                } while m > 0
-                text.append(contentsOf: UnsafeBufferPointer(rebasing: digits[k...]))
-            }
+        for (i, id) in ids.enumerated() {
+            if i > 0 { text.append(UInt8(ascii: ",")) }
+            appendDecimal(id, to: &text)
         }
         text.append(UInt8(ascii: "]"))
         return text

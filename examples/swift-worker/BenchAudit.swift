@@ -76,19 +76,4 @@ enum BenchAudit {
             return nil
         }
     }
-
-    static func appendDecimal(_ v: Int64, to out: inout [UInt8]) {
-        // Digits written backwards into a small buffer, appended at once.
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buf in
-            var i = 20
-            var m = v.magnitude
-            repeat {
-                i -= 1
-                buf[i] = UInt8(ascii: "0") + UInt8(m % 10)
-                m /= 10
-            } while m > 0
-            if v < 0 { out.append(UInt8(ascii: "-")) }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[i..<20]))
-        }
-    }
 }
