@@ -204,6 +204,12 @@ final class SQLiteConnection {
     }
 
     var changes: Int { Int(sqlite3_changes(handle)) }
+    /// Most parameters one statement may have (SQLITE_LIMIT_VARIABLE_NUMBER).
+    /// (Set by tests, to stand for a SQLite built with a lower limit.)
+    var parameterLimit: Int {
+        get { Int(sqlite3_limit(handle, SQLITE_LIMIT_VARIABLE_NUMBER, -1)) }
+        set { sqlite3_limit(handle, SQLITE_LIMIT_VARIABLE_NUMBER, Int32(clamping: newValue)) }
+    }
     var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
 }
 
@@ -231,7 +237,8 @@ final class Statement {
     /// SQLite reads the value in place instead of copying it into an allocation of
     /// its own (a malloc, a copy and a free per bound value; about a tenth of an
     /// enqueue's work outside SQLite). A buffer stays bound until the parameter is
-    /// bound again or the statement is finalized, as SQLITE_STATIC requires.
+    /// bound again (or to NULL by `releaseLargeBuffers()`) or the statement is
+    /// finalized, as SQLITE_STATIC requires.
     /// Values over 64 KiB are copied by SQLite instead, so a large result does not
     /// stay allocated here.
     private struct Slot {
@@ -257,6 +264,9 @@ final class Statement {
         let n = src.count
         let p: UnsafeRawPointer
         let kept = n <= Self.keptBufferLimit && Int(i) <= parameterCount && i >= 1
+        // A buffer the parameter may still be bound to, freed only once the new
+        // value is bound: a failed bind leaves the old binding in place.
+        var outgrown = UnsafeMutableRawBufferPointer(start: nil, count: 0)
         if !kept {
             forget(i)
             // An empty buffer may have no address; SQLite needs a non-NULL pointer for ''.
@@ -266,11 +276,13 @@ final class Statement {
             if slots[k].bound == n * 2 + (text ? 1 : 0) && (n == 0 || memcmp(slots[k].buffer.baseAddress!, src.baseAddress!, n) == 0) {
                 return
             }
+            // SQLite reads a bound value only while stepping, and the statement is
+            // reset: a buffer big enough is overwritten in place before the bind.
             if slots[k].buffer.count < n || slots[k].buffer.baseAddress == nil {
-                // The old buffer may still be bound: SQLite does not read it before
-                // the parameter is bound again, just below.
-                slots[k].buffer.deallocate()
-                slots[k].buffer = .allocate(byteCount: max(64, n + n / 2), alignment: 8)
+                outgrown = slots[k].buffer
+                let capacity = max(64, n + n / 2)
+                slots[k].buffer = .allocate(byteCount: capacity, alignment: 8)
+                if capacity > Self.largeBufferBytes { holdsLargeBuffers = true }
             }
             if n > 0 { slots[k].buffer.baseAddress!.copyMemory(from: src.baseAddress!, byteCount: n) }
             p = UnsafeRawPointer(slots[k].buffer.baseAddress!)
@@ -278,7 +290,40 @@ final class Statement {
         let destructor = kept ? staticValue : transient
         let rc = text ? sqlite3_bind_text(stmt, i, p.assumingMemoryBound(to: CChar.self), Int32(n), destructor)
                       : sqlite3_bind_blob(stmt, i, p, Int32(n), destructor)
-        if kept { record(i, rc, n * 2 + (text ? 1 : 0)) }
+        if kept {
+            if outgrown.baseAddress != nil {
+                // A failed bind is still bound to the old buffer: keep that one.
+                if rc != SQLITE_OK { swap(&outgrown, &slots[Int(i) - 1].buffer) }
+                outgrown.deallocate()
+            }
+            record(i, rc, n * 2 + (text ? 1 : 0))
+        }
+    }
+
+    /// Bytes held in parameter buffers.
+    var keptBytes: Int { (0..<parameterCount).reduce(0) { $0 + slots[$1].buffer.count } }
+
+    /// Buffers larger than this are freed by `releaseLargeBuffers()`.
+    static let largeBufferBytes = 1_024
+    /// Whether a buffer over `largeBufferBytes` was allocated since the last
+    /// `releaseLargeBuffers()`.
+    private var holdsLargeBuffers = false
+
+    /// Frees every parameter buffer over `largeBufferBytes`, binding its
+    /// parameter to NULL. A multi-row insert binds a payload per row,
+    /// and its statement is kept: without this, it would hold up to its last
+    /// hundred payloads (each up to 64 KiB) for the life of the connection. Short
+    /// values keep their buffers, so the next batch still skips rebinding equal ones.
+    func releaseLargeBuffers() {
+        guard holdsLargeBuffers else { return }
+        holdsLargeBuffers = false
+        sqlite3_reset(stmt)
+        for k in 0..<parameterCount where slots[k].buffer.count > Self.largeBufferBytes {
+            sqlite3_bind_null(stmt, Int32(k + 1))
+            slots[k].buffer.deallocate()
+            slots[k].buffer = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+            slots[k].bound = Slot.null
+        }
     }
 
     /// Parameter `i` is about to hold something not tracked in its slot.

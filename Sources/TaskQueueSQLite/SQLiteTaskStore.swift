@@ -73,7 +73,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     }
     static let insertParameters = 12
     lazy var insertStmt = try! db.prepare(Self.insertSQL())
-    /// Multi-row inserts by row count (2, 4, … `maxRowsPerInsert`), prepared when first used.
+    /// Multi-row inserts by row count (2 … `rowsPerInsert`), prepared when first used.
     private var multiInsertStmts: [Int: Statement] = [:]
     private lazy var maxIDStmt = try! db.prepare("SELECT max(id) FROM tasks")
     lazy var kindPolicyStmt = try! db.prepare("SELECT \(Self.kindColumns) FROM kinds WHERE kind = ?1")
@@ -198,6 +198,10 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// work per row is 19.0k instructions at 1 row per statement, 12.0k at 10, 10.75k
     /// at 100; past 100 the gain is a few percent, and the statement text grows.
     static let maxRowsPerInsert = 100
+    /// `maxRowsPerInsert`, or fewer where this SQLite was built to take fewer
+    /// parameters per statement than 100 rows need (1,200; the default limit is
+    /// 32,766 since SQLite 3.32, 999 before).
+    private lazy var rowsPerInsert = max(1, min(Self.maxRowsPerInsert, db.parameterLimit / Self.insertParameters))
 
     /// Inserts `tasks` in order with multi-row INSERTs of up to 100 rows (a
     /// statement per size, kept: a producer's batches are mostly one size) and
@@ -218,9 +222,10 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         }
         var i = 0
         while i < tasks.count {
-            let rows = min(Self.maxRowsPerInsert, tasks.count - i)
+            let rows = min(rowsPerInsert, tasks.count - i)
             let s = try multiInsert(rows: rows)
             s.reset()
+            defer { if rows > 1 { s.releaseLargeBuffers() } }
             for r in 0..<rows { try bindInsert(s, tasks[i + r], nowText: nowText, &kinds, row: r) }
             try s.run()
             let last = db.lastInsertRowID
@@ -229,6 +234,9 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         }
         return ids
     }
+
+    /// Bytes the kept multi-row inserts hold in parameter buffers (for tests).
+    var multiInsertKeptBytes: Int { multiInsertStmts.values.reduce(0) { $0 + $1.keptBytes } }
 
     private func multiInsert(rows: Int) throws -> Statement {
         if rows == 1 { return insertStmt }

@@ -280,9 +280,11 @@ struct Enqueue: ParsableCommand {
     /// harness drives, and `tail -f log | taskq enqueue KIND --lines`. An existing
     /// database is opened before the first line is read, so a problem with it shows
     /// at once, not when the first line arrives (maybe hours later, from `tail -f`);
-    /// a new one is created only with the first good line.
+    /// a new one (or an empty file) gets the schema only with the first good line.
     private func runLines(_ defaults: EnqueueOptions) throws {
-        var queue: Queue? = access(database.path, F_OK) == 0 ? try database.openForEnqueue() : nil
+        var st = stat()
+        let existing = stat(database.path, &st) == 0 && st.st_size > 0
+        var queue: Queue? = existing ? try database.openForEnqueue() : nil
         var pending: [NewTask] = []
         var n = 0, count = 0, committed = 0
         let start = System.monotonic()

@@ -181,6 +181,8 @@ let badInputs: [BadInput] = [
     row("lines: bad first line", ["enqueue", "t", "--lines"], stdin: bytes("{oops\n2\n"), 65, ["line 1", "nothing was enqueued"]),
     row("lines: bad first line creates no database", ["enqueue", "t", "--lines", "--db", "fresh.db"], stdin: bytes("{oops\n"), 65,
         ["line 1", "not valid JSON"]),
+    row("lines: bad first line leaves an empty file empty", ["enqueue", "t", "--lines", "--db", "empty.db"], stdin: bytes("{oops\n"),
+        65, ["line 1", "not valid JSON"], files: ["empty.db": []]),
 
     // supervise.
     row("supervise without --handler", ["supervise", "--workers", "1"], 64, ["--handler"]),

@@ -803,6 +803,35 @@ enum StoreConformance {
         }
     }
 
+    // MARK: SQLite only: what the multi-row inserts keep
+
+    @Test func largePayloadsAreNotKeptByTheBatchStatementAndComeBackWhole() throws {
+        try withSQLiteFactory { _, make in
+            let store = try #require(try make() as? SQLiteTaskStore)
+            // Twice the same batch: the second must bind every payload again,
+            // although the statement held the same values before they were released.
+            let payloads = (0..<100).map { String(repeating: "\($0 % 10)", count: 10_000 + $0) }
+            for _ in 0..<2 {
+                let ids = try store.insertTasks(payloads.map { NewTask(kind: "big", payload: $0) }, now: .now())
+                for (i, id) in ids.enumerated() { #expect(try store.task(id)?.payload == payloads[i], "task \(id)") }
+                #expect(store.multiInsertKeptBytes < 100 * 1_024, "\(store.multiInsertKeptBytes) bytes kept")
+            }
+            // Short values stay kept between batches (that is what skips rebinding them).
+            _ = try store.insertTasks((0..<100).map { NewTask(kind: "small", payload: "\($0)") }, now: .now())
+            #expect(store.multiInsertKeptBytes > 0)
+        }
+    }
+
+    @Test func aBatchFitsUnderALowerParameterLimit() throws {
+        try withSQLiteFactory { _, make in
+            let store = try #require(try make() as? SQLiteTaskStore)
+            store.db.parameterLimit = 999   // SQLite before 3.32: 83 rows of 12 parameters
+            let ids = try store.insertTasks((0..<250).map { NewTask(kind: "t", payload: "\($0)") }, now: .now())
+            #expect(Set(ids).count == 250)
+            for (i, id) in ids.enumerated() { #expect(try store.task(id)?.payload == "\(i)", "task \(id)") }
+        }
+    }
+
     // MARK: SQLite only: how results are stored
 
     @Test func resultIsTextWhenUTF8AndBlobOtherwise() throws {
