@@ -16,11 +16,22 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        // The system SQLite (Debian: libsqlite3-dev), reached through its C API.
-        .systemLibrary(name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
-                       providers: [.apt(["libsqlite3-dev"])]),
+        // SQLite 3.54.1, bundled (Sources/CSQLite/README.md says why and how it is built),
+        // reached through its C API.
+        .target(name: "CSQLite", path: "Sources/CSQLite", exclude: ["README.md"], cSettings: [
+            .define("SQLITE_THREADSAFE", to: "2"),
+            .define("SQLITE_DEFAULT_MEMSTATUS", to: "0"),
+            .define("SQLITE_OMIT_LOAD_EXTENSION"),
+            .define("SQLITE_OMIT_SHARED_CACHE"),
+            .define("SQLITE_OMIT_DEPRECATED"),
+            .define("HAVE_FDATASYNC", to: "1"),
+            .define("HAVE_USLEEP", to: "1"),
+            .define("HAVE_LOCALTIME_R", to: "1"),
+            .define("HAVE_GMTIME_R", to: "1"),
+            .unsafeFlags(["-O2", "-Wno-everything"]),
+        ], linkerSettings: [.linkedLibrary("m")]),
         // sqlite3_config (variadic) for process-wide SQLite settings.
-        .target(name: "CSQLiteTuning", path: "Sources/CSQLiteTuning", linkerSettings: [.linkedLibrary("sqlite3")]),
+        .target(name: "CSQLiteTuning", dependencies: ["CSQLite"], path: "Sources/CSQLiteTuning"),
         // A few lines of C for what Swift cannot import: prctl, posix_spawn with a
         // reset signal state, sigaction with a plain C handler.
         .target(name: "CTaskQSystem", path: "Sources/CTaskQSystem"),

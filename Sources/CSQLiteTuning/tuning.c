@@ -1,5 +1,5 @@
 #include "CSQLiteTuning.h"
-#include <sqlite3.h>
+#include "sqlite3.h"
 
 int taskq_sqlite_tune(void) {
     static int done = 0, rc = 0;

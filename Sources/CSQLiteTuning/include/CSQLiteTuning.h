@@ -7,7 +7,7 @@
 /// Safe to call more than once. Returns the sqlite3_config result code.
 int taskq_sqlite_tune(void);
 
-#include <sqlite3.h>
+#include "sqlite3.h"
 /// Installs taskq's busy handler on `db`: while another connection holds the write
 /// lock, retry after yielding, then after sleeps growing from 20 µs to 2 ms, for up
 /// to `timeout_ms` in all. SQLite's own handler (sqlite3_busy_timeout) sleeps at

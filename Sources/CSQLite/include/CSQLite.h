@@ -1,0 +1,2 @@
+// The SQLite bundled with taskq (sqlite3.c beside this folder; see ../README.md).
+#include "sqlite3.h"
