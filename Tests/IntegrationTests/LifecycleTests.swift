@@ -156,6 +156,26 @@ import Glibc
 
     /// An idle worker sleeps until the next delayed task is due (no polling loop):
     /// the task starts within tens of milliseconds of its time.
+    /// Idle workers sleep on inotify and wake at a producer's commit; without it
+    /// they would find new work only at their 1 s fallback poll (median ~500 ms).
+    @Test func anIdleWorkerWakesAtTheCommitNotAtItsFallbackPoll() {
+        let s = Scenario()
+        defer { s.close() }
+        let sup = s.supervise(["--workers", "1", "--handler", "t=cat"])
+        #expect(eventually { s.workerPids.count == 1 })
+        var lags: [Double] = []
+        for i in 0..<5 {
+            usleep(300_000)  // let the worker go idle again
+            let id = s.enqueue("t", "\(i)")
+            #expect(eventually(timeout: 10) { s.sql("SELECT state FROM tasks WHERE id = \(id)") == "succeeded" }, "\(sup.stderrSoFar)")
+            lags.append(Double(s.sql("SELECT (julianday(started_at) - julianday(created_at)) * 86400000.0 FROM tasks WHERE id = \(id)")) ?? -1)
+        }
+        let median = lags.sorted()[2]
+        #expect(median >= 0 && median < 200, "enqueue-to-start lags \(lags.map { Int($0) }) ms")
+        sup.signal(SIGTERM)
+        #expect(sup.wait(timeout: 30) == 0)
+    }
+
     @Test func aDelayedTaskStartsOnTime() {
         let s = Scenario()
         defer { s.close() }
