@@ -15,7 +15,8 @@ compared with in the same run:
   scale  W2 on a table that already holds 1,000,000 finished tasks (100,000 queued)
          vs the same drain on a fresh table; then enqueue and drain 1,000,000
          tasks, throughput per slice (flat = max/min close to 1)
-  memory RSS of an idle worker and supervisor, and of workers after 1,000,000 tasks
+  memory RSS of an idle worker and supervisor, the peak of one worker draining 200,000
+         tasks alone, and of workers after 1,000,000 tasks
 
 W1, W1b, W2 and W3 against the peers and the SQLite limit come from
 ../shared/bench (see docs/performance.md for the command).
@@ -232,6 +233,22 @@ def memory_idle(tmp):
     proc.wait(timeout=30)
 
 
+def memory_one_worker(tmp, n):
+    """Peak RSS of the one worker of `--workers 1` draining n tasks: with no other
+    process committing, nothing empties its page cache, so it holds what it read."""
+    db = os.path.join(tmp, "one.db")
+    for start in range(0, n, 100_000):
+        enqueue_lines(db, min(100_000, n - start), 1000, start)
+    # A fresh Python process whose only child is the supervisor: its children's
+    # peak RSS is the largest of the supervisor and the worker it waited for.
+    peak = subprocess.run([sys.executable, "-c", "import resource, subprocess, sys; subprocess.run(sys.argv[1:], "
+                           "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True); "
+                           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
+                           f"{BIN}/taskq-example-worker", "--db", db, "--workers", "1", "--until-empty"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    row(f"memory draining {n:,} with 1 worker: peak RSS", int(peak) / 1024, "MiB", "goal <= 15")
+
+
 def main():
     global BIN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -247,7 +264,9 @@ def main():
         if "w2" in only: w2(tmp, 20000)
         if "w4" in only: w4(tmp, 500 if a.quick else 2000)
         if "cli" in only: cli(tmp, 30 if a.quick else 200)
-        if "memory" in only: memory_idle(tmp)
+        if "memory" in only:
+            memory_idle(tmp)
+            memory_one_worker(tmp, 50_000 if a.quick else 200_000)
         if "scale" in only:
             if a.quick: scale(tmp, 100_000, 20_000, 100_000)
             else: scale(tmp, 1_000_000, 100_000, 1_000_000)

@@ -24,8 +24,9 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// schema up to date. Without `create`, a missing file is a `.notFound` error
     /// and nothing is created.
     /// `cacheKiB`: SQLite's page cache for this connection. The default (32 MiB)
-    /// keeps the claim index hot for workers; a supervisor, which only scans now and
-    /// then (recovery, pruning), passes a small one so its memory stays flat.
+    /// suits one-off commands that scan the table (`status`, `list`); workers pass
+    /// 4 MiB (`TaskQueueProcess.workerCacheKiB`), and a supervisor, which only scans
+    /// now and then (recovery, pruning), 2 MiB, so their memory stays flat.
     /// `checks: false`: skip the tables' CHECKs, for a worker's connection (only
     /// taskq's own claim, finish and heartbeat statements) or an enqueue-only one
     /// (tasks validated in Swift first).
