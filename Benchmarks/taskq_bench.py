@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
-"""taskq's own benchmark: the rows of issue 5 that ../shared/bench does not measure.
+"""taskq's own benchmark: every row of issue 5, against taskq alone.
 
-  Benchmarks/taskq_bench.py [--quick] [--only w4,cli,scale,memory,w2] [--json FILE]
+  Benchmarks/taskq_bench.py [--quick] [--only w1,w2,w3,w4,cli,memory,scale] [--json FILE]
 
 Runs the release binaries (built first with `swift build -c release --static-swift-stdlib` unless
 TASKQ_BIN_DIR is set) and prints one table of figures, each next to what it is
 compared with in the same run:
 
+  W1     enqueue 20,000 tasks with `enqueue --lines`, one commit per task and (W1b) per
+         100, beside the harness's C limit program (../shared/bench/limit/limit.c,
+         or $BENCH_DIR; needs cc and libsqlite3-dev) run alternately
   W2     drain N queued no-op tasks (Swift handler) with 2 and 4 workers
+  W3     1,000 tasks enqueued 2 ms apart into 2 idle workers: enqueue-to-start p50/p99
   W4     2,000 shell tasks (`true`) through `supervise --handler` with 2 workers,
          vs `xargs -P 2` running `sh -c true`, vs task-spooler (`tsp`) with 2 slots
   CLI    `taskq enqueue` as a new process, one task, median wall time, vs
@@ -18,8 +22,8 @@ compared with in the same run:
   memory RSS of an idle worker and supervisor, the peak of one worker draining 200,000
          tasks alone, and of workers after 1,000,000 tasks
 
-W1, W1b, W2 and W3 against the peers and the SQLite limit come from
-../shared/bench (see docs/performance.md for the command).
+The same W1-W3 beside the peers (huey, persist-queue, litequeue, multiprocessing.Queue)
+come from ../shared/bench (see docs/performance.md for the command).
 Figures vary with the machine's load: compare ratios from one run.
 """
 import argparse, json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
@@ -70,6 +74,86 @@ def enqueue_lines(db, n, commit_every=100, start=0):
 def drain(db, workers):
     r = sh([f"{BIN}/taskq-example-worker", "--db", db, "--workers", str(workers), "--until-empty", "--report"])
     return json.loads(r.stdout.strip().splitlines()[-1])["elapsed_s"]
+
+
+def limit_program(tmp):
+    """The harness's C limit program (../shared/bench/limit/limit.c, or $BENCH_DIR),
+    compiled against the system's SQLite, or None when it or a compiler is missing."""
+    src = os.path.join(os.environ.get("BENCH_DIR", os.path.join(ROOT, "..", "shared", "bench")), "limit", "limit.c")
+    exe = os.path.join(tmp, "limit")
+    if not os.path.exists(src) or subprocess.run(["cc", "-O2", "-o", exe, src, "-lsqlite3"],
+                                                 capture_output=True).returncode != 0:
+        return None
+    return exe
+
+
+def limit_rate(exe, tmp, case, n):
+    d = os.path.join(tmp, "limit-" + case)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    out = sh([exe, "--dir", d, "--n", str(n), "--max-seconds", "4", "--only", case]).stdout
+    return next(float(l.split()[4]) for l in out.splitlines() if len(l.split()) > 4 and l.split()[1] == case)
+
+
+def w1(tmp, n):
+    """W1 and W1b as the harness runs them: `enqueue --lines` into a database made
+    before the timing, one commit per line and per 100 lines; beside the limit
+    program's single-row and 100-row inserts, run alternately, medians of 3."""
+    print(f"W1: enqueue {n} tasks, one durable commit per task, and in batches of 100")
+    exe = limit_program(tmp)
+    lines = payloads(n)
+    for batch, case, name in ((1, "insert1.normal", "W1"), (100, "insert100.normal", "W1b")):
+        ours, theirs = [], []
+        for rep in range(3):
+            db = os.path.join(tmp, f"w1-{batch}-{rep}.db")
+            sh([f"{BIN}/taskq", "init", "--db", db])
+            r = subprocess.run([f"{BIN}/taskq", "enqueue", "bench-noop", "--lines", "--commit-every", str(batch),
+                                "--quiet", "--report", "--db", db], input=lines, text=True, capture_output=True, check=True)
+            ours.append(n / json.loads(r.stdout.strip().splitlines()[-1])["elapsed_s"])
+            if exe:
+                theirs.append(limit_rate(exe, tmp, case, n))
+        a = statistics.median(ours)
+        if theirs:
+            b = statistics.median(theirs)
+            row(f"{name} limit program, {case}", b, "rows/s")
+            row(f"{name} taskq enqueue --lines", a, "tasks/s", f"{a / b:.0%} of the limit",
+                "goal >= 85%" if batch == 1 else "goal >= 70%")
+        else:
+            row(f"{name} taskq enqueue --lines", a, "tasks/s", "(no limit program: BENCH_DIR or cc missing)")
+
+
+def w3(tmp, n, gap_ms=2.0):
+    """W3: n tasks enqueued one commit at a time, gap_ms apart, into 2 idle
+    workers; enqueue-to-start latency from the bench handler's audit lines."""
+    print(f"W3: {n} tasks enqueued {gap_ms:g} ms apart into 2 idle workers")
+    db = os.path.join(tmp, "w3.db")
+    audit = os.path.join(tmp, "w3-audit")
+    sh([f"{BIN}/taskq", "init", "--db", db])
+    proc = subprocess.Popen([f"{BIN}/taskq-example-worker", "--db", db, "--workers", "2"],
+                            env=dict(os.environ, BENCH_AUDIT_DIR=audit),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: len(children(proc.pid)) == 2, 10)
+        time.sleep(1.5)   # warm-up: the workers go idle
+        producer = subprocess.Popen([f"{BIN}/taskq", "enqueue", "bench-noop", "--lines", "--quiet", "--db", db],
+                                    stdin=subprocess.PIPE, text=True)
+        next_at = time.perf_counter()
+        for i in range(n):
+            while time.perf_counter() < next_at:
+                pass
+            producer.stdin.write('{"seq":%d,"enq_ns":%d}\n' % (i, time.time_ns()))
+            producer.stdin.flush()
+            next_at += gap_ms / 1000
+        producer.stdin.close()
+        producer.wait(timeout=60)
+        wait_for(lambda: sqlite(db, "SELECT count(*) FROM tasks WHERE state='succeeded'") == str(n), 60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    lags = sorted((int(f[2]) - int(f[1])) / 1e6 for name in os.listdir(audit)
+                  for f in (l.split("\t") for l in open(os.path.join(audit, name))))
+    row("W3 enqueue-to-start p50", lags[len(lags) // 2], "ms", "", "goal <= 1")
+    row("W3 enqueue-to-start p99", lags[int(len(lags) * 0.99)], "ms", "", f"goal <= 5; {len(lags)} of {n} started")
 
 
 def w2(tmp, n):
@@ -253,7 +337,7 @@ def main():
     global BIN
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a minute or two)")
-    ap.add_argument("--only", default="w2,w4,cli,memory,scale")
+    ap.add_argument("--only", default="w1,w2,w3,w4,cli,memory,scale")
     ap.add_argument("--json", help="also write the rows as JSON here")
     a = ap.parse_args()
     BIN = binaries()
@@ -261,7 +345,9 @@ def main():
     tmp = tempfile.mkdtemp(prefix="taskq-bench-")
     try:
         print(f"taskq benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+        if "w1" in only: w1(tmp, 20000)
         if "w2" in only: w2(tmp, 20000)
+        if "w3" in only: w3(tmp, 200 if a.quick else 1000)
         if "w4" in only: w4(tmp, 500 if a.quick else 2000)
         if "cli" in only: cli(tmp, 30 if a.quick else 200)
         if "memory" in only:
