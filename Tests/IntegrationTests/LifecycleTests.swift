@@ -154,8 +154,6 @@ import Glibc
         #expect(s.sql("SELECT state || ':' || attempts FROM tasks WHERE id = \(id)") == "queued:0")
     }
 
-    /// An idle worker sleeps until the next delayed task is due (no polling loop):
-    /// the task starts within tens of milliseconds of its time.
     /// Idle workers sleep on inotify and wake at a producer's commit; without it
     /// they would find new work only at their 1 s fallback poll (median ~500 ms).
     @Test func anIdleWorkerWakesAtTheCommitNotAtItsFallbackPoll() {
@@ -176,6 +174,8 @@ import Glibc
         #expect(sup.wait(timeout: 30) == 0)
     }
 
+    /// An idle worker sleeps until the next delayed task is due (no polling loop):
+    /// the task starts within tens of milliseconds of its time.
     @Test func aDelayedTaskStartsOnTime() {
         let s = Scenario()
         defer { s.close() }
