@@ -49,12 +49,22 @@ public final class Queue {
     /// The payload part of `validate`: for producers that check kind and options
     /// once and then many payloads (`enqueue --lines`).
     public static func validatePayload(_ payload: String) throws {
-        if payload.utf8.count > maxPayloadBytes {
-            throw TaskQueueError.badData("payload is \(payload.utf8.count) bytes; the limit is \(maxPayloadBytes) bytes (1 MiB): store large data elsewhere and enqueue its path")
-        }
+        if payload.utf8.count > maxPayloadBytes { throw payloadTooLarge(payload.utf8.count) }
         do { try JSON.validate(payload) } catch {
             throw TaskQueueError.badData("payload is not valid JSON: \(error)")
         }
+    }
+
+    /// `validatePayload` for UTF-8 bytes; text that is not UTF-8 is not valid JSON.
+    package static func validatePayload(bytes: UnsafeRawBufferPointer) throws {
+        if bytes.count > maxPayloadBytes { throw payloadTooLarge(bytes.count) }
+        do { try JSON.validate(bytes) } catch {
+            throw TaskQueueError.badData("payload is not valid JSON: \(error)")
+        }
+    }
+
+    private static func payloadTooLarge(_ count: Int) -> TaskQueueError {
+        .badData("payload is \(count) bytes; the limit is \(maxPayloadBytes) bytes (1 MiB): store large data elsewhere and enqueue its path")
     }
 
     /// Enqueues one task and returns its id.
@@ -75,6 +85,15 @@ public final class Queue {
     package func enqueue(validated tasks: [NewTask]) throws -> [Int64] {
         if tasks.isEmpty { return [] }
         return try store.insertTasks(tasks, now: .now())
+    }
+
+    /// One task per payload, all with `template`'s kind and options, in one
+    /// transaction. For a template that passed `validate` and has no unique key
+    /// and no `after`, and payloads that passed `validatePayload(bytes:)`.
+    package func enqueue(validated template: NewTask, payloads: PayloadBatch) throws -> [Int64] {
+        precondition(template.options.uniqueKey == nil && template.options.after.isEmpty, "a shared template has no unique key and no after")
+        if payloads.isEmpty { return [] }
+        return try store.insertTasks(kind: template.kind, options: template.options, payloads: payloads, now: .now())
     }
 
     /// One task, or nil when there is no such id.

@@ -92,6 +92,11 @@ package protocol TaskStore: AnyObject {
     /// grow: a task inserted later always has a larger id.
     func insertTasks(_ tasks: [NewTask], now: Timestamp) throws -> [Int64]
 
+    /// `insertTasks` for one task per payload, all of `kind` with `options` (which
+    /// have no unique key and no `after`): the bulk path of `enqueue --lines`. A
+    /// backend without a faster way keeps the default, which builds the tasks.
+    func insertTasks(kind: String, options: EnqueueOptions, payloads: PayloadBatch, now: Timestamp) throws -> [Int64]
+
     /// In one transaction: applies each outcome only if its task is still
     /// `running` with that owner and attempt (the fence; a rescued task's late
     /// result changes nothing), then, when `claim` is given, claims up to
@@ -162,6 +167,10 @@ package protocol TaskStore: AnyObject {
 }
 
 extension TaskStore {
+    package func insertTasks(kind: String, options: EnqueueOptions, payloads: PayloadBatch, now: Timestamp) throws -> [Int64] {
+        try insertTasks((0..<payloads.count).map { NewTask(kind: kind, payload: payloads.payload($0), options: options) }, now: now)
+    }
+
     /// `nextRunAt` among every queued task the claim could take.
     package func nextRunAt(_ claim: ClaimRequest, now: Timestamp) throws -> Timestamp? {
         try nextRunAt(claim, now: now, retriesOnly: false)

@@ -381,6 +381,10 @@ final class Statement {
         var v = v
         v.withUTF8 { bindBytes(i, UnsafeRawBufferPointer($0), text: true) }
     }
+    /// Binds UTF-8 `text` (copied: the caller's buffer may go right after).
+    func bind(_ i: Int32, text: UnsafeRawBufferPointer) {
+        bindBytes(i, text, text: true)
+    }
     func bind(_ i: Int32, bytes: [UInt8], asText: Bool = false) {
         bytes.withUnsafeBytes { bindBytes(i, $0, text: asText) }
     }

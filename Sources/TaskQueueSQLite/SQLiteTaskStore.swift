@@ -58,9 +58,15 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// in the same transaction): the row shows the policy the task runs under.
     /// A plain `VALUES` list: the same insert written as `INSERT … SELECT … LEFT
     /// JOIN kinds` cost SQLite a fifth more work per row.
-    static func insertSQL(rows: Int = 1, unique: Bool = false) -> String {
+    /// `sharing`: every row takes the first row's parameters but its payload,
+    /// which is ?12+r for row r ≥ 1 (?4 for the first): rows of one kind and one
+    /// set of options cost one bind each.
+    static func insertSQL(rows: Int = 1, unique: Bool = false, sharing: Bool = false) -> String {
         let values = (0..<rows).map { r in
-            "(" + (1...insertParameters).map { "?\(r * insertParameters + $0)" }.joined(separator: ", ") + ")"
+            "(" + (1...insertParameters).map { k in
+                if !sharing { return "?\(r * insertParameters + k)" }
+                return k == payloadParameter && r > 0 ? "?\(insertParameters + r)" : "?\(k)"
+            }.joined(separator: ", ") + ")"
         }
         return """
         INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash,
@@ -73,8 +79,10 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         """ : "")
     }
     static let insertParameters = 12
+    static let payloadParameter: Int32 = 4
     lazy var insertStmt = try! db.prepare(Self.insertSQL())
-    /// Multi-row inserts by row count (2 … `rowsPerInsert`), prepared when first used.
+    /// Multi-row inserts by row count (2 … `rowsPerInsert`; negative: `sharing`),
+    /// prepared when first used.
     private var multiInsertStmts: [Int: Statement] = [:]
     private lazy var maxIDStmt = try! db.prepare("SELECT max(id) FROM tasks")
     lazy var kindPolicyStmt = try! db.prepare("SELECT \(Self.kindColumns) FROM kinds WHERE kind = ?1")
@@ -188,10 +196,27 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         let nowText = text(now)   // one producer commits many times per millisecond
         let ids = try db.writeTransaction {
             var kinds = KindLookup()
-            if tasks.count == 1 { return [try insert(tasks[0], nowText: nowText, &kinds)] }
-            return try insertMany(tasks, nowText: nowText, &kinds)
+            return try insertRows(tasks.count, sharing: false) { s, first, rows in
+                for r in 0..<rows { try bindInsert(s, tasks[first + r], nowText: nowText, &kinds, row: r) }
+            }
         }
         if !tasks.isEmpty { keepKindCache() }
+        return ids
+    }
+
+    package func insertTasks(kind: String, options: EnqueueOptions, payloads: PayloadBatch, now: Timestamp) throws -> [Int64] {
+        let template = NewTask(kind: kind, options: options)
+        let nowText = text(now)
+        let ids = try db.writeTransaction {
+            var kinds = KindLookup()
+            return try insertRows(payloads.count, sharing: true) { s, first, rows in
+                try bindInsert(s, template, nowText: nowText, &kinds)
+                for r in 0..<rows {
+                    payloads.withPayload(first + r) { s.bind(r == 0 ? Self.payloadParameter : Int32(Self.insertParameters + r), text: $0) }
+                }
+            }
+        }
+        if !payloads.isEmpty { keepKindCache() }
         return ids
     }
 
@@ -204,30 +229,29 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// 32,766 since SQLite 3.32, 999 before).
     private lazy var rowsPerInsert = max(1, min(Self.maxRowsPerInsert, db.parameterLimit / Self.insertParameters))
 
-    /// Inserts `tasks` in order with multi-row INSERTs of up to 100 rows (a
-    /// statement per size, kept: a producer's batches are mostly one size) and
-    /// returns their ids. SQLite opens the table and each of its indexes once per
-    /// statement, which was two fifths of its work per row when a batch was
-    /// inserted one row per statement.
+    /// Inserts `count` rows in order with multi-row INSERTs of up to 100 rows (a
+    /// statement per size, kept: a producer's batches are mostly one size), `bind`
+    /// binding rows `first ..< first + rows` to each, and returns their ids.
+    /// SQLite opens the table and each of its indexes once per statement, which
+    /// was two fifths of its work per row when a batch was inserted one row per
+    /// statement.
     /// A multi-row insert reports only its last id; the others precede it one by
     /// one, because a new row's id is max(id) + 1 and this transaction holds the
     /// write lock. (SQLite picks a random id only once max(id) is 2^63 - 1: checked
     /// first, and such a table gets one row per statement.)
-    private func insertMany(_ tasks: [NewTask], nowText: String, _ kinds: inout KindLookup) throws -> [Int64] {
+    private func insertRows(_ count: Int, sharing: Bool,
+                            bind: (_ s: Statement, _ first: Int, _ rows: Int) throws -> Void) throws -> [Int64] {
         var ids: [Int64] = []
-        ids.reserveCapacity(tasks.count)
-        let top: Int64 = try maxIDStmt.firstRow { $0.optionalInt(0) }.flatMap { $0 } ?? 0
-        guard top < Int64.max - Int64(tasks.count) else {
-            for t in tasks { ids.append(try insert(t, nowText: nowText, &kinds)) }
-            return ids
-        }
+        ids.reserveCapacity(count)
+        var chunk = rowsPerInsert
+        if count > 1, let top = try maxIDStmt.firstRow({ $0.optionalInt(0) }) ?? nil, top >= Int64.max - Int64(count) { chunk = 1 }
         var i = 0
-        while i < tasks.count {
-            let rows = min(rowsPerInsert, tasks.count - i)
-            let s = try multiInsert(rows: rows)
+        while i < count {
+            let rows = min(chunk, count - i)
+            let s = try multiInsert(rows: rows, sharing: sharing)
             s.reset()
             defer { if rows > 1 { s.releaseLargeBuffers() } }
-            for r in 0..<rows { try bindInsert(s, tasks[i + r], nowText: nowText, &kinds, row: r) }
+            try bind(s, i, rows)
             try s.run()
             let last = db.lastInsertRowID
             for r in 0..<rows { ids.append(last - Int64(rows - 1 - r)) }
@@ -239,12 +263,13 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// Bytes the kept multi-row inserts hold in parameter buffers (for tests).
     var multiInsertKeptBytes: Int { multiInsertStmts.values.reduce(0) { $0 + $1.keptBytes } }
 
-    private func multiInsert(rows: Int) throws -> Statement {
+    private func multiInsert(rows: Int, sharing: Bool) throws -> Statement {
         if rows == 1 { return insertStmt }
-        if let s = multiInsertStmts[rows] { return s }
+        let key = sharing ? -rows : rows
+        if let s = multiInsertStmts[key] { return s }
         if multiInsertStmts.count >= 8 { multiInsertStmts.removeAll() }
-        let s = try db.prepare(Self.insertSQL(rows: rows))
-        multiInsertStmts[rows] = s
+        let s = try db.prepare(Self.insertSQL(rows: rows, sharing: sharing))
+        multiInsertStmts[key] = s
         return s
     }
 

@@ -285,7 +285,7 @@ struct Enqueue: ParsableCommand {
         var st = stat()
         let existing = stat(database.path, &st) == 0 && st.st_size > 0
         var queue: Queue? = existing ? try database.openForEnqueue() : nil
-        var pending: [NewTask] = []
+        var pending = PayloadBatch()
         var n = 0, count = 0, committed = 0
         let start = System.monotonic()
         var first: Double?
@@ -294,9 +294,9 @@ struct Enqueue: ParsableCommand {
         func commit() throws {
             if pending.isEmpty { return }
             if queue == nil { queue = try database.openForEnqueue() }
-            let ids = try queue!.enqueue(validated: pending)
+            let ids = try queue!.enqueue(validated: template, payloads: pending)
             committed += ids.count
-            pending.removeAll(keepingCapacity: true)
+            pending.removeAll()
             if !quiet { out(ids.map { "\($0)\n" }.joined()) }
         }
         // Kind and options are the same for every line: checked once here; each
@@ -312,10 +312,18 @@ struct Enqueue: ParsableCommand {
                 if bytes.count > Queue.maxPayloadBytes + 65_536 {
                     throw TaskQueueError.badData("line is longer than the 1 MiB payload limit")
                 }
-                guard let payload = trimmedText(bytes) else { throw TaskQueueError.badData("not valid UTF-8 text") }
-                if payload.isEmpty { continue }
-                try Queue.validatePayload(payload)
-                pending.append(NewTask(kind: template.kind, payload: payload, options: template.options))
+                let appended = try trimmed(bytes).withUnsafeBytes { payload -> Bool in
+                    if payload.isEmpty { return false }
+                    do { try Queue.validatePayload(bytes: payload) } catch {
+                        // JSON is UTF-8, so the check above refused such a line too, but
+                        // perhaps for a syntax error further on.
+                        if String(validating: payload, as: UTF8.self) == nil { throw TaskQueueError.badData("not valid UTF-8 text") }
+                        throw error
+                    }
+                    pending.append(payload)
+                    return true
+                }
+                if !appended { continue }
             } catch let e as TaskQueueError {
                 try commit()
                 let earlier = committed == 0 ? "nothing was enqueued" : "the \(committed) earlier line\(committed == 1 ? " was" : "s were") enqueued"
@@ -373,6 +381,17 @@ struct LineReader {
     }
 }
 
+/// `bytes` without surrounding spaces, tabs, CRs and newlines.
+func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+    func isSpace(_ b: UInt8) -> Bool {
+        b == UInt8(ascii: " ") || b == UInt8(ascii: "\n") || b == UInt8(ascii: "\t") || b == UInt8(ascii: "\r")
+    }
+    var lo = bytes.startIndex, hi = bytes.endIndex
+    while lo < hi && isSpace(bytes[lo]) { lo += 1 }
+    while hi > lo && isSpace(bytes[hi - 1]) { hi -= 1 }
+    return bytes[lo..<hi]
+}
+
 /// `bytes` without surrounding spaces, tabs, CRs and newlines, as text; nil when
 /// they are not UTF-8. Trimmed on the bytes (the whitespace is ASCII), then
 /// decoded, and compared with the input: decoding repairs bad bytes (U+FFFD in
@@ -380,13 +399,7 @@ struct LineReader {
 /// library's `String(validating:)` instantiates generic metadata on every call:
 /// a quarter of a line's cost outside SQLite.)
 func trimmedText(_ bytes: ArraySlice<UInt8>) -> String? {
-    func isSpace(_ b: UInt8) -> Bool {
-        b == UInt8(ascii: " ") || b == UInt8(ascii: "\n") || b == UInt8(ascii: "\t") || b == UInt8(ascii: "\r")
-    }
-    var lo = bytes.startIndex, hi = bytes.endIndex
-    while lo < hi && isSpace(bytes[lo]) { lo += 1 }
-    while hi > lo && isSpace(bytes[hi - 1]) { hi -= 1 }
-    return bytes[lo..<hi].withUnsafeBufferPointer { input -> String? in
+    trimmed(bytes).withUnsafeBufferPointer { input -> String? in
         if input.isEmpty { return "" }
         var text = String(decoding: input, as: UTF8.self)
         return text.withUTF8 { $0.count == input.count && memcmp($0.baseAddress!, input.baseAddress!, input.count) == 0 } ? text : nil

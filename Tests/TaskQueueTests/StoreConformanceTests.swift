@@ -33,6 +33,7 @@ enum StoreConformance {
         .init("insertTasks returns increasing ids and stores what it was given") { try insertReturnsIncreasingIDs($0) },
         .init("insertTasks is all-or-nothing") { try insertIsAllOrNothing($0) },
         .init("consecutive batches store each row's own values") { try consecutiveBatchesKeepEachRowsValues($0) },
+        .init("insertTasks(kind:options:payloads:) stores each payload with the shared options") { try payloadBatchesShareOptions($0) },
         .init("claim order: priority desc, run_at, id; future run_at waits") { try claimOrder($0) },
         .init("claimed rows are running, owned, attempts + 1") { try claimMarksRowsRunning($0) },
         .init("claim honours kinds, queues (nil = all) and limit") { try claimFilters($0) },
@@ -127,6 +128,42 @@ enum StoreConformance {
                 #expect(t.onCrash == o.onCrash && t.backoffBase == o.backoffBase && t.backoffCap == o.backoffCap,
                         "batch \(batch) row \(row): \(t)")
             }
+        }
+    }
+
+    /// The bulk path of `enqueue --lines`: one kind and options for every row,
+    /// each row its own payload, ids in order; batches with other options, and
+    /// `[NewTask]` inserts in between, do not bleed into each other.
+    static func payloadBatchesShareOptions(_ make: @escaping StoreFactory) throws {
+        let store = try make()
+        let now = Timestamp.now()
+        func batch(_ payloads: [String]) -> PayloadBatch {
+            var b = PayloadBatch()
+            for p in payloads { Array(p.utf8).withUnsafeBytes { b.append($0) } }
+            return b
+        }
+        #expect(try store.insertTasks(kind: "t", options: .init(), payloads: PayloadBatch(), now: now) == [])
+        let delayed = EnqueueOptions(queue: "mail", priority: -7, runAt: now.adding(seconds: 90), maxAttempts: 5, timeout: 2.5,
+                                     onCrash: .fail, backoffBase: 2, backoffCap: 60)
+        var last: Int64 = 0
+        for (round, (kind, options)) in [("send", delayed), ("plain", EnqueueOptions()), ("send", delayed)].enumerated() {
+            // 250 rows: 100 + 100 + 50 in the SQLite store's multi-row inserts.
+            let payloads = (0..<250).map { i in i % 7 == 0 ? #"{"to":"\#(i)@\#(round)","pad":"\#(String(repeating: "x", count: i))"}"# : "[\(i),\(round)]" }
+            let ids = try store.insertTasks(kind: kind, options: options, payloads: batch(payloads), now: now)
+            #expect(ids.count == 250 && ids[0] > last && zip(ids, ids.dropFirst()).allSatisfy { $0 < $1 }, "round \(round)")
+            for (i, id) in ids.enumerated() {
+                let t = try #require(try store.task(id))
+                #expect(t.kind == kind && t.payload == payloads[i] && t.queue == options.queue && t.priority == options.priority
+                        && t.runAt == (options.runAt ?? now) && t.maxAttempts == (options.maxAttempts ?? 3)
+                        && t.timeout == options.timeout && t.onCrash == options.onCrash
+                        && t.backoffBase == options.backoffBase && t.backoffCap == options.backoffCap, "round \(round) row \(i): \(t)")
+            }
+            let one = try store.insertTasks([NewTask(kind: "between", payload: "\(round)")], now: now)
+            #expect(try store.task(one[0])?.payload == "\(round)" && one[0] > ids.last!)
+            let single = try store.insertTasks(kind: kind, options: options, payloads: batch(["[0]"]), now: now)
+            let lone = try #require(try store.task(single[0]))
+            #expect(lone.payload == "[0]" && lone.queue == options.queue && lone.priority == options.priority)
+            last = single[0]
         }
     }
 
@@ -811,8 +848,12 @@ enum StoreConformance {
             // Twice the same batch: the second must bind every payload again,
             // although the statement held the same values before they were released.
             let payloads = (0..<100).map { String(repeating: "\($0 % 10)", count: 10_000 + $0) }
-            for _ in 0..<2 {
-                let ids = try store.insertTasks(payloads.map { NewTask(kind: "big", payload: $0) }, now: .now())
+            var shared = PayloadBatch()
+            for p in payloads { Array(p.utf8).withUnsafeBytes { shared.append($0) } }
+            for round in 0..<4 {
+                // Both insert paths: one task each, and one kind and options for all.
+                let ids = round < 2 ? try store.insertTasks(payloads.map { NewTask(kind: "big", payload: $0) }, now: .now())
+                    : try store.insertTasks(kind: "big", options: .init(), payloads: shared, now: .now())
                 for (i, id) in ids.enumerated() { #expect(try store.task(id)?.payload == payloads[i], "task \(id)") }
                 #expect(store.multiInsertKeptBytes < 100 * 1_024, "\(store.multiInsertKeptBytes) bytes kept")
             }
@@ -829,6 +870,11 @@ enum StoreConformance {
             let ids = try store.insertTasks((0..<250).map { NewTask(kind: "t", payload: "\($0)") }, now: .now())
             #expect(Set(ids).count == 250)
             for (i, id) in ids.enumerated() { #expect(try store.task(id)?.payload == "\(i)", "task \(id)") }
+            var shared = PayloadBatch()
+            for i in 0..<250 { Array("\(i)".utf8).withUnsafeBytes { shared.append($0) } }
+            let more = try store.insertTasks(kind: "t", options: .init(), payloads: shared, now: .now())
+            #expect(Set(more).count == 250 && more[0] > ids.last!)
+            for (i, id) in more.enumerated() { #expect(try store.task(id)?.payload == "\(i)", "task \(id)") }
         }
     }
 
