@@ -94,8 +94,12 @@ public final class Child {
 
     /// Spawns `path args`. With `captureOutput`, stdout/stderr are pipes read by
     /// `finish`; otherwise they go to files under `logDir` (readable any time).
+    /// Its stdin is `stdinData` (fed through a pipe), else the file `stdinFile`, else
+    /// with `stdinWriter` a pipe the caller writes with `writeStdin` and ends with
+    /// `closeStdin`, else /dev/null.
     public init(_ path: String, _ args: [String], env: [String: String] = [:], cwd: String? = nil,
-                stdinData: [UInt8]? = nil, captureOutput: Bool = false, logDir: String? = nil, newSession: Bool = false) {
+                stdinData: [UInt8]? = nil, stdinFile: String? = nil, stdinWriter: Bool = false,
+                captureOutput: Bool = false, logDir: String? = nil, newSession: Bool = false) {
         var environment = currentEnv()
         for (k, v) in env { environment[k] = v }
         let envList = environment.map { "\($0.key)=\($0.value)" }
@@ -106,6 +110,13 @@ public final class Child {
             taskq_pipe_cloexec(&p)
             inFD = p[0]; inWrite = p[1]
             _ = data  // written after spawn
+        } else if let stdinFile {
+            inFD = open(stdinFile, O_RDONLY | O_CLOEXEC)
+            precondition(inFD >= 0, "cannot open \(stdinFile)")
+        } else if stdinWriter {
+            var p: [Int32] = [0, 0]
+            taskq_pipe_cloexec(&p)
+            inFD = p[0]; writerFD = p[1]
         } else {
             inFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
         }
@@ -146,6 +157,24 @@ public final class Child {
 
     private var pendingStdin: [UInt8] = []
     private var stdinFD: Int32 = -1
+    private var writerFD: Int32 = -1
+
+    /// Writes `bytes` to the stdin of a child started with `stdinWriter` (blocking
+    /// until the pipe takes them all). False if it is closed or the child is gone.
+    @discardableResult
+    public func writeStdin(_ bytes: [UInt8]) -> Bool {
+        var done = 0
+        while writerFD >= 0 && done < bytes.count {
+            let n = bytes.withUnsafeBytes { write(writerFD, $0.baseAddress! + done, $0.count - done) }
+            if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else { return false }
+        }
+        return writerFD >= 0
+    }
+
+    /// Ends the stdin of a child started with `stdinWriter` (it reads end of file).
+    public func closeStdin() {
+        if writerFD >= 0 { close(writerFD); writerFD = -1 }
+    }
 
     private func pumpStdin() {
         while stdinFD >= 0 {
@@ -180,6 +209,29 @@ public final class Child {
         return nil
     }
 
+    /// Waits up to `timeout` for exit, like `wait(timeout:)`, but woken by the exit
+    /// itself (a pidfd) rather than by polling every few milliseconds: for timing a run.
+    /// Output pipes are drained meanwhile; `finish()` then returns what it printed.
+    public func waitExactly(timeout: Double) -> Int32? {
+        if exited { return status }
+        let pidfd = taskq_pidfd_open(pid)
+        if pidfd < 0 { return wait(timeout: timeout) }
+        defer { close(pidfd) }
+        let deadline = System.monotonic() + timeout
+        while true {
+            pumpStdin()
+            var fds = [pollfd(fd: pidfd, events: Int16(POLLIN), revents: 0)]
+            if outPipe >= 0 { fds.append(pollfd(fd: outPipe, events: Int16(POLLIN), revents: 0)) }
+            if errPipe >= 0 { fds.append(pollfd(fd: errPipe, events: Int16(POLLIN), revents: 0)) }
+            if stdinFD >= 0 { fds.append(pollfd(fd: stdinFD, events: Int16(POLLOUT), revents: 0)) }
+            let left = deadline - System.monotonic()
+            if left <= 0 { return exited ? status : nil }
+            _ = poll(&fds, nfds_t(fds.count), Int32(min(left, 1) * 1000) + 1)
+            if fds[0].revents != 0 && exited { return status }
+            drainPipes(block: false)
+        }
+    }
+
     /// Waits for exit (killing it after `timeout`) and returns what it printed.
     public func finish(timeout: Double = 120) -> RunResult {
         let deadline = System.monotonic() + timeout
@@ -194,6 +246,7 @@ public final class Child {
             }
         }
         while drainPipes(block: false) {}
+        closeStdin()
         if outPipe >= 0 { close(outPipe); outPipe = -1 }
         if errPipe >= 0 { close(errPipe); errPipe = -1 }
         let o = outFile.map { readAll($0) } ?? collected.0
@@ -204,6 +257,7 @@ public final class Child {
 
     /// Kills it (SIGKILL) if still running and reaps it.
     public func kill9() {
+        closeStdin()
         if !exited { kill(pid, SIGKILL); _ = wait(timeout: 10) }
     }
 
