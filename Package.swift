@@ -42,9 +42,18 @@ let package = Package(
                           path: "examples/swift-worker"),
         // Shared by the tests: spawn real processes, wait with deadlines, read rows.
         .target(name: "TaskQueueTestSupport", dependencies: ["TaskQueue", "CTaskQSystem"]),
+        // taskq's own benchmark (every row of issue 5: W1-W4, CLI, memory, scale) as a
+        // release-mode executable that drives the built `taskq` and
+        // `taskq-example-worker` as processes:
+        //   swift build -c release --static-swift-stdlib && .build/release/taskq-bench --help
+        .executableTarget(name: "taskq-bench", dependencies: [
+            "TaskQueue", "TaskQueueTestSupport", "CTaskQSystem",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Benchmarks/taskq-bench"),
         .testTarget(name: "TaskQueueTests", dependencies: ["TaskQueue", "TaskQueueSQLite", "TaskQueueTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TaskQueue", "TaskQueueTestSupport",
-                                                             "taskq", "taskq-example-producer", "taskq-example-worker"]),
+                                                             "taskq", "taskq-example-producer", "taskq-example-worker",
+                                                             "taskq-bench"]),
     ],
     swiftLanguageModes: [.v5]
 )
