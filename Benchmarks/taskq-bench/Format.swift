@@ -1,31 +1,30 @@
 // Number formatting as the Python driver printed it (format specs ".2f", ",.2f",
 // ",.0f", ".0%"), without Foundation.
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// `v` with `decimals` digits after the point, rounded half to even like Python's
-/// `format(v, ".2f")`; `grouped` puts commas between thousands (",.2f").
+/// `v` with `decimals` digits after the point (C's "%.*f": the exact value rounded
+/// half to even, as Python's `format(v, ".2f")` does); `grouped` puts commas between
+/// thousands (",.2f").
 func fixed(_ v: Double, _ decimals: Int, grouped: Bool = false) -> String {
-    guard v.isFinite else { return v.isNaN ? "nan" : (v < 0 ? "-inf" : "inf") }
-    var scale: UInt64 = 1
-    for _ in 0..<decimals { scale *= 10 }
-    let scaled = (abs(v) * Double(scale)).rounded(.toNearestOrEven)
-    guard scaled < 9e18 else { return "\(v)" }
-    let units = UInt64(scaled)
-    var whole = String(units / scale)
-    if grouped {
-        var out = ""
-        for (i, c) in whole.enumerated() {
-            if i > 0 && (whole.count - i) % 3 == 0 { out.append(",") }
-            out.append(c)
-        }
-        whole = out
+    var buf = [CChar](repeating: 0, count: 400)
+    _ = withVaList([Int32(decimals), v]) { vsnprintf(&buf, buf.count, "%.*f", $0) }
+    let s = String(cString: buf)
+    guard grouped, v.isFinite else { return s }
+    let sign = s.hasPrefix("-") ? "-" : ""
+    let digits = s.dropFirst(sign.count)
+    let whole = digits.prefix { $0 != "." }
+    var out = ""
+    for (i, c) in whole.enumerated() {
+        if i > 0 && (whole.count - i) % 3 == 0 { out.append(",") }
+        out.append(c)
     }
-    var s = (v < 0 ? "-" : "") + whole
-    if decimals > 0 {
-        let frac = String(units % scale)
-        s += "." + String(repeating: "0", count: decimals - frac.count) + frac
-    }
-    return s
+    return sign + out + digits.dropFirst(whole.count)
 }
+
+/// An integer with thousands commas, like Python's `format(n, ",")`.
+func grouped(_ n: Int) -> String { fixed(Double(n), 0, grouped: true) }
 
 /// A ratio as a whole percentage, like Python's `format(x, ".0%")`.
 func percent(_ x: Double) -> String { fixed(x * 100, 0) + "%" }

@@ -80,6 +80,3 @@ func peakRSSIntermediate(_ argv: [String]) -> Never {
     print("\(usage.ru_maxrss) \(own)")
     exit(0)
 }
-
-/// An integer with thousands commas, like Python's `format(n, ",")`.
-func grouped(_ n: Int) -> String { fixed(Double(n), 0, grouped: true) }

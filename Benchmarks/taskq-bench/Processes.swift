@@ -107,7 +107,8 @@ func children(of pid: Int32) -> [Int32] {
 func statusKB(_ pid: Int32, _ field: String) -> Int {
     let text = String(decoding: readAll("/proc/\(pid)/status"), as: UTF8.self)
     for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
-        return Int(line.dropFirst(field.count + 1).split(separator: " ").first ?? "") ?? 0
+        // "VmRSS:\t   10860 kB"
+        return Int(line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") ?? 0
     }
     return 0
 }
