@@ -19,9 +19,11 @@ extension Bench {
         guard try waitFor(10, { children(of: workers.pid).count == 2 }) else {
             throw BenchError("the worker example did not start 2 workers in 10 s: \(workers.stderrSoFar)")
         }
-        sleepSeconds(1.5)   // warm-up: the workers go idle
+        // The producer starts before the warm-up, as the shared harness's does: the
+        // first lines are then not stamped while it is still opening the database.
         let producer = Child(taskq, ["enqueue", "bench-noop", "--lines", "--quiet", "--db", db],
                              stdinWriter: true, logDir: tmp)
+        sleepSeconds(1.5)   // warm-up: the workers go idle, the producer waits on stdin
         var nextAt = System.monotonic()
         for i in 0..<n {
             try checkInterrupted()
