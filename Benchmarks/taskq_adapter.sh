@@ -42,7 +42,7 @@ case "$sub" in
   info)
     [ -s "$db" ] || "$bin/taskq" init --db "$db" >/dev/null
     jm=$(sqlite3 "$db" "PRAGMA journal_mode")
-    printf '{"peer": "taskq", "journal_mode": "%s", "synchronous": "%s", "library_default": "WAL, synchronous=NORMAL (taskq --synchronous normal|full)", "claim": "BEGIN IMMEDIATE; finish previous batch (fenced UPDATEs) + SELECT .. ORDER BY priority DESC, run_at, id LIMIT k (partial index; k adapts 1..512) + UPDATE .. WHERE id IN (the ids, via json_each)"}\n' "$jm" "$sync"
+    printf '{"peer": "taskq", "journal_mode": "%s", "synchronous": "%s", "library_default": "WAL, synchronous=NORMAL (taskq --synchronous normal|full)", "claim": "BEGIN IMMEDIATE; finish previous batch (fenced UPDATEs) + due delayed tasks (partial index, usually one probe) + SELECT .. ORDER BY priority DESC, id LIMIT k (partial index of ready tasks; k adapts 1..512), merged in claim order + UPDATE .. WHERE id IN (the ids, via json_each)"}\n' "$jm" "$sync"
     ;;
   *) exit 2 ;;
 esac

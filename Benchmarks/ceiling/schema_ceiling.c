@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
             sqlite3_bind_text(ins, p + 2, "default", -1, SQLITE_STATIC);
             sqlite3_bind_int64(ins, p + 3, 0);
             sqlite3_bind_text(ins, p + 4, payloads[r], len, SQLITE_STATIC);
-            sqlite3_bind_text(ins, p + 5, ts, -1, SQLITE_STATIC);
+            sqlite3_bind_text(ins, p + 5, "", 0, SQLITE_STATIC);   /* run_at '': ready at once */
             sqlite3_bind_int64(ins, p + 6, 3);
             sqlite3_bind_text(ins, p + 8, ts, -1, SQLITE_STATIC);
         }

@@ -23,16 +23,20 @@
 #include <string.h>
 
 static const char *now = "2026-11-27T03:00:00.123Z";
-static const char *claim_sql =
-    "SELECT id, kind, queue, payload, attempts, max_attempts, timeout_s, on_crash, backoff_base_s, backoff_cap_s "
-    "FROM tasks INDEXED BY tasks_queued "
-    "WHERE state = 'queued' AND run_at <= ?1 "
+/* The claim's two halves (migrations/0006): the due tasks with a start time (none
+ * here: one probe), then the ready ones. */
+#define CLAIM_SQL(COLUMNS, INDEX, RANGE, ORDER) \
+    "SELECT id, kind, queue, payload, attempts, max_attempts, timeout_s, on_crash, backoff_base_s, backoff_cap_s, " COLUMNS " " \
+    "FROM tasks INDEXED BY " INDEX " " \
+    "WHERE state = 'queued' AND " RANGE " " \
     "AND id < coalesce((SELECT min(id) FROM tasks INDEXED BY tasks_stop_sentinels "
-    "WHERE kind = 'taskq.stop' AND state = 'queued' AND json_extract(payload, '$.supervisor') = ?2), 9223372036854775807) "
-    "AND (kind = ?4) "
-    "AND (NOT EXISTS (SELECT 1 FROM queues WHERE paused_at IS NOT NULL) "
-    "OR queue NOT IN (SELECT name FROM queues WHERE paused_at IS NOT NULL)) "
-    "ORDER BY priority DESC, run_at, id LIMIT ?3";
+    "WHERE kind = 'taskq.stop' AND state = 'queued' AND json_extract(payload, '$.supervisor') = ?2), 9223372036854775807) " \
+    "AND (kind = ?4) " \
+    "AND (NOT EXISTS (SELECT 1 FROM queues WHERE paused_at IS NOT NULL) " \
+    "OR queue NOT IN (SELECT name FROM queues WHERE paused_at IS NOT NULL)) " \
+    "ORDER BY " ORDER " LIMIT ?3"
+static const char *due_sql = CLAIM_SQL("priority, run_at", "tasks_delayed", "run_at > '' AND run_at <= ?1", "priority DESC, run_at, id");
+static const char *claim_sql = CLAIM_SQL("priority, created_at", "tasks_ready", "run_at = ''", "priority DESC, id");
 static const char *mark_sql =
     "UPDATE tasks SET state = 'running', owner = ?1, attempts = attempts + 1, started_at = ?2, "
     "worker_pid = ?3, worker_host = ?4 WHERE id IN (SELECT value FROM json_each(?5))";
@@ -54,7 +58,8 @@ int main(int argc, char **argv) {
     sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA ignore_check_constraints=1;"
                      "PRAGMA cache_size=-4096; PRAGMA temp_store=MEMORY", 0, 0, 0);
     sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, (int *)0);
-    sqlite3_stmt *claim, *mark, *finish;
+    sqlite3_stmt *due, *claim, *mark, *finish;
+    if (sqlite3_prepare_v3(db, due_sql, -1, SQLITE_PREPARE_PERSISTENT, &due, 0)) fail(db, "due");
     if (sqlite3_prepare_v3(db, claim_sql, -1, SQLITE_PREPARE_PERSISTENT, &claim, 0)) fail(db, "claim");
     if (sqlite3_prepare_v3(db, mark_sql, -1, SQLITE_PREPARE_PERSISTENT, &mark, 0)) fail(db, "mark");
     if (sqlite3_prepare_v3(db, finish_sql, -1, SQLITE_PREPARE_PERSISTENT, &finish, 0)) fail(db, "finish");
@@ -77,6 +82,12 @@ int main(int argc, char **argv) {
         }
         have = 0;
         if (done < n) {
+            sqlite3_bind_text(due, 1, now, 24, SQLITE_STATIC);
+            sqlite3_bind_text(due, 2, "5", 1, SQLITE_STATIC);
+            sqlite3_bind_int64(due, 3, 512);
+            sqlite3_bind_text(due, 4, "bench-noop", 10, SQLITE_STATIC);
+            if (sqlite3_step(due) != SQLITE_DONE) fail(db, "due: expected no due task");
+            sqlite3_reset(due);
             sqlite3_bind_text(claim, 1, now, 24, SQLITE_STATIC);
             sqlite3_bind_text(claim, 2, "5", 1, SQLITE_STATIC);
             sqlite3_bind_int64(claim, 3, 512);

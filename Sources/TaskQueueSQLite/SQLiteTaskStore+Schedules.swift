@@ -129,10 +129,9 @@ extension SQLiteTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
     }
 
     package func groupTasks(_ name: String, from position: Int, limit: Int) throws -> [(position: Int, task: TaskRecord)] {
-        let names = Self.taskColumns.split(separator: ",").map { "t." + String($0).trimmingCharacters(in: " \n") }
-        let positionColumn = Int32(names.count)   // after the task's columns
+        let positionColumn = Self.taskColumnCount   // after the task's columns
         return try db.prepare("""
-            SELECT \(names.joined(separator: ", ")), g.position FROM task_groups g JOIN tasks t ON t.id = g.task_id
+            SELECT \(Self.taskColumns("t.")), g.position FROM task_groups g JOIN tasks t ON t.id = g.task_id
             WHERE g.group_name = ? AND g.position >= ? ORDER BY g.position LIMIT ?
             """).bind(.text(name), .int(Int64(position)), .int(Int64(limit))).rows { r in
             (position: Int(r.int(positionColumn)), task: taskRecord(r))

@@ -151,11 +151,14 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                     backoffBase: r.optionalDouble(8), backoffCap: r.optionalDouble(9))
     }
 
-    /// The claim's first half: which tasks, in claim order, served by the partial
-    /// index `tasks_queued`. Prepared per shape of kinds and queues (a worker's never
-    /// change, so it prepares exactly one). `claim` then marks them running.
-    private func claimStatement(kinds: Int, queues: Int?) throws -> Statement {
-        let key = "\(kinds)/\(queues ?? -1)"
+    /// The claim's first half: which tasks, in claim order, from one of the two
+    /// partial indexes (migrations/0006): `tasks_ready` (run_at '', in id order
+    /// within a priority) or, with `delayed`, `tasks_delayed` (a run_at that has
+    /// passed, in run_at order). Each row also gives its priority and the time it
+    /// became claimable, for `claim` to merge the two. Prepared per shape of kinds
+    /// and queues (a worker's never change, so it prepares exactly two).
+    private func claimStatement(kinds: Int, queues: Int?, delayed: Bool) throws -> Statement {
+        let key = "\(kinds)/\(queues ?? -1)/\(delayed)"
         if let s = claimStmts[key] { return s }
         // Numbered parameters throughout: a bare "?" would take the number after the
         // highest seen so far, colliding with ?3 further down.
@@ -171,16 +174,18 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         // (SELECT …) RETURNING …` did it in one statement, but RETURNING stores every
         // row in a temporary table first, which made a claim cost a quarter more
         // per task (measured in C on this schema: 29.6k instructions, against 22.9k).
+        // (?1, now, is not used by the ready half: the numbering stays the same.)
         let s = try db.prepare("""
-            SELECT \(Self.claimedColumns) FROM tasks INDEXED BY tasks_queued
-            WHERE state = 'queued' AND run_at <= ?1
+            SELECT \(Self.claimedColumns), priority, \(delayed ? "run_at" : "created_at")
+            FROM tasks INDEXED BY \(delayed ? "tasks_delayed" : "tasks_ready")
+            WHERE state = 'queued' AND \(delayed ? "run_at > '' AND run_at <= ?1" : "run_at = ''")
               AND id < coalesce((SELECT min(id) FROM tasks INDEXED BY tasks_stop_sentinels
                                  WHERE kind = 'taskq.stop' AND state = 'queued'
                                    AND json_extract(payload, '$.supervisor') = ?2), 9223372036854775807)
               AND (\(kindList)) \(queueClause)
               AND (NOT EXISTS (SELECT 1 FROM queues WHERE paused_at IS NOT NULL)
                    OR queue NOT IN (SELECT name FROM queues WHERE paused_at IS NOT NULL))
-            ORDER BY priority DESC, run_at, id
+            ORDER BY priority DESC, \(delayed ? "run_at, " : "")id
             LIMIT ?3
             """)
         claimStmts[key] = s
@@ -340,7 +345,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         s.bind(p + 2, t.options.queue)
         s.bind(p + 3, t.options.priority)
         s.bind(p + 4, t.payload)
-        if let runAt = t.options.runAt { s.bind(p + 5, runAt.iso) } else { s.bind(p + 5, nowText) }
+        // run_at '': ready at once (migrations/0006).
+        if let runAt = t.options.runAt { s.bind(p + 5, runAt.iso) } else { s.bind(p + 5, "") }
         s.bind(p + 6, policy.maxAttempts)
         s.bind(p + 7, t.options.timeout)
         s.bind(p + 8, nowText)
@@ -375,16 +381,23 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     }
 
     private func claim(_ claim: ClaimRequest, now: Timestamp) throws -> [ClaimedTask] {
-        let s = try claimStatement(kinds: claim.kinds.count, queues: claim.queues?.count)
-        s.reset()
         let nowText = text(now)
-        s.bind(1, nowText)
-        s.bind(2, claim.supervisorID)
-        s.bind(3, Int64(claim.limit))
-        var i: Int32 = 4
-        for k in claim.kinds { s.bind(i, k); i += 1 }
-        for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
-        var tasks = try s.rows(claimedTask)
+        func rows<T>(delayed: Bool, _ read: (Statement) -> T) throws -> [T] {
+            let s = try claimStatement(kinds: claim.kinds.count, queues: claim.queues?.count, delayed: delayed)
+            s.reset()
+            s.bind(1, nowText)
+            s.bind(2, claim.supervisorID)
+            s.bind(3, Int64(claim.limit))
+            var i: Int32 = 4
+            for k in claim.kinds { s.bind(i, k); i += 1 }
+            for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
+            return try s.rows(read)
+        }
+        // Usually no task with a start time is due: one probe of a small index, and
+        // the ready tasks come in claim order by themselves.
+        let due = try rows(delayed: true, claimOrderKeyed)
+        var tasks = due.isEmpty ? try rows(delayed: false, claimedTask)
+            : Self.merge(due, try rows(delayed: false, claimOrderKeyed), limit: claim.limit)
         if tasks.isEmpty { return [] }
         let m = markClaimedStmt
         m.reset()
@@ -400,6 +413,30 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         }
         for k in tasks.indices { tasks[k].attempt += 1 }
         return tasks
+    }
+
+    /// A claimed row with its place in the claim order: priority, then the time it
+    /// became claimable (ISO text compares as time), then id.
+    private func claimOrderKeyed(_ r: Statement) -> (task: ClaimedTask, priority: Int64, since: String) {
+        (claimedTask(r), r.int(10), r.string(11))
+    }
+
+    /// The first `limit` of two lists that are each in claim order, in claim order.
+    static func merge(_ a: [(task: ClaimedTask, priority: Int64, since: String)],
+                      _ b: [(task: ClaimedTask, priority: Int64, since: String)], limit: Int) -> [ClaimedTask] {
+        func precedes(_ x: (task: ClaimedTask, priority: Int64, since: String),
+                      _ y: (task: ClaimedTask, priority: Int64, since: String)) -> Bool {
+            if x.priority != y.priority { return x.priority > y.priority }
+            if x.since != y.since { return x.since < y.since }
+            return x.task.id < y.task.id
+        }
+        var out: [ClaimedTask] = []
+        out.reserveCapacity(min(limit, a.count + b.count))
+        var i = 0, j = 0
+        while out.count < limit && (i < a.count || j < b.count) {
+            if j == b.count || (i < a.count && precedes(a[i], b[j])) { out.append(a[i].task); i += 1 } else { out.append(b[j].task); j += 1 }
+        }
+        return out
     }
 
     /// The claim's second half: the chosen rows (a JSON array of ids) become this
@@ -581,8 +618,9 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     private var nextRunAtStmts: [String: Statement] = [:]
 
     package func nextRunAt(_ claim: ClaimRequest, now: Timestamp, retriesOnly: Bool) throws -> Timestamp? {
-        // Reads the queued-tasks index, which holds only queued rows: cheap unless
-        // very many tasks wait for a future time. Runs only when a worker goes idle.
+        // Reads the index of queued tasks with a start time (ready ones are not in
+        // it): cheap unless very many tasks wait for a future time. Runs only when a
+        // worker goes idle.
         let key = "\(claim.kinds.count)/\(claim.queues?.count ?? -1)/\(retriesOnly)"
         let s: Statement
         if let cached = nextRunAtStmts[key] { s = cached } else {
@@ -591,8 +629,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 "AND (\((0..<q.count).map { "queue = ?\(3 + claim.kinds.count + $0)" }.joined(separator: " OR ")))"
             } ?? ""
             s = try db.prepare("""
-                SELECT min(run_at) FROM tasks INDEXED BY tasks_queued
-                WHERE state = 'queued' AND run_at > ?1 AND run_at < ?2 AND (\(kinds)) \(queues)\(retriesOnly ? " AND attempts > 0" : "")
+                SELECT min(run_at) FROM tasks INDEXED BY tasks_delayed
+                WHERE state = 'queued' AND run_at > '' AND run_at > ?1 AND run_at < ?2 AND (\(kinds)) \(queues)\(retriesOnly ? " AND attempts > 0" : "")
                 """)
             nextRunAtStmts[key] = s
         }
@@ -720,11 +758,17 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     // MARK: - inspection
 
-    static let taskColumns = """
-        id, kind, queue, state, priority, payload, run_at, attempts, max_attempts, timeout_s, owner,
-        created_at, started_at, finished_at, result, last_error, worker_pid, worker_host, on_crash, unique_key,
-        backoff_base_s, backoff_cap_s
+    /// The columns `taskRecord` reads, of table alias `t` when given ("t."). A
+    /// ready task's run_at is '' (migrations/0006): it shows its created_at.
+    static func taskColumns(_ t: String = "") -> String {
         """
+        \(t)id, \(t)kind, \(t)queue, \(t)state, \(t)priority, \(t)payload, iif(\(t)run_at = '', \(t)created_at, \(t)run_at),
+        \(t)attempts, \(t)max_attempts, \(t)timeout_s, \(t)owner, \(t)created_at, \(t)started_at, \(t)finished_at, \(t)result,
+        \(t)last_error, \(t)worker_pid, \(t)worker_host, \(t)on_crash, \(t)unique_key, \(t)backoff_base_s, \(t)backoff_cap_s
+        """
+    }
+    /// How many columns `taskColumns` has.
+    static let taskColumnCount: Int32 = 22
 
     func taskRecord(_ r: Statement) -> TaskRecord {
         var t = TaskRecord(id: r.int(0), kind: r.string(1), queue: r.string(2), state: TaskState(rawValue: r.string(3)) ?? .queued,
@@ -744,7 +788,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     package func task(_ id: Int64) throws -> TaskRecord? {
         try db.readTransaction {
-            guard var t = try db.prepare("SELECT \(Self.taskColumns) FROM tasks WHERE id = ?").bind(.int(id)).firstRow(taskRecord) else {
+            guard var t = try db.prepare("SELECT \(Self.taskColumns()) FROM tasks WHERE id = ?").bind(.int(id)).firstRow(taskRecord) else {
                 return nil
             }
             t.waitingFor = try db.prepare("SELECT depends_on FROM task_dependencies WHERE task_id = ? ORDER BY depends_on")
@@ -764,7 +808,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         if let k = filter.kind { clauses.append("kind = ?"); values.append(.text(k)) }
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         values.append(.int(Int64(filter.limit)))
-        return try db.prepare("SELECT \(Self.taskColumns) FROM tasks \(whereSQL) ORDER BY \(filter.latestFinishedFirst ? "finished_at DESC, " : "")id DESC LIMIT ?")
+        return try db.prepare("SELECT \(Self.taskColumns()) FROM tasks \(whereSQL) ORDER BY \(filter.latestFinishedFirst ? "finished_at DESC, " : "")id DESC LIMIT ?")
             .bind(values).rows(taskRecord)
     }
 

@@ -35,6 +35,7 @@ enum StoreConformance {
         .init("consecutive batches store each row's own values") { try consecutiveBatchesKeepEachRowsValues($0) },
         .init("insertTasks(kind:options:payloads:) stores each payload with the shared options") { try payloadBatchesShareOptions($0) },
         .init("claim order: priority desc, run_at, id; future run_at waits") { try claimOrder($0) },
+        .init("claim order: a task ready at enqueue counts from its created_at") { try claimOrderMixesReadyAndDue($0) },
         .init("claimed rows are running, owned, attempts + 1") { try claimMarksRowsRunning($0) },
         .init("claim honours kinds, queues (nil = all) and limit") { try claimFilters($0) },
         .init("a second claimer never gets a running row (interleaved)") { try secondClaimerInterleaved($0) },
@@ -223,6 +224,40 @@ enum StoreConformance {
         // run_at == now is ready; a millisecond before, it is not.
         #expect(try f.claimed(w, supervisor: sup, at: t.adding(seconds: 59.999)).isEmpty)
         #expect(try f.claimed(w, supervisor: sup, at: t.adding(seconds: 60)).map(\.id) == [s.future, s2.future])
+    }
+
+    /// Tasks enqueued without a start time are claimable from the moment they
+    /// were enqueued, and take their place among due delayed tasks by that time
+    /// (the SQLite store keeps them in a separate index: this is its merge).
+    static func claimOrderMixesReadyAndDue(_ make: @escaping StoreFactory) throws {
+        let store = try make()
+        let f = RowFactory(store)
+        let t = f.now
+        let sup = try f.supervisor()
+        let w = try f.worker(supervisor: sup)
+        func ready(_ priority: Int64, at seconds: Double) throws -> Int64 {
+            try store.insertTasks([NewTask(kind: "t", options: EnqueueOptions(priority: priority))], now: t.adding(seconds: seconds))[0]
+        }
+        func due(_ priority: Int64, runAt seconds: Double) throws -> Int64 {
+            try store.insertTasks([NewTask(kind: "t", options: EnqueueOptions(priority: priority, runAt: t.adding(seconds: seconds)))],
+                                  now: t.adding(seconds: -100))[0]
+        }
+        func insertSet() throws -> [Int64] {
+            let r1 = try ready(0, at: -5), d1 = try due(0, runAt: -4), r2 = try ready(0, at: -3), d2 = try due(0, runAt: -6)
+            let r3 = try ready(1, at: -1), d3 = try due(1, runAt: -2), r4 = try ready(0, at: -3)   // r4 ties with r2: id decides
+            return [d3, r3, d2, r1, d1, r2, r4]
+        }
+        func claim(_ limit: Int) throws -> [Int64] {
+            try f.claimed(w, supervisor: sup, limit: limit, at: t).map(\.id)
+        }
+        let one = try insertSet()
+        for expected in one { #expect(try claim(1) == [expected]) }
+        #expect(try claim(1).isEmpty)
+        let all = try insertSet()
+        #expect(try claim(4) == Array(all.prefix(4)))
+        #expect(try claim(10) == Array(all.dropFirst(4)))
+        // Shown with the time it became claimable.
+        #expect(try store.task(all[1])?.runAt == t.adding(seconds: -1) && store.task(all[0])?.runAt == t.adding(seconds: -2))
     }
 
     static func claimMarksRowsRunning(_ make: @escaping StoreFactory) throws {
