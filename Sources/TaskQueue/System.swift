@@ -60,12 +60,44 @@ public enum System {
                 String(cString: raw.baseAddress!.assumingMemoryBound(to: CChar.self))
             }
             guard let pid = Int32(name), pid > 1, pid != getpid(), !(sparingLeader && pid == sid) else { continue }
-            // Fields after "(comm)": state, ppid, pgrp, session, ...
-            if let f = statFields(pid), f.count > 3, Int32(f[3]) == sid {
+            if sessionID(of: pid) == sid {
                 if kill(pid, SIGKILL) == 0 { killed += 1 }
             }
         }
         return killed
+    }
+
+    /// The session id of `pid` (the 4th field after the command name in
+    /// /proc/PID/stat), or nil. Parsed in place from one read into a stack
+    /// buffer: `killSession` asks it of every process on the machine, at every
+    /// worker exit.
+    static func sessionID(of pid: Int32) -> Int32? {
+        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        if fd < 0 { return nil }
+        defer { close(fd) }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 512) { buf -> Int32? in
+            let n = read(fd, buf.baseAddress, buf.count)
+            guard n > 0 else { return nil }
+            // The command name may hold spaces and ')': count from its last ')'
+            // (it is at most 15 bytes, so 512 reach the session field).
+            var j = n - 1
+            while j >= 0 && buf[j] != UInt8(ascii: ")") { j -= 1 }
+            guard j >= 0 else { return nil }
+            // ") state ppid pgrp session …": each space starts the next field.
+            var field = -1
+            var value: Int32 = 0
+            for k in (j + 1)..<n {
+                let c = buf[k]
+                if c == UInt8(ascii: " ") {
+                    if field == 3 { return value }
+                    field += 1
+                } else if field == 3 {
+                    guard c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") else { return nil }
+                    value = value &* 10 &+ Int32(c - UInt8(ascii: "0"))
+                }
+            }
+            return nil
+        }
     }
 
     /// Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, session, ...].

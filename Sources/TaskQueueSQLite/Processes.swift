@@ -61,8 +61,12 @@ public enum TaskQueueProcess {
         var options = options
         options.database = absolutePath(options.database)
         let sync = Synchronous(rawValue: options.synchronous) ?? .normal
-        // Create and migrate once up front, so workers only ever open.
-        _ = try SQLiteTaskStore(path: options.database, create: true, synchronous: sync, busyTimeout: options.busyTimeout)
+        // Create and migrate once up front, so workers only ever open. The
+        // supervisor keeps this connection: closing it, as the last one, would
+        // delete the -wal and -shm files only for the supervisor's next open to
+        // make them again (and sync the directory at its first write).
+        var created: SQLiteTaskStore? = try SQLiteTaskStore(path: options.database, create: true, synchronous: sync,
+                                                            busyTimeout: options.busyTimeout, cacheKiB: supervisorCacheKiB)
         // Now that it exists: its canonical path (no '..', no symlink) is what
         // workers open, watch for changes (the -wal sits beside the real file) and
         // hand to handlers as TASKQ_DB.
@@ -75,8 +79,9 @@ public enum TaskQueueProcess {
         options.commands = commands
         let db = options.database, timeout = options.busyTimeout
         let supervisor = Supervisor(options: options, functionKinds: Array(handlers.functions.keys)) {
-            try SQLiteTaskStore(path: db, create: false, synchronous: sync, busyTimeout: timeout,
-                                cacheKiB: supervisorCacheKiB)
+            if let store = created { created = nil; return store }
+            return try SQLiteTaskStore(path: db, create: false, synchronous: sync, busyTimeout: timeout,
+                                       cacheKiB: supervisorCacheKiB)
         }
         return try supervisor.run()
     }
