@@ -417,15 +417,15 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     /// A claimed row with its place in the claim order: priority, then the time it
     /// became claimable (ISO text compares as time), then id.
-    private func claimOrderKeyed(_ r: Statement) -> (task: ClaimedTask, priority: Int64, since: String) {
+    typealias KeyedClaim = (task: ClaimedTask, priority: Int64, since: String)
+
+    private func claimOrderKeyed(_ r: Statement) -> KeyedClaim {
         (claimedTask(r), r.int(10), r.string(11))
     }
 
     /// The first `limit` of two lists that are each in claim order, in claim order.
-    static func merge(_ a: [(task: ClaimedTask, priority: Int64, since: String)],
-                      _ b: [(task: ClaimedTask, priority: Int64, since: String)], limit: Int) -> [ClaimedTask] {
-        func precedes(_ x: (task: ClaimedTask, priority: Int64, since: String),
-                      _ y: (task: ClaimedTask, priority: Int64, since: String)) -> Bool {
+    static func merge(_ a: [KeyedClaim], _ b: [KeyedClaim], limit: Int) -> [ClaimedTask] {
+        func precedes(_ x: KeyedClaim, _ y: KeyedClaim) -> Bool {
             if x.priority != y.priority { return x.priority > y.priority }
             if x.since != y.since { return x.since < y.since }
             return x.task.id < y.task.id
