@@ -83,24 +83,12 @@ func wallNanos() -> Int64 {
 
 // MARK: /proc
 
-/// Fields of /proc/PID/stat after "(comm)": [state, ppid, pgrp, session, ...]; nil if gone.
-func statFields(_ pid: Int32) -> [Substring]? {
-    let text = String(decoding: readAll("/proc/\(pid)/stat"), as: UTF8.self)
-    guard let close = text.lastIndex(of: ")") else { return nil }
-    return text[text.index(after: close)...].split(separator: " ")
-}
-
 /// Pids whose parent is `pid`.
 func children(of pid: Int32) -> [Int32] {
-    guard let dir = opendir("/proc") else { return [] }
-    defer { closedir(dir) }
-    var out: [Int32] = []
-    while let e = readdir(dir) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-        guard let p = Int32(name), let f = statFields(p), f.count > 1, Int32(f[1]) == pid else { continue }
-        out.append(p)
+    listDirectory("/proc").compactMap { name in
+        guard let p = Int32(name), let f = System.statFields(p), f.count > 1, Int32(f[1]) == pid else { return nil }
+        return p
     }
-    return out
 }
 
 /// A "Vm…:" line of /proc/PID/status in KiB (0 if the process is gone).
@@ -118,7 +106,7 @@ func rssKB(_ pid: Int32) -> Int { statusKB(pid, "VmRSS") }
 
 /// User + system CPU time in clock ticks (fields 14 and 15 of /proc/PID/stat).
 func cpuTicks(_ pid: Int32) -> Int {
-    guard let f = statFields(pid), f.count > 12 else { return 0 }
+    guard let f = System.statFields(pid), f.count > 12 else { return 0 }
     return (Int(f[11]) ?? 0) + (Int(f[12]) ?? 0)
 }
 
@@ -141,16 +129,4 @@ func writeBytes(_ path: String, _ bytes: [UInt8]) throws {
 func copyDatabase(_ from: String, _ to: String) throws {
     try writeBytes(to, readAll(from))
     if access(from + "-wal", F_OK) == 0 { try writeBytes(to + "-wal", readAll(from + "-wal")) }
-}
-
-/// Names in a directory (without . and ..).
-func listDirectory(_ path: String) -> [String] {
-    guard let dir = opendir(path) else { return [] }
-    defer { closedir(dir) }
-    var out: [String] = []
-    while let e = readdir(dir) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-        if name != "." && name != ".." { out.append(name) }
-    }
-    return out
 }

@@ -101,7 +101,7 @@ public enum System {
     }
 
     /// Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, session, ...].
-    static func statFields(_ pid: Int32) -> [Substring]? {
+    package static func statFields(_ pid: Int32) -> [Substring]? {
         guard let text = readFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
         return text[text.index(after: close)...].split(separator: " ")
     }

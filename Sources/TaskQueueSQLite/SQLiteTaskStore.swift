@@ -154,11 +154,13 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// The claim's first half: which tasks, in claim order, from one of the two
     /// partial indexes (migrations/0006): `tasks_ready` (run_at '', in id order
     /// within a priority) or, with `delayed`, `tasks_delayed` (a run_at that has
-    /// passed, in run_at order). Each row also gives its priority and the time it
-    /// became claimable, for `claim` to merge the two. Prepared per shape of kinds
-    /// and queues (a worker's never change, so it prepares exactly two).
-    private func claimStatement(kinds: Int, queues: Int?, delayed: Bool) throws -> Statement {
-        let key = "\(kinds)/\(queues ?? -1)/\(delayed)"
+    /// passed, in run_at order). With `keyed` (always for the delayed half) each row
+    /// also gives its priority and the time it became claimable, for `claim` to
+    /// merge the two halves; the ready half alone, the usual claim, does without
+    /// (SQLite reads every result column of every row). Prepared per shape of kinds
+    /// and queues (a worker's never change, so it prepares at most three).
+    private func claimStatement(kinds: Int, queues: Int?, delayed: Bool, keyed: Bool) throws -> Statement {
+        let key = "\(kinds)/\(queues ?? -1)/\(delayed)/\(keyed)"
         if let s = claimStmts[key] { return s }
         // Numbered parameters throughout: a bare "?" would take the number after the
         // highest seen so far, colliding with ?3 further down.
@@ -176,7 +178,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         // per task (measured in C on this schema: 29.6k instructions, against 22.9k).
         // (?1, now, is not used by the ready half: the numbering stays the same.)
         let s = try db.prepare("""
-            SELECT \(Self.claimedColumns), priority, \(delayed ? "run_at" : "created_at")
+            SELECT \(Self.claimedColumns)\(keyed ? ", priority, " + (delayed ? "run_at" : "created_at") : "")
             FROM tasks INDEXED BY \(delayed ? "tasks_delayed" : "tasks_ready")
             WHERE state = 'queued' AND \(delayed ? "run_at > '' AND run_at <= ?1" : "run_at = ''")
               AND id < coalesce((SELECT min(id) FROM tasks INDEXED BY tasks_stop_sentinels
@@ -382,8 +384,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     private func claim(_ claim: ClaimRequest, now: Timestamp) throws -> [ClaimedTask] {
         let nowText = text(now)
-        func rows<T>(delayed: Bool, _ read: (Statement) -> T) throws -> [T] {
-            let s = try claimStatement(kinds: claim.kinds.count, queues: claim.queues?.count, delayed: delayed)
+        func rows<T>(delayed: Bool, keyed: Bool = true, _ read: (Statement) -> T) throws -> [T] {
+            let s = try claimStatement(kinds: claim.kinds.count, queues: claim.queues?.count, delayed: delayed, keyed: keyed)
             s.reset()
             s.bind(1, nowText)
             s.bind(2, claim.supervisorID)
@@ -396,7 +398,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         // Usually no task with a start time is due: one probe of a small index, and
         // the ready tasks come in claim order by themselves.
         let due = try rows(delayed: true, claimOrderKeyed)
-        var tasks = due.isEmpty ? try rows(delayed: false, claimedTask)
+        var tasks = due.isEmpty ? try rows(delayed: false, keyed: false, claimedTask)
             : Self.merge(due, try rows(delayed: false, claimOrderKeyed), limit: claim.limit)
         if tasks.isEmpty { return [] }
         let m = markClaimedStmt
@@ -620,7 +622,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     package func nextRunAt(_ claim: ClaimRequest, now: Timestamp, retriesOnly: Bool) throws -> Timestamp? {
         // Reads the index of queued tasks with a start time (ready ones are not in
         // it): cheap unless very many tasks wait for a future time. Runs only when a
-        // worker goes idle.
+        // worker goes idle. `run_at > ''` repeats the index's condition, which SQLite
+        // must find written in the query to use a partial index.
         let key = "\(claim.kinds.count)/\(claim.queues?.count ?? -1)/\(retriesOnly)"
         let s: Statement
         if let cached = nextRunAtStmts[key] { s = cached } else {

@@ -316,13 +316,22 @@ public func writeFile(_ path: String, _ text: String, executable: Bool = false) 
     close(fd)
 }
 
-/// Live pids whose command line contains `needle` (for orphan checks).
-public func pidsMatching(_ needle: String) -> [Int32] {
-    guard let dir = opendir("/proc") else { return [] }
+/// Names in a directory, sorted, without `.` and `..` (empty if it cannot be read).
+public func listDirectory(_ path: String) -> [String] {
+    guard let dir = opendir(path) else { return [] }
     defer { closedir(dir) }
-    var out: [Int32] = []
+    var out: [String] = []
     while let e = readdir(dir) {
         let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
+        if name != "." && name != ".." { out.append(name) }
+    }
+    return out.sorted()
+}
+
+/// Live pids whose command line contains `needle` (for orphan checks).
+public func pidsMatching(_ needle: String) -> [Int32] {
+    var out: [Int32] = []
+    for name in listDirectory("/proc") {
         guard let pid = Int32(name), pid != getpid() else { continue }
         let cmd = readAll("/proc/\(pid)/cmdline").map { $0 == 0 ? UInt8(ascii: " ") : $0 }
         let stat = String(decoding: readAll("/proc/\(pid)/stat"), as: UTF8.self)

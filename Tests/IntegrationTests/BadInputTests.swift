@@ -277,11 +277,7 @@ private func fingerprint(_ db: String) -> String {
 /// leaving out the fixture database, which `fingerprint` covers.
 private func snapshot(_ dir: String, skipDatabase: Bool) -> [String: [UInt8]] {
     var out: [String: [UInt8]] = [:]
-    guard let d = opendir(dir) else { return out }
-    defer { closedir(d) }
-    while let e = readdir(d) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-        if name == "." || name == ".." { continue }
+    for name in listDirectory(dir) {
         if skipDatabase && (name == "taskq.db" || name == "taskq.db-wal" || name == "taskq.db-shm") { continue }
         var st = stat()
         stat(dir + "/" + name, &st)

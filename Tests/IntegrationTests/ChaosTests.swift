@@ -354,34 +354,26 @@ private func checkInvariants(_ s: Scenario, enqueued: [Int64], audit: String, fi
 
 private func ms(_ seconds: Double) -> String { "\(Int((seconds * 1000).rounded())) ms" }
 
-/// The fields after "(comm)" in /proc/PID/stat: state, ppid, pgrp, session, …
-private func statFields(_ pid: Int32) -> [Substring]? {
-    let stat = String(decoding: readAll("/proc/\(pid)/stat"), as: UTF8.self)
-    guard let close = stat.lastIndex(of: ")") else { return nil }
-    return stat[stat.index(after: close)...].split(separator: " ")
-}
 
 /// Seconds since `pid` started (0 if unknown).
 private func processAge(_ pid: Int32) -> Double {
-    guard let f = statFields(pid), f.count > 19, let ticks = Double(f[19]) else { return 0 }
+    guard let f = System.statFields(pid), f.count > 19, let ticks = Double(f[19]) else { return 0 }
     let up = String(decoding: readAll("/proc/uptime"), as: UTF8.self).split(separator: " ").first.flatMap { Double($0) } ?? 0
     return up - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
 private func processAlive(_ pid: Int32) -> Bool {
-    guard let f = statFields(pid), let state = f.first else { return false }
+    guard let f = System.statFields(pid), let state = f.first else { return false }
     return state != "Z" && state != "X"
 }
 
 /// Live processes whose session is one of `sessions` (a worker's session holds the
 /// worker and every handler process group it started).
 private func pidsInSessions(_ sessions: Set<Int32>) -> [Int32] {
-    guard !sessions.isEmpty, let dir = opendir("/proc") else { return [] }
-    defer { closedir(dir) }
+    guard !sessions.isEmpty else { return [] }
     var out: [Int32] = []
-    while let e = readdir(dir) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-        guard let pid = Int32(name), let f = statFields(pid), f.count > 3 else { continue }
+    for name in listDirectory("/proc") {
+        guard let pid = Int32(name), let f = System.statFields(pid), f.count > 3 else { continue }
         if f[0] != "Z" && f[0] != "X", let sid = Int32(f[3]), sessions.contains(sid) { out.append(pid) }
     }
     return out
@@ -389,7 +381,7 @@ private func pidsInSessions(_ sessions: Set<Int32>) -> [Int32] {
 
 /// The worker processes of `supervisor` (a worker's parent is its supervisor).
 private func workers(of supervisor: Child, _ s: Scenario) -> [Int32] {
-    s.workerPids.filter { statFields($0).flatMap { $0.count > 1 ? Int32($0[1]) : nil } == supervisor.pid }.sorted()
+    s.workerPids.filter { System.statFields($0).flatMap { $0.count > 1 ? Int32($0[1]) : nil } == supervisor.pid }.sorted()
 }
 
 /// Tasks in state running whose owner is not a registered, live process.

@@ -149,7 +149,7 @@ import Glibc
         defer { s.close() }
         let path = try kind.prepare(s)
         let dir = String(path[..<path.lastIndex(of: "/")!])
-        let before = readAll(path), listing = entries(s.dir), inner = entries(dir)
+        let before = readAll(path), listing = listDirectory(s.dir), inner = listDirectory(dir)
         for c in allCommands {
             let r = run(Harness.taskq, c.args + ["--db", path], stdin: c.stdin.map { Array($0.utf8) }, cwd: s.dir, timeout: 30)
             let (code, words) = kind.expected(writes: c.writes)
@@ -163,7 +163,7 @@ import Glibc
             for w in words { #expect(first.contains(w), "\(what): lacks \"\(w)\": \(first)") }
             for m in crashMarkers { #expect(!r.stderr.contains(m), "\(what): \(r.stderr)") }
             #expect(checksum(readAll(path)) == checksum(before) && readAll(path).count == before.count, "\(what): the file changed")
-            #expect(entries(s.dir) == listing && entries(dir) == inner, "\(what): files appeared: \(entries(s.dir)) \(entries(dir))")
+            #expect(listDirectory(s.dir) == listing && listDirectory(dir) == inner, "\(what): files appeared: \(listDirectory(s.dir)) \(listDirectory(dir))")
         }
     }
 
@@ -180,7 +180,7 @@ import Glibc
         try #require(s.taskq(["enqueue", "--batch", "--db", db], stdin: threeTasks).status == 0)
         giveToUnprivileged(s.dir, dir, db)
         chmod(db, 0o444)
-        let before = readAll(db), listing = entries(dir)
+        let before = readAll(db), listing = listDirectory(dir)
 
         for c in allCommands where c.writes {
             let r = asUnprivileged(c.args + ["--db", db], stdin: c.stdin, cwd: s.dir)
@@ -193,7 +193,7 @@ import Glibc
             #expect(first.hasPrefix("taskq: ") && (first.contains("permission denied") || first.contains("read-only")), "\(what): \(first)")
             #expect(!first.contains("cannot create"), "\(what): \(first)")
             #expect(readAll(db) == before, "\(what): the file changed")
-            #expect(entries(dir) == listing, "\(what): files appeared: \(entries(dir))")
+            #expect(listDirectory(dir) == listing, "\(what): files appeared: \(listDirectory(dir))")
         }
         // Reading a queue one may not write is fine.
         for (args, code) in [(["status"], Int32(0)), (["list"], 0), (["show", "1"], 0), (["result", "1"], 75)] {
@@ -204,7 +204,7 @@ import Glibc
         // Reading left no -wal or -shm behind (a -shm with the file's mode 0444 would
         // break every write later), and once its owner makes it writable again, it
         // is an ordinary queue.
-        #expect(entries(dir) == listing, "files left behind: \(entries(dir))")
+        #expect(listDirectory(dir) == listing, "files left behind: \(listDirectory(dir))")
         chmod(db, 0o600)
         let r = asUnprivileged(["enqueue", "t", "4", "--db", db], cwd: s.dir)
         #expect(r.status == 0, "\(r)")
@@ -225,7 +225,7 @@ import Glibc
         chmod(db, 0o644)
         chmod(dir, 0o555)
         defer { chmod(dir, 0o755) }
-        let before = readAll(db), listing = entries(dir)
+        let before = readAll(db), listing = listDirectory(dir)
         for c in allCommands {
             let r = asUnprivileged(c.args + ["--db", db], stdin: c.stdin, cwd: s.dir)
             let what = "taskq \(c.args.joined(separator: " "))"
@@ -237,7 +237,7 @@ import Glibc
             #expect(first.hasPrefix("taskq: ") && first.contains("read-only"), "\(what): \(first)")
             #expect(first.contains("permissions"), "\(what): says what to check: \(first)")
             #expect(readAll(db) == before, "\(what): the file changed")
-            #expect(entries(dir) == listing, "\(what): files appeared: \(entries(dir))")
+            #expect(listDirectory(dir) == listing, "\(what): files appeared: \(listDirectory(dir))")
         }
     }
 
@@ -460,17 +460,6 @@ private func giveToUnprivileged(_ scenarioDir: String, _ paths: String...) {
 
 // MARK: - helpers
 
-/// Names in a directory (sorted; empty if it does not exist).
-private func entries(_ dir: String) -> [String] {
-    guard let d = opendir(dir) else { return [] }
-    defer { closedir(d) }
-    var out: [String] = []
-    while let e = readdir(d) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-        if name != "." && name != ".." { out.append(name) }
-    }
-    return out.sorted()
-}
 
 /// FNV-1a, 64 bits.
 private func checksum(_ bytes: [UInt8]) -> UInt64 {

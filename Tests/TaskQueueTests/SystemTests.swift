@@ -21,16 +21,12 @@ import TaskQueueTestSupport
         #expect(System.sessionID(of: getpid()) == getsid(0))
         // Every process visible now, where both can read it.
         var checked = 0
-        if let d = opendir("/proc") {
-            defer { closedir(d) }
-            while let e = readdir(d) {
-                let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.baseAddress!.assumingMemoryBound(to: CChar.self)) }
-                guard let pid = Int32(name) else { continue }
-                let sid = getsid(pid)
-                guard sid >= 0, let parsed = System.sessionID(of: pid) else { continue }
-                #expect(parsed == sid, "pid \(pid)")
-                checked += 1
-            }
+        for name in listDirectory("/proc") {
+            guard let pid = Int32(name) else { continue }
+            let sid = getsid(pid)
+            guard sid >= 0, let parsed = System.sessionID(of: pid) else { continue }
+            #expect(parsed == sid, "pid \(pid)")
+            checked += 1
         }
         #expect(checked > 2)
         #expect(System.sessionID(of: Int32.max) == nil)
