@@ -19,4 +19,13 @@ int taskq_sqlite_busy_handler(sqlite3 *db, int timeout_ms);
 /// sqlite3 shell; taskq's own statements are fenced and tested against the same
 /// state machine, and the trigger costs about a third of a claim+complete.
 int taskq_sqlite_disable_triggers(sqlite3 *db);
+
+/// Checkpoints off the commit path (checkpointer.c says why): `db`'s commits no
+/// longer checkpoint the WAL themselves once it is `frames` pages long; a thread of
+/// this process does, on its own connection to `path`, started at the first need.
+/// `synchronous`: 1 NORMAL, 2 FULL. Detach before closing `db`.
+typedef struct taskq_checkpointer taskq_checkpointer;
+taskq_checkpointer *taskq_checkpointer_attach(sqlite3 *db, const char *path, int frames, int synchronous);
+/// Stops the thread (after the checkpoint it is making, if any) and frees `c`.
+void taskq_checkpointer_detach(sqlite3 *db, taskq_checkpointer *c);
 #endif
