@@ -46,29 +46,31 @@ static void *run(void *arg) {
     taskq_checkpointer *c = arg;
     pthread_setname_np(pthread_self(), "taskq-ckpt");   /* 15 characters at most */
     sqlite3 *db = NULL;
-    if (sqlite3_open_v2(c->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK) {
-        /* A read opens the WAL on this connection (a checkpoint on a connection
-           that has not read yet does nothing), and synchronous sets its syncs. */
-        sqlite3_exec(db, c->synchronous >= 2 ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", 0, 0, 0);
-        sqlite3_exec(db, "SELECT 1 FROM sqlite_schema LIMIT 1", 0, 0, 0);
-    } else {
-        sqlite3_close_v2(db);
-        db = NULL;
-    }
+    int ok = sqlite3_open_v2(c->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) == SQLITE_OK;
+    if (ok) sqlite3_exec(db, c->synchronous >= 2 ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", 0, 0, 0);
+    int failures = 0;
     pthread_mutex_lock(&c->mu);
-    if (!db) c->broken = 1;     /* commits checkpoint inline from now on */
-    while (db && !c->stopping) {
+    while (ok && !c->stopping) {
         if (!c->wanted) { pthread_cond_wait(&c->cv, &c->mu); continue; }
         c->wanted = 0;
         c->running = 1;
         pthread_mutex_unlock(&c->mu);
         int log = -1, done = -1;
-        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        /* A read first: on a connection that has not read since it opened, SQLite
+           has not opened the WAL, and a checkpoint does nothing (log -1). */
+        int rc = sqlite3_exec(db, "SELECT 1 FROM sqlite_schema LIMIT 1", 0, 0, 0);
+        if (rc == SQLITE_OK) rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        if (rc == SQLITE_OK && log < 0) rc = SQLITE_ERROR;
         pthread_mutex_lock(&c->mu);
         c->running = 0;
         c->copied = (rc == SQLITE_OK && done > 0) ? done : 0;
         if (c->copied == 0) c->retry_at = (log > 0 ? log : 0) + c->frames / 4;
+        /* Another process checkpointing (SQLITE_BUSY) is normal; any other failure
+           three times running hands checkpoints back to the commits. */
+        failures = (rc == SQLITE_OK || (rc & 0xff) == SQLITE_BUSY) ? 0 : failures + 1;
+        if (failures >= 3) ok = 0;
     }
+    if (!ok) c->broken = 1;     /* commits checkpoint inline from now on, as SQLite would */
     pthread_mutex_unlock(&c->mu);
     sqlite3_close_v2(db);
     return NULL;
