@@ -52,7 +52,9 @@ public struct WorkerPool: Sendable, Equatable {
 /// with `sigtimedwait`, children are reaped with `waitpid(-1, WNOHANG)`, and
 /// workers are started with `posix_spawn` of this same executable (never `fork`
 /// without `exec` in a Swift process), from the main thread, because the workers'
-/// parent-death signal fires when the spawning *thread* exits.
+/// parent-death signal fires when the spawning *thread* exits. (A store's checkpoint
+/// thread, `Sources/CSQLiteTuning/checkpointer.c`, may run beside it; it blocks every
+/// signal, so they all still reach `sigtimedwait` here.)
 public final class Supervisor {
     let options: SupervisorOptions
     let kinds: [String]
