@@ -5,8 +5,8 @@
  * 1,000 pages: that commit's caller waits while SQLite copies the WAL into the
  * database and calls fdatasync twice, on megabytes of freshly written pages.
  * Measured on this machine, a producer committing one task at a time was off the
- * CPU a third of its wall time, mostly in those syncs; a worker draining the queue
- * the same; and one late commit is one late task for every task enqueued behind it.
+ * CPU a third of its wall time, mostly in those syncs; and one late commit is one
+ * late task for every task enqueued behind it.
  *
  * Here a connection's commits only note that the WAL is long and wake a thread of
  * this process, which checkpoints (PASSIVE: writers go on appending meanwhile) on
@@ -16,6 +16,10 @@
  * written meanwhile are all that is left, the next commit copies them itself:
  * a small checkpoint with little to sync, after which the WAL starts over.
  * Without this second step the WAL would grow for as long as commits keep coming.
+ * Should writers outrun the thread until the WAL is four times its length, a
+ * commit copies it all itself, as SQLite would have, which bounds the WAL.
+ * How much is copied is read from SQLite (a NOOP checkpoint), never remembered:
+ * other connections and processes checkpoint and restart the same WAL.
  */
 #define _GNU_SOURCE
 #include "CSQLiteTuning.h"
@@ -36,8 +40,7 @@ struct taskq_checkpointer {
     int wanted;             /* a checkpoint is asked for */
     int running;            /* the thread is checkpointing */
     int stopping;
-    int copied;             /* WAL frames copied by the thread's last checkpoint; 0: none
-                               this WAL cycle (or it failed) */
+    int asked_at;           /* WAL length when the thread was last asked */
     int retry_at;           /* after a failed one (another process held the checkpoint
                                lock): WAL length before asking again */
 };
@@ -54,6 +57,7 @@ static void *run(void *arg) {
         if (!c->wanted) { pthread_cond_wait(&c->cv, &c->mu); continue; }
         c->wanted = 0;
         c->running = 1;
+        int asked_at = c->asked_at;
         pthread_mutex_unlock(&c->mu);
         int log = -1, done = -1;
         /* A read first: on a connection that has not read since it opened, SQLite
@@ -63,8 +67,9 @@ static void *run(void *arg) {
         if (rc == SQLITE_OK && log < 0) rc = SQLITE_ERROR;
         pthread_mutex_lock(&c->mu);
         c->running = 0;
-        c->copied = (rc == SQLITE_OK && done > 0) ? done : 0;
-        if (c->copied == 0) c->retry_at = (log > 0 ? log : 0) + c->frames / 4;
+        /* Not asked again before the WAL grows by a quarter more (a failed attempt
+           leaves log at -1, hence the length it was asked at). */
+        c->retry_at = rc == SQLITE_OK ? 0 : (log > asked_at ? log : asked_at) + c->frames / 4;
         /* Another process checkpointing (SQLITE_BUSY) is normal; any other failure
            three times running hands checkpoints back to the commits. */
         failures = (rc == SQLITE_OK || (rc & 0xff) == SQLITE_BUSY) ? 0 : failures + 1;
@@ -76,26 +81,41 @@ static void *run(void *arg) {
     return NULL;
 }
 
-/* The WAL hook: runs in the committing thread, after its commit. */
+/* The WAL hook: runs in the committing thread, after its commit; `length` is the
+   WAL's length in pages, copied or not. */
 static int after_commit(void *arg, sqlite3 *db, const char *schema, int length) {
     taskq_checkpointer *c = arg;
-    int inline_now = 0;
+    if (length < c->frames) return SQLITE_OK;
     pthread_mutex_lock(&c->mu);
-    if (length < c->frames) {
-        c->copied = 0;          /* a new WAL cycle began */
-        c->retry_at = 0;
-    } else if (c->broken) {
-        inline_now = 1;
-    } else if (c->running || c->wanted) {
-        /* the thread is on it */
-    } else if (c->copied > 0 && length - c->copied <= c->frames / 2) {
-        inline_now = 1;         /* the rest is small: copy it here so the WAL restarts */
-        c->copied = 0;
-    } else if (length >= c->retry_at) {
+    int busy = c->running || c->wanted, broken = c->broken;
+    pthread_mutex_unlock(&c->mu);
+    if (busy) return SQLITE_OK;   /* the thread is on it (an inline one would find it holding the lock) */
+    int inline_now = broken;
+    if (!inline_now) {
+        /* How much of the WAL is copied already, by anyone: read, nothing done. */
+        int log = -1, copied = -1;
+        if (sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_NOOP, &log, &copied) == SQLITE_OK && copied >= 0) {
+            /* The rest is small: copy it here, so the WAL starts over. Or the WAL has
+               grown four times over because the thread never catches up with the
+               writers: copy it here too, holding this committer back as SQLite would. */
+            inline_now = log - copied <= c->frames / 2 || length >= 4 * c->frames;
+        }
+    }
+    if (inline_now) {
+        sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return SQLITE_OK;
+    }
+    pthread_mutex_lock(&c->mu);
+    if (!c->running && !c->wanted && length >= c->retry_at) {
         if (!c->started) {
-            /* The thread takes no signals: they stay with the threads that wait for them. */
+            /* The thread takes no asynchronous signals: they stay with the threads that
+               wait for them. (A fault in it still reaches the process's handlers.) */
             sigset_t all, old;
             sigfillset(&all);
+            sigdelset(&all, SIGSEGV);
+            sigdelset(&all, SIGBUS);
+            sigdelset(&all, SIGFPE);
+            sigdelset(&all, SIGILL);
             pthread_sigmask(SIG_BLOCK, &all, &old);
             c->started = pthread_create(&c->thread, NULL, run, c) == 0;
             pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -103,20 +123,21 @@ static int after_commit(void *arg, sqlite3 *db, const char *schema, int length) 
         }
         if (c->started) {
             c->wanted = 1;
+            c->asked_at = length;
             pthread_cond_signal(&c->cv);
-        } else {
-            inline_now = 1;
         }
     }
     pthread_mutex_unlock(&c->mu);
-    if (inline_now) sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
     return SQLITE_OK;
 }
 
 taskq_checkpointer *taskq_checkpointer_attach(sqlite3 *db, const char *path, int frames, int synchronous) {
     taskq_checkpointer *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    c->path = strdup(path);
+    /* The file SQLite opened (absolute), not the path as given: a later chdir must
+       not send the thread to another file. */
+    const char *name = sqlite3_db_filename(db, "main");
+    c->path = strdup(name && *name ? name : path);
     if (!c->path) { free(c); return NULL; }
     c->frames = frames > 0 ? frames : 1000;
     c->synchronous = synchronous;
