@@ -41,6 +41,8 @@ struct taskq_checkpointer {
     int running;            /* the thread is checkpointing */
     int stopping;
     int asked_at;           /* WAL length when the thread was last asked */
+    sqlite3 *db;            /* the thread's connection while it is open (for detach's
+                               sqlite3_interrupt) */
     int retry_at;           /* after a failed one (another process held the checkpoint
                                lock): WAL length before asking again */
 };
@@ -53,6 +55,7 @@ static void *run(void *arg) {
     if (ok) sqlite3_exec(db, c->synchronous >= 2 ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", 0, 0, 0);
     int failures = 0;
     pthread_mutex_lock(&c->mu);
+    if (ok) c->db = db;
     while (ok && !c->stopping) {
         if (!c->wanted) { pthread_cond_wait(&c->cv, &c->mu); continue; }
         c->wanted = 0;
@@ -75,7 +78,8 @@ static void *run(void *arg) {
         failures = (rc == SQLITE_OK || (rc & 0xff) == SQLITE_BUSY) ? 0 : failures + 1;
         if (failures >= 3) ok = 0;
     }
-    if (!ok) c->broken = 1;     /* commits checkpoint inline from now on, as SQLite would */
+    if (!ok && !c->stopping) c->broken = 1;   /* commits checkpoint inline from now on, as SQLite would */
+    c->db = NULL;
     pthread_mutex_unlock(&c->mu);
     sqlite3_close_v2(db);
     return NULL;
@@ -152,6 +156,11 @@ void taskq_checkpointer_detach(sqlite3 *db, taskq_checkpointer *c) {
     sqlite3_wal_hook(db, NULL, NULL);
     pthread_mutex_lock(&c->mu);
     c->stopping = 1;
+    /* A checkpoint under way stops at its next page rather than making the closing
+       connection (a worker on its way out) wait for it: what it has not copied stays
+       in the WAL, for the next checkpoint. sqlite3_interrupt may be called from any
+       thread; the connection stays open while mu is held. */
+    if (c->running && c->db) sqlite3_interrupt(c->db);
     pthread_cond_signal(&c->cv);
     int started = c->started;
     pthread_mutex_unlock(&c->mu);
