@@ -1,4 +1,5 @@
 import CSQLite
+import CSQLiteTuning
 import TaskQueue
 #if canImport(Glibc)
 import Glibc
@@ -372,9 +373,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     package func finishAndClaim(_ outcomes: [TaskOutcome], claim: ClaimRequest?, now: Timestamp)
         throws -> (accepted: [Bool], claimed: [ClaimedTask]) {
         try db.writeTransaction {
-            var accepted: [Bool] = []
-            accepted.reserveCapacity(outcomes.count)
-            for o in outcomes { accepted.append(try apply(o, now: now)) }
+            var accepted = try finishInRange(outcomes, now: now)
+            for (k, o) in outcomes.enumerated() where !accepted[k] { accepted[k] = try apply(o, now: now) }
             var claimed: [ClaimedTask] = []
             if let claim, claim.limit > 0 { claimed = try self.claim(claim, now: now) }
             try updateClaimedLists(reported: outcomes, claimed: claimed, owner: claim?.owner)
@@ -401,13 +401,21 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         var tasks = due.isEmpty ? try rows(delayed: false, keyed: false, claimedTask)
             : Self.merge(due, try rows(delayed: false, claimOrderKeyed), limit: claim.limit)
         if tasks.isEmpty { return [] }
-        let m = markClaimedStmt
+        // A run of consecutive ids, as a deep queue of one kind gives: its range.
+        let first = tasks[0].id
+        let consecutive = tasks.indices.allSatisfy { tasks[$0].id == first + Int64($0) }
+        let m = consecutive ? markRangeClaimedStmt : markClaimedStmt
         m.reset()
         m.bind(1, claim.owner)
         m.bind(2, nowText)
         m.bind(3, Int64(claim.pid))
         m.bind(4, claim.host)
-        m.bind(5, bytes: idListText(tasks.map(\.id)), asText: true)
+        if consecutive {
+            m.bind(5, first)
+            m.bind(6, first + Int64(tasks.count - 1))
+        } else {
+            m.bind(5, bytes: idListText(tasks.map(\.id)), asText: true)
+        }
         try m.run()
         // This transaction holds the write lock since it read the rows.
         guard db.changes == tasks.count else {
@@ -447,6 +455,15 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         UPDATE tasks SET state = 'running', owner = ?1, attempts = attempts + 1, started_at = ?2,
                          worker_pid = ?3, worker_host = ?4
         WHERE id IN (SELECT value FROM json_each(?5))
+        """)
+
+    /// The same for ids ?5 ... ?6, every one of them chosen: a range scan, where
+    /// the list costs a seek from the root per id (measured in C on this schema,
+    /// Benchmarks/ceiling: 8% less of SQLite's work per claimed-and-finished task).
+    private lazy var markRangeClaimedStmt = try! db.prepare("""
+        UPDATE tasks SET state = 'running', owner = ?1, attempts = attempts + 1, started_at = ?2,
+                         worker_pid = ?3, worker_host = ?4
+        WHERE id BETWEEN ?5 AND ?6 AND state = 'queued'
         """)
 
     /// `[1,2,3]`, written digit by digit (no String per id).
@@ -494,6 +511,64 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         }
     }
 
+    /// The successful outcomes among `outcomes`, finished by one UPDATE over their id
+    /// range when the ids lie close together, as a claimed batch's do
+    /// (Sources/CSQLiteTuning/outcomes.c says why and how); true at the index of each
+    /// outcome it stored. The rest take the single-row path (`apply`): failures, a
+    /// task others wait for (has_dependants), one this worker no longer owns.
+    private func finishInRange(_ outcomes: [TaskOutcome], now: Timestamp) throws -> [Bool] {
+        var stored = [Bool](repeating: false, count: outcomes.count)
+        guard outcomes.count >= 2, let table = outcomeTable else { return stored }
+        let owner = outcomes[0].owner
+        func inRange(_ o: TaskOutcome) -> [UInt8]? {
+            if case .succeeded(let output) = o.result, o.owner == owner { return output }
+            return nil
+        }
+        var lo = Int64.max, hi = Int64.min, count = 0
+        for o in outcomes where inRange(o) != nil {
+            lo = min(lo, o.taskID)
+            hi = max(hi, o.taskID)
+            count += 1
+        }
+        // Dense enough that the scan passes few rows it leaves alone.
+        guard count >= 2, hi - lo < 2 * Int64(count) else { return stored }
+        guard taskq_outcomes_begin(table, lo, Int32(hi - lo + 1)) == SQLITE_OK else { return stored }
+        for o in outcomes {
+            guard let output = inRange(o) else { continue }
+            let rc = output.withUnsafeBytes {
+                taskq_outcomes_add(table, o.taskID, o.attempt, $0.baseAddress, $0.count, storedAsText(output) ? 1 : 0)
+            }
+            guard rc == SQLITE_OK else { return stored }
+        }
+        let s = finishRangeStmt
+        s.reset()
+        s.bind(1, text(now))
+        s.bind(2, lo)
+        s.bind(3, hi)
+        s.bind(4, owner)
+        try s.run()
+        if db.changes == 0 { return stored }
+        for (k, o) in outcomes.enumerated() where inRange(o) != nil {
+            stored[k] = taskq_outcomes_applied(table, o.taskID) != 0
+        }
+        return stored
+    }
+
+    /// The batch's SQL functions, registered on this connection at first use.
+    private lazy var outcomeTable: OpaquePointer? = taskq_outcomes_register(db.handle)
+    /// `succeedStmt` over a range: the same fence, with each row's attempt from the batch.
+    private lazy var finishRangeStmt = try! db.prepare("""
+        UPDATE tasks SET state = 'succeeded', owner = NULL, finished_at = ?1, result = taskq_outcome_result(id)
+        WHERE id BETWEEN ?2 AND ?3 AND owner = ?4 AND attempts = taskq_outcome_attempt(id)
+          AND state = 'running' AND has_dependants IS NULL
+        """)
+
+    /// UTF-8 without NULs is stored as TEXT (the sqlite3 shell and SQL string
+    /// functions show it as written); anything else as a BLOB.
+    private func storedAsText(_ output: [UInt8]) -> Bool {
+        !output.contains(0) && isValidUTF8(output)
+    }
+
     /// Applies one outcome under the fence; true when it changed the row.
     private func apply(_ o: TaskOutcome, now: Timestamp) throws -> Bool {
         if try applyFenced(o, now: now, withDependants: false) { return try settle(o, hasDependants: false, now: now) }
@@ -524,9 +599,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             s = withDependants ? succeedWithDependantsStmt : succeedStmt
             s.reset()
             s.bind(1, text(now))
-            // UTF-8 without NULs is stored as TEXT (the sqlite3 shell and SQL string
-            // functions show it as written); anything else as a BLOB.
-            s.bind(2, bytes: output, asText: !output.contains(0) && isValidUTF8(output))
+            s.bind(2, bytes: output, asText: storedAsText(output))
         case .failed(let error, let retryAt?):
             s = retryStmt
             s.reset()

@@ -48,6 +48,7 @@ enum StoreConformance {
         .init("retry sets run_at and last_error") { try retrySetsRunAtAndError($0) },
         .init("final failure sets finished_at") { try finalFailure($0) },
         .init("finishAndClaim finishes and claims in one call") { try finishThenClaimInOneCall($0) },
+        .init("a batch of outcomes: the fence judges each on its own") { try batchOfOutcomes($0) },
         .init("result bytes round-trip byte for byte") { try resultBytesRoundTrip($0) },
         .init("recoverProcess applies outcomes, deletes the row, cancels sentinels") { try recoverProcess($0) },
         .init("recoverProcess with the started task charges only that one") { try recoverKnowingTheStartedTask($0) },
@@ -615,6 +616,61 @@ enum StoreConformance {
         #expect(claimed.map(\.id) == [ids[1]])
         #expect(try store.task(ids[0])?.state == .succeeded)
         #expect(try store.task(ids[2])?.state == .queued)
+    }
+
+    /// Many outcomes in one call, as a worker reports a claimed batch (the SQLite
+    /// store finishes the successful ones with one UPDATE over their id range): each
+    /// is accepted or refused as it would be alone, and each row gets its own result.
+    static func batchOfOutcomes(_ make: @escaping StoreFactory) throws {
+        let store = try make()
+        let f = RowFactory(store)
+        let s = try f.supervisor()
+        let w = try f.worker(supervisor: s), v = try f.worker(supervisor: s, kinds: ["u"])
+        let ids = try (0..<10).map { try f.queued(kind: $0 == 2 ? "u" : "t", payload: "\($0)") }
+        let waiting = try store.insertTasks([NewTask(kind: "d", options: EnqueueOptions(after: [ids[6]]))], now: f.now)[0]
+        // v holds ids[2]; w claims the other nine (ids not consecutive: the id-list claim).
+        #expect(try f.claimed(v, supervisor: s, kinds: ["u"]).map(\.id) == [ids[2]])
+        let mine = try f.claimed(w, supervisor: s, kinds: ["t"], limit: 9)
+        #expect(mine.map(\.id) == ids.enumerated().filter { $0.offset != 2 }.map(\.element))
+        let outputs: [[UInt8]] = [Array("a".utf8), [0xFF, 0x00, 0x41], Array("from w".utf8), [], [], Array("stale".utf8),
+                                  Array("six".utf8), Array("é✓".utf8), Array("x".utf8), Array("a\u{0}b".utf8)]
+        let at = f.now.adding(seconds: 1)
+        let outcomes = (0..<10).map { k -> TaskOutcome in
+            let result: TaskOutcome.Result = k == 4 ? .failed(error: "four failed", retryAt: nil) : .succeeded(outputs[k])
+            return TaskOutcome(taskID: ids[k], owner: w, attempt: k == 5 ? 2 : 1, result: result)
+        }
+        let r = try store.finishAndClaim(outcomes, claim: nil, now: at)
+        // ids[2] is v's, and ids[5] is in its attempt 1, not 2.
+        #expect(r.accepted == [true, true, false, true, true, false, true, true, true, true])
+        for k in [0, 1, 3, 6, 7, 8, 9] {
+            let t = try #require(try store.task(ids[k]))
+            #expect(t.state == .succeeded && t.owner == nil && t.attempts == 1 && t.finishedAt == at, "task \(k)")
+            #expect(t.result == outputs[k], "task \(k): \(t.result ?? [])")
+        }
+        let four = try #require(try store.task(ids[4]))
+        #expect(four.state == .failed && four.lastError == "four failed" && four.result == nil)
+        let two = try #require(try store.task(ids[2]))
+        #expect(two.state == .running && two.owner == v && two.result == nil)
+        let five = try #require(try store.task(ids[5]))
+        #expect(five.state == .running && five.owner == w && five.attempts == 1)
+        // ids[6] had a task waiting for it: released.
+        #expect(try f.claimed(w, supervisor: s, kinds: ["d"], at: at).map(\.id) == [waiting])
+        #expect(try f.finish(mine[4], owner: w, .succeeded([])))
+        #expect(try store.task(ids[5])?.state == .succeeded)
+
+        // Consecutive ids (one range claimed), each reported twice: once only counts.
+        let more = try (0..<3).map { _ in try f.queued(kind: "t") }
+        let got = try f.claimed(w, supervisor: s, kinds: ["t"], at: at)
+        #expect(got.map(\.id) == more && got.allSatisfy { $0.attempt == 1 })
+        for id in more {
+            let t = try #require(try store.task(id))
+            #expect(t.state == .running && t.owner == w && t.attempts == 1 && t.startedAt == at)
+        }
+        let twice = got.flatMap { t in ["first", "second"].map {
+            TaskOutcome(taskID: t.id, owner: w, attempt: 1, result: .succeeded(Array($0.utf8)))
+        } }
+        #expect(try store.finishAndClaim(twice, claim: nil, now: at).accepted == [true, false, true, false, true, false])
+        #expect(try more.map { try store.task($0)?.result } == Array(repeating: Array("first".utf8), count: 3))
     }
 
     // MARK: results

@@ -7,6 +7,7 @@
 /// Safe to call more than once. Returns the sqlite3_config result code.
 int taskq_sqlite_tune(void);
 
+#include <stddef.h>
 #include "sqlite3.h"
 /// Installs taskq's busy handler on `db`: while another connection holds the write
 /// lock, retry after yielding, then after sleeps growing from 20 µs to 2 ms, for up
@@ -28,4 +29,19 @@ typedef struct taskq_checkpointer taskq_checkpointer;
 taskq_checkpointer *taskq_checkpointer_attach(sqlite3 *db, const char *path, int frames, int synchronous);
 /// Stops the thread (after the checkpoint it is making, if any) and frees `c`.
 void taskq_checkpointer_detach(sqlite3 *db, taskq_checkpointer *c);
+
+/// A batch of successful outcomes for one UPDATE over an id range (outcomes.c says
+/// why): registers the SQL functions taskq_outcome_attempt(id) (the attempt the
+/// worker ran, NULL for an id not in the batch) and taskq_outcome_result(id) (its
+/// output; also notes the row as changed) on `db`. Freed when `db` closes.
+typedef struct taskq_outcomes taskq_outcomes;
+taskq_outcomes *taskq_outcomes_register(sqlite3 *db);
+/// Empties the batch for ids lo ..< lo + span.
+int taskq_outcomes_begin(taskq_outcomes *o, sqlite3_int64 lo, int span);
+/// One outcome: `length` bytes of output (copied), stored as TEXT when `text`.
+/// SQLITE_MISUSE for an id outside the range or already in the batch.
+int taskq_outcomes_add(taskq_outcomes *o, sqlite3_int64 id, sqlite3_int64 attempt,
+                       const void *bytes, size_t length, int text);
+/// Whether the last UPDATE changed task `id`'s row.
+int taskq_outcomes_applied(taskq_outcomes *o, sqlite3_int64 id);
 #endif
