@@ -42,7 +42,7 @@ case "$sub" in
   info)
     [ -s "$db" ] || "$bin/taskq" init --db "$db" >/dev/null
     jm=$(sqlite3 "$db" "PRAGMA journal_mode")
-    printf '{"peer": "taskq", "journal_mode": "%s", "synchronous": "%s", "library_default": "WAL, synchronous=NORMAL (taskq --synchronous normal|full)", "claim": "BEGIN IMMEDIATE; finish previous batch (fenced UPDATEs) + due delayed tasks (partial index, usually one probe) + SELECT .. ORDER BY priority DESC, id LIMIT k (partial index of ready tasks; k adapts 1..512), merged in claim order + UPDATE .. WHERE id IN (the ids, via json_each)"}\n' "$jm" "$sync"
+    printf '{"peer": "taskq", "journal_mode": "%s", "synchronous": "%s", "library_default": "WAL, synchronous=NORMAL (taskq --synchronous normal|full)", "claim": "BEGIN IMMEDIATE; finish previous batch (one fenced UPDATE over its id range, each row checked against its own attempt) + due delayed tasks (partial index, usually one probe) + SELECT .. ORDER BY priority DESC, id LIMIT k (partial index of ready tasks; k adapts 1..512), merged in claim order + UPDATE .. WHERE id BETWEEN first AND last (or IN the ids, via json_each, when they are not consecutive)"}\n' "$jm" "$sync"
     ;;
   *) exit 2 ;;
 esac

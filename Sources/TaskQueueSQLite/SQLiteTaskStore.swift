@@ -48,6 +48,9 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             throw TaskQueueError.notFound("no taskq database at \(path) (the file is empty; create one with 'taskq init')")
         }
         try db.configure(synchronous: synchronous, cacheKiB: cacheKiB, skipChecks: !checks)
+        // Before any statement is prepared: defining a function expires every prepared
+        // statement of the connection, and each would be compiled again at its next use.
+        outcomeTable = taskq_outcomes_register(db.handle)
         try Migrator.migrate(db, now: .now())
     }
 
@@ -554,8 +557,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         return stored
     }
 
-    /// The batch's SQL functions, registered on this connection at first use.
-    private lazy var outcomeTable: OpaquePointer? = taskq_outcomes_register(db.handle)
+    /// The SQL functions `finishRangeStmt` reads a batch through.
+    private let outcomeTable: OpaquePointer?
     /// `succeedStmt` over a range: the same fence, with each row's attempt from the batch.
     private lazy var finishRangeStmt = try! db.prepare("""
         UPDATE tasks SET state = 'succeeded', owner = NULL, finished_at = ?1, result = taskq_outcome_result(id)
