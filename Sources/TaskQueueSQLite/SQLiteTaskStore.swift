@@ -527,14 +527,18 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             if case .succeeded(let output) = o.result, o.owner == owner { return output }
             return nil
         }
-        var lo = Int64.max, hi = Int64.min, count = 0
-        for o in outcomes where inRange(o) != nil {
+        var lo = Int64.max, hi = Int64.min, count = 0, bytes = 0
+        for o in outcomes {
+            guard let output = inRange(o) else { continue }
             lo = min(lo, o.taskID)
             hi = max(hi, o.taskID)
             count += 1
+            bytes += output.count
         }
-        // Dense enough that the scan passes few rows it leaves alone.
-        guard count >= 2, hi - lo < 2 * Int64(count) else { return stored }
+        // Dense enough that the scan passes few rows it leaves alone; outputs small
+        // enough that copying them into the batch (whose buffer the connection keeps)
+        // costs little next to the statements it saves. Larger ones are bound in place.
+        guard count >= 2, hi - lo < 2 * Int64(count), bytes <= Self.rangeFinishMaxBytes else { return stored }
         guard taskq_outcomes_begin(table, lo, Int32(hi - lo + 1)) == SQLITE_OK else { return stored }
         for o in outcomes {
             guard let output = inRange(o) else { continue }
@@ -557,6 +561,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         return stored
     }
 
+    /// The most output bytes one range finish copies (see `finishInRange`).
+    static let rangeFinishMaxBytes = 1 << 20
     /// The SQL functions `finishRangeStmt` reads a batch through.
     private let outcomeTable: OpaquePointer?
     /// `succeedStmt` over a range: the same fence, with each row's attempt from the batch.

@@ -671,6 +671,18 @@ enum StoreConformance {
         } }
         #expect(try store.finishAndClaim(twice, claim: nil, now: at).accepted == [true, false, true, false, true, false])
         #expect(try more.map { try store.task($0)?.result } == Array(repeating: Array("first".utf8), count: 3))
+
+        // Large outputs in one batch (1.8 MB in all): each stored whole.
+        var random = SystemRandomNumberGenerator()
+        let big = try (0..<3).map { _ in try f.queued(kind: "t") }
+        let held = try f.claimed(w, supervisor: s, kinds: ["t"], at: at)
+        #expect(held.map(\.id) == big)
+        let outputsBig = big.map { _ in (0..<600_000).map { _ in UInt8.random(in: 0...255, using: &random) } }
+        let done = try store.finishAndClaim(zip(held, outputsBig).map {
+            TaskOutcome(taskID: $0.id, owner: w, attempt: $0.attempt, result: .succeeded($1))
+        }, claim: nil, now: at)
+        #expect(done.accepted == [true, true, true])
+        #expect(try big.map { try store.task($0)?.result } == outputsBig)
     }
 
     // MARK: results
