@@ -37,7 +37,7 @@ static const char *now = "2026-11-27T03:00:00.123Z";
     "SELECT id, kind, queue, payload, attempts, max_attempts, timeout_s, on_crash, backoff_base_s, backoff_cap_s, " COLUMNS " " \
     "FROM tasks INDEXED BY " INDEX " " \
     "WHERE state = 'queued' AND " RANGE " " \
-    "AND id < coalesce((SELECT min(id) FROM tasks INDEXED BY tasks_stop_sentinels " \
+    "AND id <= coalesce((SELECT min(id) - 1 FROM tasks INDEXED BY tasks_stop_sentinels " \
     "WHERE kind = 'taskq.stop' AND state = 'queued' AND json_extract(payload, '$.supervisor') = ?2), 9223372036854775807) " \
     "AND (kind = ?4) " \
     "AND (NOT EXISTS (SELECT 1 FROM queues WHERE paused_at IS NOT NULL) " \

@@ -59,8 +59,11 @@ static void result_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
     struct slot *s = slot_for(o, argv[0]);
     if (!s) { sqlite3_result_null(ctx); return; }
     s->applied = 1;
-    /* SQLITE_TRANSIENT: SQLite copies it, and `bytes` may move at the next batch. */
-    const char *p = (const char *)o->bytes + s->offset;
+    /* SQLITE_TRANSIENT: SQLite copies it, and `bytes` may move at the next batch.
+       An empty output is an empty value, not NULL: SQLite reads a NULL pointer as
+       NULL, and `bytes` is NULL until the first output that has any. */
+    static const char empty[1];
+    const char *p = s->length ? (const char *)o->bytes + s->offset : empty;
     if (s->text) sqlite3_result_text64(ctx, p, s->length, SQLITE_TRANSIENT, SQLITE_UTF8);
     else sqlite3_result_blob64(ctx, p, s->length, SQLITE_TRANSIENT);
 }
@@ -75,13 +78,16 @@ static void destroy(void *p) {
 taskq_outcomes *taskq_outcomes_register(sqlite3 *db) {
     taskq_outcomes *o = calloc(1, sizeof *o);
     if (!o) return NULL;
-    /* Not SQLITE_DETERMINISTIC: the answer changes from batch to batch. The
-       destructor runs when the second function is dropped (the connection closes). */
+    /* Not SQLITE_DETERMINISTIC: the answer changes from batch to batch. The first
+       function owns `o`: its destructor runs when it is dropped (the connection
+       closes), and also when registering it fails (SQLite calls it then). */
+    if (sqlite3_create_function_v2(db, "taskq_outcome_result", 1, SQLITE_UTF8 | SQLITE_DIRECTONLY, o,
+                                   result_fn, NULL, NULL, destroy) != SQLITE_OK)
+        return NULL;
     if (sqlite3_create_function_v2(db, "taskq_outcome_attempt", 1, SQLITE_UTF8 | SQLITE_DIRECTONLY, o,
-                                   attempt_fn, NULL, NULL, NULL) != SQLITE_OK ||
-        sqlite3_create_function_v2(db, "taskq_outcome_result", 1, SQLITE_UTF8 | SQLITE_DIRECTONLY, o,
-                                   result_fn, NULL, NULL, destroy) != SQLITE_OK) {
-        free(o);
+                                   attempt_fn, NULL, NULL, NULL) != SQLITE_OK) {
+        /* Drop the first again, which frees `o`: no function may point at it. */
+        sqlite3_create_function_v2(db, "taskq_outcome_result", 1, SQLITE_UTF8, NULL, NULL, NULL, NULL, NULL);
         return NULL;
     }
     return o;

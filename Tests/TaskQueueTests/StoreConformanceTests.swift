@@ -1004,6 +1004,65 @@ enum StoreConformance {
         }
     }
 
+    /// A worker's usual batch is claimed and finished by its id range (the store
+    /// counts both), each row with its own result, typed as the single-row path types
+    /// it; what the ranges cannot take goes one row at a time.
+    @Test func aWorkersBatchIsClaimedAndFinishedByItsIDRange() throws {
+        try withSQLiteFactory { db, make in
+            let store = try #require(try make() as? SQLiteTaskStore)
+            let f = RowFactory(store)
+            let s = try f.supervisor()
+            let w = try f.worker(supervisor: s), v = try f.worker(supervisor: s)
+            func claim(_ owner: Int64, _ n: Int) throws -> [ClaimedTask] {
+                let ids = try (0..<n).map { _ in try f.queued(kind: "t") }
+                let got = try f.claimed(owner, supervisor: s, kinds: ["t"], limit: n)
+                #expect(got.map(\.id) == ids)
+                return got
+            }
+            func outcomes(_ tasks: [ClaimedTask], _ owner: Int64, _ outputs: [[UInt8]]) -> [TaskOutcome] {
+                zip(tasks, outputs).map { TaskOutcome(taskID: $0.id, owner: owner, attempt: $0.attempt, result: .succeeded($1)) }
+            }
+            func finish(_ list: [TaskOutcome]) throws -> [Bool] { try store.finishAndClaim(list, claim: nil, now: f.now).accepted }
+            func typeAndHex(_ id: Int64) -> String { sqlite(db.path, "SELECT typeof(result) || ' ' || hex(result) FROM tasks WHERE id = \(id)") }
+
+            // The connection's first batch, every output empty: empty text, not NULL.
+            let first = try claim(w, 3)
+            #expect(store.rangeClaims == 1)
+            #expect(try finish(outcomes(first, w, [[], [], []])) == [true, true, true])
+            #expect(store.rangeFinishes == 1)
+            #expect(first.map { typeAndHex($0.id) } == ["text ", "text ", "text "])
+            // Text, a blob, a NUL, UTF-8 cut short, in one batch.
+            let second = try claim(w, 4)
+            #expect(try finish(outcomes(second, w, [Array("é✓".utf8), [0xFF, 0x00], Array("a\u{0}b".utf8), [0x68, 0xC3]])) == [true, true, true, true])
+            #expect(store.rangeFinishes == 2)
+            #expect(second.map { typeAndHex($0.id) } == ["text C3A9E29C93", "blob FF00", "blob 610062", "blob 68C3"])
+            // 1 MiB of output goes by range; one byte more is bound row by row. Both whole.
+            let half = [UInt8](repeating: UInt8(ascii: "x"), count: 1 << 19)
+            let third = try claim(w, 2)
+            #expect(try finish(outcomes(third, w, [half, half])) == [true, true])
+            #expect(store.rangeFinishes == 3)
+            let fourth = try claim(w, 2)
+            #expect(try finish(outcomes(fourth, w, [half, half + [0x79]])) == [true, true])
+            #expect(store.rangeFinishes == 3)
+            #expect(try (third + fourth).map { try store.task($0.id)?.result } == [half, half, half, half + [0x79]])
+            // Two owners in one call: the range is the first one's; the other's go one by one.
+            let vs = try claim(v, 2), ws = try claim(w, 2)
+            let mixed = [outcomes(vs, v, [[1], [2]])[0], outcomes(ws, w, [[3], [4]])[0],
+                         outcomes(vs, v, [[1], [2]])[1], outcomes(ws, w, [[3], [4]])[1]]
+            #expect(try finish(mixed) == [true, true, true, true])
+            #expect(store.rangeFinishes == 4)
+            #expect(try (vs + ws).map { try store.task($0.id)?.result } == [[1], [2], [3], [4]])
+            // Ids at both ends of the range of integers, put in by hand and claimed in
+            // priority order (the largest first): neither claim nor finish overflows.
+            let top = sqliteInsertRow(db.path, ["id": "9223372036854775807", "priority": "5"])
+            let low = sqliteInsertRow(db.path, ["id": "-5"])
+            let ends = try f.claimed(w, supervisor: s, kinds: ["t"], limit: 2)
+            #expect(ends.map(\.id) == [top, low])
+            #expect(try finish(outcomes(ends, w, [[5], [6]])) == [true, true])
+            #expect(try [top, low].map { try store.task($0)?.result } == [[5], [6]])
+        }
+    }
+
     // MARK: SQLite only: the schema refuses careless changes from the shell
 
     @Test func schemaRefusesCarelessUpdatesFromTheShell() throws {
