@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 int taskq_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
-int taskq_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
 int taskq_spawn(pid_t *pid, const char *path, char *const argv[], char *const envp[],
                 int new_session, int new_group,

@@ -10,9 +10,6 @@
 /// exits. Returns 0 or -1 (errno set).
 int taskq_set_parent_death_signal(int sig);
 
-/// Make this process a child subreaper (orphaned descendants are re-parented to it).
-int taskq_set_child_subreaper(void);
-
 /// Spawn `path` with `argv`/`envp`. The child starts with an empty signal mask and
 /// default dispositions for every signal (blocked masks and SIG_IGN survive exec).
 /// `new_session`: the child calls setsid (its pid becomes its session and group id).
