@@ -458,22 +458,20 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         return out
     }
 
-    /// The claim's second half: the chosen rows (a JSON array of ids) become this
-    /// worker's running attempt.
-    private lazy var markClaimedStmt = try! db.prepare("""
+    /// The claim's second half: the chosen rows become this worker's running attempt.
+    /// `rows` names them: by a JSON array of ids, or, when the ids are consecutive,
+    /// by their range, every id in it chosen (a range scan, where the list costs a
+    /// seek from the root per id; measured in C on this schema, Benchmarks/ceiling:
+    /// 8% less of SQLite's work per claimed-and-finished task).
+    private static func markRunningSQL(_ rows: String) -> String {
+        """
         UPDATE tasks SET state = 'running', owner = ?1, attempts = attempts + 1, started_at = ?2,
                          worker_pid = ?3, worker_host = ?4
-        WHERE id IN (SELECT value FROM json_each(?5))
-        """)
-
-    /// The same for ids ?5 ... ?6, every one of them chosen: a range scan, where
-    /// the list costs a seek from the root per id (measured in C on this schema,
-    /// Benchmarks/ceiling: 8% less of SQLite's work per claimed-and-finished task).
-    private lazy var markRangeClaimedStmt = try! db.prepare("""
-        UPDATE tasks SET state = 'running', owner = ?1, attempts = attempts + 1, started_at = ?2,
-                         worker_pid = ?3, worker_host = ?4
-        WHERE id BETWEEN ?5 AND ?6 AND state = 'queued'
-        """)
+        WHERE \(rows)
+        """
+    }
+    private lazy var markClaimedStmt = try! db.prepare(Self.markRunningSQL("id IN (SELECT value FROM json_each(?5))"))
+    private lazy var markRangeClaimedStmt = try! db.prepare(Self.markRunningSQL("id BETWEEN ?5 AND ?6 AND state = 'queued'"))
 
     /// `[1,2,3]`, written digit by digit (no String per id).
     private func idListText(_ ids: [Int64]) -> [UInt8] {
