@@ -52,6 +52,25 @@ package enum Recovery {
         return recovered
     }
 
+    /// Recovers tasks left `running` under an owner with no process row: no
+    /// process can finish them and no `recoverDead` would find them. The fence
+    /// keeps this from happening; this catches whatever path might still leave
+    /// one. Each counts a crashed attempt, as a dead worker's task does.
+    @discardableResult
+    package static func recoverOrphans(store: any TaskStore, retry: RetryPolicy, onCrash: [String: CrashPolicy] = [:],
+                                       log: (String) -> Void) throws -> [ClaimedTask] {
+        let now = Timestamp.now()
+        let held = try store.recoverOrphans(now: now) { t, owner in
+            retry.crashOutcome(for: t, error: "process \(owner), no longer registered, was left running task \(t.id), attempt \(t.attempt)/\(t.maxAttempts)",
+                               policy: crashPolicy(t, onCrash), now: now)
+        }
+        for owner in Set(held.map(\.owner)).sorted() {
+            log("recovered tasks left running by process \(owner), which is no longer registered"
+                + fates(held.filter { $0.owner == owner }.map(\.task), onCrash))
+        }
+        return held.map(\.task)
+    }
+
     /// "; task 5 goes back for a retry; tasks 6, 7 end failed (on-crash fail)": what
     /// recovery did with each task a dead process held.
     package static func fates(_ held: [ClaimedTask], _ onCrash: [String: CrashPolicy]) -> String {

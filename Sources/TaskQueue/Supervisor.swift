@@ -332,7 +332,16 @@ public final class Supervisor {
         if failedToStart { noteCrash() } else { crashStreak = 0 }
     }
 
+    /// When to look for tasks running under no registered process next (at start,
+    /// then every five minutes: it reads the whole table).
+    private var nextOrphanScan = 0.0
+
     private func recover() {
+        if System.monotonic() >= nextOrphanScan {
+            nextOrphanScan = System.monotonic() + 300
+            do { try Recovery.recoverOrphans(store: store, retry: options.retry, onCrash: options.onCrash) { log($0) } }
+            catch { log("recovery of orphaned tasks failed: \(error)") }
+        }
         let mine = Set((try? store.processes())?.filter { p in
             p.id == processID || (p.supervisorID == processID && workers[p.pid] != nil && !(p.expiresAt < .now()))
         }.map(\.id) ?? [])

@@ -72,6 +72,17 @@ package struct TaskOutcome: Sendable, Equatable {
     }
 }
 
+/// Thrown by `finishAndClaim` when a process writes as an owner whose
+/// registration is gone (another process declared it dead and recovered its
+/// tasks). Nothing was written; the process must stop, as on a lost lease.
+package struct OwnerNotRegistered: Error, CustomStringConvertible {
+    package let owner: Int64
+    package init(owner: Int64) { self.owner = owner }
+    package var description: String {
+        "process \(owner) is no longer registered (it was declared dead and its tasks recovered)"
+    }
+}
+
 /// A live stop sentinel: a `taskq.stop` row addressed to one supervisor.
 public struct StopSentinel: Sendable, Equatable {
     public enum Mode: String, Sendable { case drain, now }
@@ -108,6 +119,10 @@ package protocol TaskStore: AnyObject {
     /// one costs no extra write. A task that ends failed or succeeded settles its
     /// dependants (`after`) in the same transaction.
     /// Returns the claimed tasks and, per outcome, whether the fence accepted it.
+    /// Throws `OwnerNotRegistered`, and writes nothing, when the claim's owner (if
+    /// it claimed anything) or an outcome's owner has no process row: it was
+    /// declared dead and recovered, so it may neither finish nor claim (a claim under
+    /// such an owner would leave a task `running` that no recovery ever finds).
     func finishAndClaim(_ outcomes: [TaskOutcome], claim: ClaimRequest?, now: Timestamp) throws
         -> (accepted: [Bool], claimed: [ClaimedTask])
 
@@ -139,6 +154,14 @@ package protocol TaskStore: AnyObject {
     @discardableResult
     func recoverProcess(_ processID: Int64, now: Timestamp, startedTaskID: Int64?,
                         outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask]
+
+    /// Tasks left `running` under an owner that has no process row (which no
+    /// `recoverProcess` would ever find): in one transaction, each gets
+    /// `outcome(task, owner)`, fenced and kept in the attempt history as in
+    /// `recoverProcess`. Returns them with their owners. May read the whole table:
+    /// run it at start and now and then, not per claim.
+    func recoverOrphans(now: Timestamp, outcome: (ClaimedTask, Int64) -> TaskOutcome.Result) throws
+        -> [(task: ClaimedTask, owner: Int64)]
 
     /// Deletes a process row that holds no tasks (clean exit).
     func removeProcess(_ processID: Int64) throws

@@ -102,6 +102,11 @@ public final class Worker {
                 }
                 pending = []
                 claimed = r.claimed
+            } catch let gone as OwnerNotRegistered {
+                // Declared dead while frozen or cut off: the claim and the results
+                // were refused together. The heartbeat thread would find out next.
+                System.log("taskq worker \(getpid()): lease lost (\(gone)); exiting")
+                return Exit.leaseLost
             } catch {
                 // "database is locked" past the busy timeout, a full disk: keep
                 // the outcomes and try again, backing off from 0.5 s to 5 s; never
@@ -185,6 +190,8 @@ public final class Worker {
             do {
                 _ = try store.finishAndClaim(outcomes, claim: nil, now: .now())
                 return
+            } catch is OwnerNotRegistered {
+                return   // its tasks were recovered: these results are not its to store
             } catch {
                 System.log("taskq worker \(getpid()): cannot store results (\(error)); try \(attempt)/20")
                 usleep(500_000)

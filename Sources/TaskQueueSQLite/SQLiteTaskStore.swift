@@ -499,8 +499,11 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         for o in outcomes where !owners.contains(o.owner) { owners.append(o.owner) }
         for p in owners {
             let row = try claimedListStmt.bind(.int(p)).firstRow { $0.isNull(0) ? nil : parseIDList($0.string(0)) }
-            if case .some(.none) = row { continue }   // NULL: registered before the list; recovery scans
-            let old = (row ?? []) ?? []
+            // No row: the owner was declared dead and recovered. Whatever this
+            // transaction did as that owner is rolled back, so nothing can ever be
+            // left running under an owner that no recovery would find.
+            guard let row else { throw OwnerNotRegistered(owner: p) }
+            guard let old = row else { continue }   // NULL: registered before the list; recovery scans
             var ids: [Int64]
             if old.count == outcomes.count && zip(old, outcomes).allSatisfy({ $0 == $1.taskID && $1.owner == p }) {
                 ids = []   // the usual case: it reported on exactly its last claim, in order
@@ -816,6 +819,29 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 WHERE kind = 'taskq.stop' AND state = 'queued' AND json_extract(payload, '$.supervisor') = ?
                 """).bind(.ts(now), .int(processID), .int(processID)).run()
             try db.prepare("DELETE FROM processes WHERE id = ?").bind(.int(processID)).run()
+            return held
+        }
+    }
+
+    package func recoverOrphans(now: Timestamp, outcome: (ClaimedTask, Int64) -> TaskOutcome.Result) throws
+        -> [(task: ClaimedTask, owner: Int64)] {
+        // Found by a plain read first, outside the write lock: no index covers running
+        // tasks (migration 0005 dropped it, an insert and a delete per claim), so this
+        // scans the table, and writers need not wait for that.
+        let orphaned = "state = 'running' AND owner NOT IN (SELECT id FROM processes)"
+        let seen = try db.prepare("SELECT id FROM tasks WHERE \(orphaned)").rows { $0.int(0) }
+        if seen.isEmpty { return [] }
+        return try db.writeTransaction {
+            let s = try db.prepare("""
+                SELECT \(Self.claimedColumns), owner FROM tasks
+                WHERE id IN (SELECT value FROM json_each(?1)) AND \(orphaned) ORDER BY id
+                """)
+            s.bind(1, bytes: idListText(seen), asText: true)
+            let held = try s.rows { (task: claimedTask($0), owner: $0.int(10)) }
+            for (t, owner) in held {
+                _ = try apply(TaskOutcome(taskID: t.id, owner: owner, attempt: t.attempt, result: outcome(t, owner),
+                                          failure: "crashed"), now: now)
+            }
             return held
         }
     }

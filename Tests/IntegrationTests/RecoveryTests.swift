@@ -196,6 +196,74 @@ import Glibc
     }
 }
 
+/// A worker declared dead while frozen must never claim again: nothing may be left
+/// `running` under an owner that is no longer registered, since no recovery would
+/// ever find it (the task would wait forever, and `taskq wait` with it).
+@Suite struct UnregisteredOwnerTests {
+    /// Worker W of supervisor A is frozen past its lease; supervisor B recovers it
+    /// (W's task goes back to the queue, W's row is deleted). W is thawed while
+    /// another connection holds the write lock, so W's main thread (reporting its
+    /// late result, then claiming the next task) and its heartbeat thread (which
+    /// would notice the lost lease) queue up for the lock together; whichever gets
+    /// it first, W must not come away owning a task. Two rounds, since which thread
+    /// wins is up to the scheduler.
+    @Test(arguments: [1, 2]) func aThawedWorkerDeclaredDeadNeverClaimsAgain(round: Int) {
+        let s = Scenario("taskq-thaw")
+        defer { s.close() }
+        s.script("h.sh", "cat >/dev/null; sleep 2; touch \"done.$TASKQ_TASK_ID.$TASKQ_ATTEMPT\"; echo ok")
+        let ids = s.taskq(["enqueue", "t", "--lines"], stdin: (1...20).map(String.init).joined(separator: "\n")).out
+            .split(separator: "\n").compactMap { Int64($0) }
+        #expect(ids.count == 20)
+        let a = s.supervise(["--workers", "1", "--lease", "2", "--handler", "t=./h.sh", "--backoff-base", "0.05"])
+        let b = s.supervise(["--workers", "1", "--lease", "2", "--handler", "other=true"])
+        #expect(eventually { s.sqlInt("SELECT count(*) FROM tasks WHERE state = 'running'") == 1 }, "\(a.stderrSoFar)")
+        guard let w = workers(of: a, s).first else { Issue.record("no worker: \(a.stderrSoFar)"); return }
+        let first = s.sqlInt("SELECT id FROM tasks WHERE state = 'running'")
+        kill(a.pid, SIGSTOP)
+        kill(w, SIGSTOP)
+        // B finds W frozen past its lease: W's row goes, its task back to the queue.
+        #expect(eventually(timeout: 20) { s.sqlInt("SELECT count(*) FROM processes WHERE pid = \(w)") == 0 }, "\(b.stderrSoFar)")
+        // W's handler (its own process group, not frozen) has its late result ready.
+        #expect(eventually(timeout: 10) { access(s.dir + "/done.\(first).1", F_OK) == 0 })
+        let holder = Child("/usr/bin/sqlite3", [s.db], cwd: s.dir, stdinData: Array(
+            "BEGIN IMMEDIATE;\n.shell touch locked\n.shell sleep 0.3\nROLLBACK;\n".utf8), logDir: s.dir)
+        defer { holder.kill9() }
+        #expect(eventually(timeout: 10) { access(s.dir + "/locked", F_OK) == 0 })
+        kill(w, SIGCONT)
+        #expect(holder.wait(timeout: 10) == 0)
+        kill(a.pid, SIGCONT)
+        // W exits (lease lost); then no task is running under an unregistered owner.
+        #expect(eventually(timeout: 15) { !processAlive(w) }, "\(a.stderrSoFar)")
+        let orphans = s.sql("SELECT id FROM tasks WHERE state = 'running' AND owner NOT IN (SELECT id FROM processes)")
+        #expect(orphans.isEmpty, "left running under a deleted owner: \(orphans)\n\(a.stderrSoFar)")
+        #expect(s.taskq(["stop", "--wait", "--timeout", "60"]).status != nil)
+        _ = a.wait(timeout: 30)
+        #expect(b.wait(timeout: 30) == 0, "\(b.stderrSoFar)")
+        #expect(s.count("running") == 0, "\(s.sql("SELECT id, owner FROM tasks WHERE state = 'running'"))")
+        // Everything is still done by a fresh supervisor.
+        let c = s.taskq(["supervise", "--until-empty", "--workers", "2", "--handler", "t=./h.sh", "--backoff-base", "0.05"],
+                        timeout: 120)
+        #expect(c.status == 0, "\(c)")
+        #expect(s.count("succeeded") == 20, "\(s.sql("SELECT id, state, owner FROM tasks WHERE state <> 'succeeded'"))")
+    }
+
+    /// Such a row left behind anyway (by an older taskq, or by hand) is recovered by
+    /// the next supervisor at its start, as a dead worker's task is.
+    @Test func aTaskRunningUnderNoRegisteredProcessIsRecoveredAtStart() {
+        let s = Scenario("taskq-orphan")
+        defer { s.close() }
+        let id = s.enqueue("t", "\"x\"")
+        s.sql("UPDATE tasks SET state = 'running', owner = 4242, attempts = 1, started_at = created_at WHERE id = \(id)")
+        let r = s.taskq(["supervise", "--until-empty", "--workers", "1", "--handler", "t=cat", "--backoff-base", "0.05"],
+                        timeout: 60)
+        #expect(r.status == 0, "\(r)")
+        #expect(r.stderr.contains("recovered tasks left running by process 4242, which is no longer registered; task \(id) goes back for a retry"),
+                "\(r.stderr)")
+        #expect(s.sql("SELECT state || ':' || attempts || ':' || result FROM tasks WHERE id = \(id)") == "succeeded:2:\"x\"")
+        #expect(s.sql("SELECT outcome FROM task_attempts WHERE task_id = \(id)") == "crashed")
+    }
+}
+
 /// Whether `pid` is a live (not zombie) process.
 private func processAlive(_ pid: Int32) -> Bool {
     let stat = String(decoding: readAll("/proc/\(pid)/stat"), as: UTF8.self)

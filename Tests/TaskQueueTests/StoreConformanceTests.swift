@@ -44,6 +44,7 @@ enum StoreConformance {
         .init("insertStopSentinels addresses registered supervisors") { try insertStopSentinelsAddressing($0) },
         .init("fence: only the owner's current attempt finishes a task") { try fenceOwnerAndAttempt($0) },
         .init("fence: a stale attempt after recovery changes nothing") { try fenceStaleAttemptAfterRecovery($0) },
+        .init("fence: an owner whose row is gone can neither claim nor finish") { try unregisteredOwnerWritesNothing($0) },
         .init("released puts back without counting the attempt") { try releaseDecrementsAttempts($0) },
         .init("retry sets run_at and last_error") { try retrySetsRunAtAndError($0) },
         .init("final failure sets finished_at") { try finalFailure($0) },
@@ -545,14 +546,46 @@ enum StoreConformance {
         // a was only frozen: its late outcomes, whatever they are, change nothing.
         let late: [TaskOutcome.Result] = [.succeeded(Array("from a".utf8)), .failed(error: "a failed", retryAt: nil),
                                           .failed(error: "a retries", retryAt: f.now), .released]
-        for outcome in late { #expect(try !f.finish(t, owner: a, outcome), "stale \(outcome) accepted") }
+        for outcome in late {
+            #expect(throws: OwnerNotRegistered.self, "stale \(outcome) accepted") { try f.finish(t, owner: a, outcome) }
+        }
         r = try #require(try store.task(t.id))
         #expect(r.state == .running && r.owner == b && r.attempts == 2)
         // b finishes; a's late result still changes nothing.
         #expect(try f.finish(mine[0], owner: b, .succeeded(Array("from b".utf8))))
-        #expect(try !f.finish(t, owner: a, .succeeded(Array("from a".utf8))))
+        #expect(throws: OwnerNotRegistered.self) { try f.finish(t, owner: a, .succeeded(Array("from a".utf8))) }
         r = try #require(try store.task(t.id))
         #expect(r.state == .succeeded && r.result == Array("from b".utf8) && r.attempts == 2)
+    }
+
+    /// A worker declared dead while frozen (its row deleted by recovery) that thaws
+    /// and reports its result and claims more in one call: the call fails whole.
+    /// Had the claim gone through, its task would be `running` under an owner no
+    /// recovery looks for, forever.
+    static func unregisteredOwnerWritesNothing(_ make: @escaping StoreFactory) throws {
+        let store = try make()
+        let f = RowFactory(store)
+        let s = try f.supervisor()
+        let a = try f.worker(supervisor: s)
+        let t = try f.running(owner: a, supervisor: s)
+        let waiting = try f.queued()
+        try store.recoverProcess(a, now: f.now) { _ in .failed(error: "worker a died", retryAt: f.now) }
+        let kinds = ["t", t.kind]
+        let result = TaskOutcome(taskID: t.id, owner: a, attempt: t.attempt, result: .succeeded(Array("late".utf8)))
+        #expect(throws: OwnerNotRegistered.self) {
+            try store.finishAndClaim([result], claim: f.claim(a, supervisor: s, kinds: kinds), now: f.now)
+        }
+        #expect(throws: OwnerNotRegistered.self) {
+            try store.finishAndClaim([], claim: f.claim(a, supervisor: s, kinds: kinds), now: f.now)
+        }
+        for id in [t.id, waiting] {
+            let r = try #require(try store.task(id))
+            #expect(r.state == .queued && r.owner == nil, "\(r)")
+        }
+        #expect(try store.task(t.id)?.attempts == 1 && store.task(waiting)?.attempts == 0)
+        // A live worker gets both.
+        let b = try f.worker(supervisor: s)
+        #expect(Set(try f.claimed(b, supervisor: s, kinds: kinds).map(\.id)) == [t.id, waiting])
     }
 
     static func releaseDecrementsAttempts(_ make: @escaping StoreFactory) throws {
@@ -926,6 +959,35 @@ enum StoreConformance {
             #expect(sqlite(db.path, "SELECT claimed IS NULL FROM processes WHERE id = \(w)") == "1")
             let held = try store.recoverProcess(w, now: f.now) { _ in .released }
             #expect(held.map(\.id) == [t.id, more.id])
+        }
+    }
+
+    // MARK: SQLite only: a task running under no registered process
+
+    /// The fence keeps any path from leaving such a row; a row left by hand (or by
+    /// an older taskq) is still found, and counts a crashed attempt.
+    @Test func recoveryFindsTasksRunningUnderNoRegisteredProcess() throws {
+        try withSQLiteFactory { db, make in
+            let store = try make()
+            let f = RowFactory(store)
+            let s = try f.supervisor()
+            let gone = try f.worker(supervisor: s), live = try f.worker(supervisor: s)
+            let t = try f.running(owner: gone, supervisor: s)
+            let last = try f.running(owner: gone, supervisor: s, attempt: 2, maxAttempts: 2)
+            let other = try f.running(owner: live, supervisor: s)
+            _ = sqlite(db.path, "DELETE FROM processes WHERE id = \(gone)")
+            var log: [String] = []
+            let held = try Recovery.recoverOrphans(store: store, retry: RetryPolicy(base: 10, cap: 10)) { log.append($0) }
+            #expect(held.map(\.id) == [t.id, last.id])
+            let r = try #require(try store.task(t.id))
+            #expect(r.state == .queued && r.owner == nil && r.attempts == 1, "\(r)")
+            #expect(r.lastError == "process \(gone), no longer registered, was left running task \(t.id), attempt 1/3")
+            #expect(try store.task(last.id)?.state == .failed)
+            #expect(try store.task(other.id)?.owner == live)
+            #expect(sqlite(db.path, "SELECT outcome FROM task_attempts WHERE task_id = \(t.id)") == "crashed")
+            #expect(log == ["recovered tasks left running by process \(gone), which is no longer registered; "
+                            + "task \(t.id) goes back for a retry; task \(last.id) ends failed (no attempts left)"], "\(log)")
+            #expect(try Recovery.recoverOrphans(store: store, retry: RetryPolicy()) { _ in }.isEmpty)
         }
     }
 
