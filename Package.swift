@@ -42,7 +42,7 @@ let package = Package(
                           path: "examples/swift-worker"),
         // Shared by the tests: spawn real processes, wait with deadlines, read rows.
         .target(name: "TaskQueueTestSupport", dependencies: ["TaskQueue", "CTaskQSystem"]),
-        // taskq's own benchmark (every row of issue 5: W1-W4, CLI, memory, scale) as a
+        // taskq's own benchmark (every workload row: W1-W4, CLI, memory, scale) as a
         // release-mode executable that drives the built `taskq` and
         // `taskq-example-worker` as processes:
         //   swift build -c release --static-swift-stdlib && .build/release/taskq-bench --help

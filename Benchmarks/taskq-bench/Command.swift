@@ -11,7 +11,7 @@ struct TaskqBench: ParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "taskq-bench",
-        abstract: "taskq's own benchmark: every row of issue 5, against taskq alone.",
+        abstract: "taskq's own benchmark: every workload row (W1-W4, CLI, memory, scale), against taskq alone.",
         discussion: """
             Prints one line per figure: name, value, unit, what it is compared with in the
             same run, and the goal. Figures vary with the machine's load: compare ratios
