@@ -56,18 +56,6 @@ public struct WorkerPool: Sendable, Equatable {
 /// thread, `Sources/CSQLiteTuning/checkpointer.c`, may run beside it; it blocks every
 /// signal, so they all still reach `sigtimedwait` here.)
 public final class Supervisor {
-    /// Exit statuses of `run`.
-    public enum Exit {
-        /// Every orderly stop.
-        public static let stopped: Int32 = 0
-        /// Another supervisor declared this one dead (it was stopped or stalled past
-        /// its lease) and recovered its row; its workers were stopped as on SIGTERM.
-        public static let leaseLost: Int32 = 1
-        /// An error that retrying cannot heal: a worker stopped with
-        /// `Worker.Exit.permanentFailure`, or a worker cannot be spawned at all.
-        public static let permanentFailure: Int32 = 70
-    }
-
     let options: SupervisorOptions
     let kinds: [String]
     let makeStore: () throws -> any TaskStore
@@ -182,13 +170,6 @@ public final class Supervisor {
                 return finish()
             }
         }
-    }
-
-    /// `names` joined, or, past twenty, the first ten and how many more: a log line
-    /// stays a line with thousands of handlers or queues.
-    private static func shortList(_ names: [String], _ separator: String, _ noun: String) -> String {
-        names.count <= 20 ? names.joined(separator: separator)
-            : names.prefix(10).joined(separator: separator) + " and \(names.count - 10) more \(noun)"
     }
 
     // MARK: stopping
@@ -324,13 +305,6 @@ public final class Supervisor {
             return
         }
         workers[pid] = Slot(startedAt: System.monotonic(), pool: pool, current: current)
-    }
-
-    /// Whether starting a worker would fail the same way every time: the program or
-    /// /proc is missing or not executable, its arguments or environment too long, no
-    /// memfd in this kernel. Out of memory, processes or descriptors may heal.
-    static func isPermanent(spawnError e: Int32) -> Bool {
-        [E2BIG, ENOENT, ENOEXEC, EACCES, EPERM, ENOTDIR, ELOOP, ENAMETOOLONG, EISDIR, ENOSYS].contains(e)
     }
 
     private func noteCrash() {
