@@ -83,6 +83,10 @@ package protocol TaskOperationsStore: TaskStore {
     /// one the task row describes.
     func attempts(of taskID: Int64) throws -> [TaskAttempt]
 
+    /// The state of each task among `ids` that exists (sentinels excluded), read
+    /// in one snapshot: what `taskq wait` polls for thousands of ids.
+    func states(of ids: [Int64]) throws -> [Int64: TaskState]
+
     /// In one transaction: each failed or cancelled task among `ids` becomes
     /// queued, ready now, with a fresh attempt budget (attempts 0); others are
     /// left as they are with a note. A task whose unique key is held by another
@@ -132,6 +136,10 @@ extension Queue {
 
     /// Every attempt of a task, oldest first.
     public func attempts(of id: Int64) throws -> [TaskAttempt] { try operations.attempts(of: id) }
+
+    /// The state of each task among `ids` that exists, read in one snapshot;
+    /// ids with no task are absent.
+    public func states(of ids: [Int64]) throws -> [Int64: TaskState] { try operations.states(of: ids) }
 
     /// Puts failed or cancelled tasks back as queued with a fresh attempt budget.
     @discardableResult

@@ -709,9 +709,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 try db.prepare("""
                     UPDATE tasks SET state = 'cancelled', finished_at = ?, last_error = ? WHERE id = ? AND state = 'queued'
                     """).bind(.ts(now), .text(why), .int(d)).run()
-                let changed = db.changes == 1
-                try db.prepare("DELETE FROM task_dependencies WHERE task_id = ?").bind(.int(d)).run()
-                if changed {
+                // Its task_dependencies rows stay: a retry makes it wait for them again.
+                if db.changes == 1 {
                     cancelled.append(d)
                     work.append((d, "task \(d), which it was to run after, was cancelled"))
                 }

@@ -31,7 +31,7 @@ private func report(_ changes: [TaskChange], verb: String, location: String, bul
     if bulk || changes.count > 1 { text += "\(verb) \(done)\(what) task\(done == 1 ? "" : "s")\(scope)\n" }
     out(text)
     if !missing.isEmpty {
-        throw TaskQueueError.notFound("no task \(missing.map(String.init).joined(separator: ", ")) in \(location)")
+        throw TaskQueueError.notFound("no task \(idList(missing)) in \(location)")
     }
     if refused > 0 {
         throw TaskQueueError.failed("\(refused) task\(refused == 1 ? " was" : "s were") left as \(refused == 1 ? "it was" : "they were") (see above)")
@@ -63,7 +63,7 @@ struct Retry: ParsableCommand {
             """)
 
     @OptionGroup var database: DatabaseOptions
-    @Argument(help: ArgumentHelp("Task ids.", valueName: "id")) var ids: [Int64] = []
+    @Argument(help: ArgumentHelp("Task ids; - reads more from stdin (whitespace-separated).", valueName: "id")) var ids: [String] = []
     @Option(parsing: .unconditional, help: ArgumentHelp("Retry every task in this state: failed or cancelled.", valueName: "state"))
     var state: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("With --state: only this queue.", valueName: "name")) var queue: String?
@@ -76,7 +76,7 @@ struct Retry: ParsableCommand {
         if let state, state != "failed" && state != "cancelled" {
             throw ValidationError("--state must be failed or cancelled (only those can be retried), not '\(state)'")
         }
-        for id in ids { try checkID(id) }
+        try TaskIDArguments(ids).check()
         try asUsageError {
             if let queue { try validateName(queue, what: "queue") }
             if let kind { try validateName(kind, what: "kind", allowReserved: true) }
@@ -84,6 +84,7 @@ struct Retry: ParsableCommand {
     }
 
     func run() throws {
+        let ids = try TaskIDArguments(self.ids).read()
         let q = try database.open(create: false)
         if let state {
             let changes = try q.retryAll(state: TaskState(rawValue: state)!, queue: queue, kind: kind)
@@ -117,14 +118,15 @@ struct Cancel: ParsableCommand {
             """)
 
     @OptionGroup var database: DatabaseOptions
-    @Argument(help: ArgumentHelp("Task ids.", valueName: "id")) var ids: [Int64] = []
+    @Argument(help: ArgumentHelp("Task ids; - reads more from stdin (whitespace-separated).", valueName: "id")) var ids: [String] = []
 
     func validate() throws {
         if ids.isEmpty { throw ValidationError("give the ids of the tasks to cancel: taskq cancel ID...") }
-        for id in ids { try checkID(id) }
+        try TaskIDArguments(ids).check()
     }
 
     func run() throws {
+        let ids = try TaskIDArguments(self.ids).read()
         let q = try database.open(create: false)
         try report(try q.cancel(ids), verb: "cancelled", location: q.location, bulk: false)
     }
