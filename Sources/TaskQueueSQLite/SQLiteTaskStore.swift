@@ -45,7 +45,11 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         // Look before changing anything: a stranger's file is refused untouched,
         // and a read-only command on an empty file creates no schema.
         if try Migrator.isUninitialized(db) && !create {
-            throw TaskQueueError.notFound("no taskq database at \(path) (the file is empty; create one with 'taskq init')")
+            // A killed `taskq init` leaves either an empty file or a bare SQLite
+            // header (a 4 KiB page, WAL mode set, no tables yet).
+            throw TaskQueueError.notFound(st.st_size == 0
+                ? "no taskq database at \(path) (the file is empty; create one with 'taskq init')"
+                : "\(path) is a SQLite database without taskq's tables (left by an interrupted 'taskq init'?); run 'taskq init' to create them")
         }
         try db.configure(synchronous: synchronous, cacheKiB: cacheKiB, skipChecks: !checks)
         // Before any statement is prepared: defining a function expires every prepared

@@ -28,7 +28,7 @@ private func report(_ changes: [TaskChange], verb: String, location: String, bul
         }
     }
     let done = changes.filter { $0.after != nil }.count
-    if bulk || changes.count > 1 { text += "\(verb) \(done)\(what) task\(done == 1 ? "" : "s")\(scope)\n" }
+    if bulk || changes.count != 1 { text += "\(verb) \(done)\(what) task\(done == 1 ? "" : "s")\(scope)\n" }
     out(text)
     if !missing.isEmpty {
         throw TaskQueueError.notFound("no task \(idList(missing)) in \(location)")
@@ -47,7 +47,12 @@ struct Retry: ParsableCommand {
             its attempt count back at 0; its earlier attempts stay in its history ('taskq show'). \
             A task in any other state is left as it is, with a message on stderr. Tasks that \
             were cancelled because a task they ran --after failed are not revived by retrying \
-            that task: retry them too.
+            that task: retry them too. A retried task waits again for its --after tasks that \
+            have not succeeded; while one of them is failed, cancelled or purged it is left \
+            as it is (retry that one first, or in the same call: ids are retried oldest first).
+
+            Ids: as many as needed, separated by spaces or newlines; - reads more from stdin. \
+            A repeated id counts once; a bad id is exit 64 before anything is done.
 
             Prints one line per retried task (and the count for several ids); with --state, \
             only the count, e.g. 'retried 7 failed tasks (queue emails)'.
@@ -55,10 +60,11 @@ struct Retry: ParsableCommand {
             Examples:
               taskq retry 42
               taskq retry 42 43 44
+              taskq retry - < ids.txt
               taskq retry --state failed
               taskq retry --state failed --queue emails --kind send
 
-            Exit status: 0 all retried; 1 some task was not failed or cancelled; 64 usage; \
+            Exit status: 0 all retried; 1 some task was left as it was; 64 usage; \
             66 no such task or database.
             """)
 
@@ -108,10 +114,14 @@ struct Cancel: ParsableCommand {
             refused when they return.) Tasks waiting for a cancelled task (--after) are \
             cancelled too. Finished tasks are left as they are, with a message on stderr.
 
+            Ids: as many as needed, separated by spaces or newlines; - reads more from stdin \
+            (empty stdin cancels nothing). A repeated id counts once; a bad id is exit 64 \
+            before anything is done.
+
             Examples:
               taskq cancel 42
               taskq cancel 42 43 44
-              taskq list --state queued --kind report --json | jq '.[].id' | xargs taskq cancel
+              taskq list --state queued --kind report --json | jq '.[].id' | taskq cancel -
 
             Exit status: 0 all cancelled; 1 some task had already finished; 64 usage; 66 no \
             such task or database.

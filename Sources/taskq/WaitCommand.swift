@@ -12,7 +12,9 @@ struct Wait: ParsableCommand {
             With IDs: waits until each of those tasks has finished (succeeded, failed or \
             cancelled). With --queue: until that queue has no queued or running task left \
             (delayed and retrying tasks count as not finished). With neither: until no queue \
-            has any. It sleeps until the database changes (inotify), with a look every half \
+            has any. Ids: as many as needed (a repeated one counts once); - reads more from \
+            stdin, separated by spaces or newlines. --timeout counts from the start of the \
+            command. It sleeps until the database changes (inotify), with a look every half \
             second as a fallback, rather than polling in a loop.
 
             On a terminal it shows a progress bar with counts and the rate; otherwise it \
@@ -29,6 +31,7 @@ struct Wait: ParsableCommand {
               taskq wait 12 13 14 --timeout 60
               taskq wait --queue emails
               taskq enqueue sq --lines < inputs.txt > ids.txt && taskq wait $(cat ids.txt)
+              taskq wait - < ids.txt
 
             Exit status: 0 all finished and none failed or was cancelled; 1 at least one \
             failed or was cancelled; 64 usage; 66 no such task or database; 75 --timeout \
