@@ -130,8 +130,6 @@ struct TaskIDArguments {
 
     init(_ arguments: [String]) { self.arguments = arguments }
 
-    var readsStdin: Bool { arguments.contains("-") }
-
     /// Checks the arguments themselves (not stdin): for `validate()`.
     func check() throws {
         if arguments.filter({ $0 == "-" }).count > 1 { throw ValidationError("give - (read ids from stdin) at most once") }
