@@ -45,7 +45,11 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         // Look before changing anything: a stranger's file is refused untouched,
         // and a read-only command on an empty file creates no schema.
         if try Migrator.isUninitialized(db) && !create {
-            throw TaskQueueError.notFound("no taskq database at \(path) (the file is empty; create one with 'taskq init')")
+            // A killed `taskq init` leaves either an empty file or a bare SQLite
+            // header (a 4 KiB page, WAL mode set, no tables yet).
+            throw TaskQueueError.notFound(st.st_size == 0
+                ? "no taskq database at \(path) (the file is empty; create one with 'taskq init')"
+                : "\(path) is a SQLite database without taskq's tables (left by an interrupted 'taskq init'?); run 'taskq init' to create them")
         }
         try db.configure(synchronous: synchronous, cacheKiB: cacheKiB, skipChecks: !checks)
         // Before any statement is prepared: defining a function expires every prepared
@@ -733,9 +737,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 try db.prepare("""
                     UPDATE tasks SET state = 'cancelled', finished_at = ?, last_error = ? WHERE id = ? AND state = 'queued'
                     """).bind(.ts(now), .text(why), .int(d)).run()
-                let changed = db.changes == 1
-                try db.prepare("DELETE FROM task_dependencies WHERE task_id = ?").bind(.int(d)).run()
-                if changed {
+                // Its task_dependencies rows stay: a retry makes it wait for them again.
+                if db.changes == 1 {
                     cancelled.append(d)
                     work.append((d, "task \(d), which it was to run after, was cancelled"))
                 }

@@ -126,6 +126,7 @@ struct Enqueue: ParsableCommand {
         if let delay { o.runAt = Timestamp.now().adding(seconds: try seconds(delay, option: "--delay")) }
         if let at {
             do { o.runAt = try Timestamp.parseUserTime(at) } catch { throw ValidationError("--at: \(error)") }
+            try asUsageError { try o.validate(asOptions: true) }
         }
         if let unique {
             if unique.isEmpty || unique.utf8.count > 1000 { throw ValidationError("--unique: the key must be 1 to 1000 bytes long") }

@@ -117,7 +117,7 @@ if let run = fastEnqueue(CommandLine.arguments) {
 }
 let command: ParsableCommand
 if let parsed = parsedEnqueue(CommandLine.arguments) { command = parsed } else {
-    do { command = try Taskq.parseAsRoot() } catch { fail(error) }
+    do { command = try Taskq.parseAsRoot(packingTaskIDs(Array(CommandLine.arguments.dropFirst()))) } catch { fail(error) }
 }
 do {
     var command = command
