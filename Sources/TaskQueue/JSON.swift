@@ -123,15 +123,20 @@ public struct JSONSyntaxError: Error, CustomStringConvertible, Sendable, Equatab
     public var offset: Int
     /// What is wrong, e.g. "unexpected character 'x'" or "unterminated string".
     public var message: String
+    /// How to fix a common mistake, when the input looks like one: single quotes
+    /// ("JSON needs double quotes"), a bare word where a string was meant, an
+    /// unquoted key. Nil otherwise.
+    public var hint: String?
 
-    /// An error `message` at byte `offset`.
-    public init(offset: Int, message: String) {
+    /// An error `message` at byte `offset`, with an optional `hint`.
+    public init(offset: Int, message: String, hint: String? = nil) {
         self.offset = offset
         self.message = message
+        self.hint = hint
     }
 
-    /// "<message> at byte <offset>"
-    public var description: String { "\(message) at byte \(offset)" }
+    /// "<message> at byte <offset>", then " (<hint>)" when there is one.
+    public var description: String { "\(message) at byte \(offset)" + (hint.map { " (\($0))" } ?? "") }
 }
 
 // MARK: - Entry points
@@ -154,9 +159,13 @@ public enum JSON {
     /// allowed) without building any values. Throws `JSONSyntaxError` only.
     public static func validate(_ bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) {
         var s = JSONScanner(bytes)
-        try s.start()
-        try s.skipValue(depth: 0)
-        try s.finish()
+        do throws(JSONSyntaxError) {
+            try s.start()
+            try s.skipValue(depth: 0)
+            try s.finish()
+        } catch {
+            throw s.withHint(error)
+        }
     }
 
     /// Validates that `text` is exactly one JSON value. Throws `JSONSyntaxError` only.
@@ -187,10 +196,14 @@ public enum JSON {
     /// Parses exactly one JSON value from UTF-8 `bytes`. Throws `JSONSyntaxError` only.
     public static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) -> JSONValue {
         var s = JSONScanner(bytes)
-        try s.start()
-        let v = try s.parseValue(depth: 0)
-        try s.finish()
-        return v
+        do throws(JSONSyntaxError) {
+            try s.start()
+            let v = try s.parseValue(depth: 0)
+            try s.finish()
+            return v
+        } catch {
+            throw s.withHint(error)
+        }
     }
 
     /// Parses exactly one JSON value from `text`. Throws `JSONSyntaxError` only.
@@ -448,6 +461,33 @@ private struct JSONScanner {
             shown = JSONScanner.codePoint(UInt32(c))
         }
         return fail(at, "unexpected character \(shown); expected \(expected)")
+    }
+
+    /// `error` with a hint when the input looks like a common mistake: single
+    /// quotes, a bare word meant as a string, a key without quotes. Runs only on
+    /// the error path.
+    func withHint(_ error: JSONSyntaxError) -> JSONSyntaxError {
+        var e = error
+        func isLetter(_ c: UInt8) -> Bool { (c | 0x20) >= 0x61 && (c | 0x20) <= 0x7A }
+        var lo = 0, hi = n
+        while lo < hi && (b[lo] == 0x20 || b[lo] == 0x0A || b[lo] == 0x0D || b[lo] == 0x09) { lo += 1 }
+        while hi > lo && (b[hi - 1] == 0x20 || b[hi - 1] == 0x0A || b[hi - 1] == 0x0D || b[hi - 1] == 0x09) { hi -= 1 }
+        // Short, one-line text can be shown again, fixed.
+        let showable = hi - lo <= 60 && !(lo..<hi).contains { b[$0] < 0x20 }
+        if e.offset < n && b[e.offset] == 0x27 {
+            if showable, hi - lo >= 2, e.offset == lo, b[hi - 1] == 0x27, !(lo + 1..<hi - 1).contains(where: { b[$0] == 0x27 || b[$0] == 0x22 }) {
+                e.hint = "JSON needs double quotes: " + JSON.quote(String(decoding: UnsafeRawBufferPointer(rebasing: b[lo + 1..<hi - 1]), as: UTF8.self))
+            } else {
+                e.hint = "JSON needs double quotes"
+            }
+        } else if lo < hi && isLetter(b[lo]) {
+            e.hint = showable
+                ? "a JSON string needs double quotes: " + JSON.quote(String(decoding: UnsafeRawBufferPointer(rebasing: b[lo..<hi]), as: UTF8.self))
+                : "a JSON string needs double quotes around it"
+        } else if e.offset < n && isLetter(b[e.offset]) && e.message.hasSuffix("expected a string key") {
+            e.hint = "JSON keys need double quotes, e.g. {\"key\": 1}"
+        }
+        return e
     }
 
     static func codePoint(_ v: UInt32) -> String {

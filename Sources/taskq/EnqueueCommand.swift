@@ -161,7 +161,9 @@ struct Enqueue: ParsableCommand {
             if text.isEmpty { throw TaskQueueError.badData("payload is empty; give JSON, e.g. null or {}") }
         }
         let task = NewTask(kind: kind, payload: text, options: options)
-        try Queue.validate(task)
+        do { try Queue.validate(task) } catch let e as TaskQueueError where e.code == .badData && payload != "-" && payload != nil {
+            throw shellHint(text) ?? e
+        }
         let queue = try open()
         if task.options.uniqueKey == nil && task.options.after.isEmpty && !json {
             let id = try queue.enqueue([task])[0]
@@ -169,6 +171,17 @@ struct Enqueue: ParsableCommand {
             return
         }
         printEnqueued(try queue.enqueueReportingExisting([task]), [task], json: json, quiet: quiet)
+    }
+
+    /// For a PAYLOAD argument that is a bare word (`taskq enqueue email hello`):
+    /// the JSON error with the fix as it is typed in a shell, `'"hello"'`.
+    private static func shellHint(_ text: String) -> TaskQueueError? {
+        guard text.utf8.count <= 60, !text.contains("'"), text.unicodeScalars.allSatisfy({ $0.value >= 0x20 }),
+              let first = text.unicodeScalars.first, first.properties.isAlphabetic, first.isASCII else { return nil }
+        do { try JSON.validate(text) } catch {
+            return TaskQueueError.badData("payload is not valid JSON: \(error.message) at byte \(error.offset) (a JSON string needs quotes: '\(JSON.quote(text))')")
+        }
+        return nil
     }
 
     /// Prints ids (or --json objects); an existing unique task is named on stderr.
