@@ -215,7 +215,8 @@ import Glibc
         let again = s.taskq(["map", "--workers", "4", "--handler", "./h.sh", "--group", "g1"], stdin: input, timeout: 60)
         #expect(again.status == 0, "\(again)")
         #expect(again.stdout == (1...8).map { "r\($0)\n" }.joined())
-        #expect(again.stderr.contains("taskq: 4 of 8 results replayed from an earlier run (map group g1); use --fresh to run them again"), "\(again)")
+        #expect(again.stderr.contains("taskq: 4 of 8 results replayed from an earlier run (map group g1, 4 failed lines run again); use --fresh to run them again"),
+                "\(again)")
         // Lines 1-4 ran once; 5-8 twice (cut short, then run again).
         let audit = String(decoding: readAll(s.dir + "/audit"), as: UTF8.self).split(separator: "\n").map(String.init)
         for n in 1...4 { #expect(audit.filter { $0 == "\(n)" }.count == 1, "\(audit)") }
