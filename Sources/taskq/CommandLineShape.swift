@@ -35,6 +35,9 @@ func normalizedArguments(_ args: [String]) throws -> [String] {
     while i < args.count, args[i].hasPrefix("-"), args[i] != "-" {
         let a = args[i]
         if a == "-h" || a == "--help" || a == "--version" { return args }
+        if a == "-v" || a == "-V" {
+            throw CommandLineError(message: "unknown option '\(a)'; did you mean 'taskq --version'?", hint: nil)
+        }
         let name = String(a.split(separator: "=", maxSplits: 1).first ?? "")
         guard globalOptions.contains(name) else {
             let command = args[(i + 1)...].first { commandNames(Taskq.self).contains($0) }
@@ -76,7 +79,9 @@ private func unknownCommand(_ typed: [String], known: [String], parents: [String
     let prefix = parents.map { $0 + " " }.joined()
     var message = "unknown command '\(prefix)\(word)'"
     let close = closestNames(to: word, in: known.filter { $0 != "help" })
-    if !close.isEmpty {
+    if parents.isEmpty && word == "version" {
+        message += "; did you mean 'taskq --version'?"
+    } else if !close.isEmpty {
         message += "; did you mean " + close.map { "'\(prefix)\($0)'" }.joined(separator: " or ") + "?"
     }
     return CommandLineError(message: message, hint: "Run 'taskq \(prefix)--help' for the list of commands.")

@@ -38,6 +38,7 @@ import Glibc
         (["--queue", "q", "list"], "taskq: --queue goes after the command name: taskq list --queue …"),
         (["--db"], "taskq: --db needs a value, e.g. taskq --db VALUE status"),
         (["--db", "x.db"], "taskq: --db x.db needs a command after it, e.g. taskq --db x.db status"),
+        (["-v"], "taskq: unknown option '-v'; did you mean 'taskq --version'?"),
     ])
     func otherOptionsBeforeTheCommandAreNamed(_ args: [String], _ message: String) {
         let s = Scenario("taskq-cli")
@@ -55,6 +56,7 @@ import Glibc
         (["--db", "x.db", "sup"], "taskq: unknown command 'sup'; did you mean 'supervise'?", "Run 'taskq --help' for the list of commands."),
         (["kind", "sett", "k"], "taskq: unknown command 'kind sett'; did you mean 'kind set'?",
          "Run 'taskq kind --help' for the list of commands."),
+        (["version"], "taskq: unknown command 'version'; did you mean 'taskq --version'?", "Run 'taskq --help' for the list of commands."),
     ])
     func unknownCommandsAreNamedWithTheClosestOne(_ args: [String], _ message: String, _ hint: String) {
         let s = Scenario("taskq-cli")
