@@ -107,7 +107,7 @@ struct MapCommand: ParsableCommand {
             if json {
                 let text = line.trimmingCharacters(in: " \t")
                 do { try JSON.validate(text) } catch {
-                    throw TaskQueueError.badData("line \(n): not valid JSON (\(error)); nothing was enqueued")
+                    throw TaskQueueError.badData("line \(n): not valid JSON: \(error); nothing was enqueued")
                 }
                 payload = text
             } else {
