@@ -45,7 +45,7 @@ struct MapCommand: ParsableCommand {
             Examples:
               seq 1 100 | taskq map --handler 'n=$(cat); echo $((n * n))'
               ls *.png | taskq map --handler 'read -r f; convert "$f" "${f%.png}.jpg" && echo "$f"'
-              cat urls.txt | taskq map --workers 8 --max-attempts 3 --handler 'xargs curl -fsS | wc -c'
+              cat urls.txt | taskq map --workers 8 --max-attempts 3 --handler 'read -r u; curl -fsS "$u" | wc -c'
               printf '%s\\n' '{"n":1}' '{"n":2}' | taskq map --json --handler 'jq .n'
               taskq map --group nightly-thumbs --handler ./thumb.sh < files.txt   # re-run to resume
               taskq map --group nightly-thumbs --fresh --handler ./thumb.sh < files.txt
@@ -142,7 +142,11 @@ struct MapCommand: ParsableCommand {
             if again > 0 { also.append("\(again) failed line\(again == 1 ? "" : "s") run again") }
             if opened.restored > 0 { also.append("\(opened.restored) line\(opened.restored == 1 ? "" : "s") whose task was purged run again") }
             let detail = " (map group \(groupName)" + also.map { ", " + $0 }.joined() + ")"
-            System.log("taskq: \(done) of \(tasks.count) result\(tasks.count == 1 ? "" : "s") replayed from an earlier run\(detail); use --fresh to run \(done == 1 ? "it" : "them") again")
+            if done > 0 {
+                System.log("taskq: \(done) of \(tasks.count) result\(tasks.count == 1 ? "" : "s") replayed from an earlier run\(detail); use --fresh to run \(done == 1 ? "it" : "them") again")
+            } else {
+                System.log("taskq: resuming an earlier run of this map\(detail)")
+            }
         }
         if try q.pausedQueues().contains(where: { $0.name == queue }) {
             System.log("taskq: queue \(queue) is paused: the lines wait until 'taskq resume \(queue)'")

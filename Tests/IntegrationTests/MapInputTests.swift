@@ -56,6 +56,18 @@ import Glibc
         #expect(runs() == 6)
     }
 
+    @Test func aRerunWithNothingToReplaySaysItResumes() {
+        let s = Scenario("taskq-map")
+        defer { s.close() }
+        let handler = "[ -e ok ] && cat || exit 3"
+        let first = s.taskq(["map", "--group", "g", "--handler", handler], stdin: "a\nb\n", timeout: 60)
+        #expect(first.status == 1, "\(first)")
+        creat(s.dir + "/ok", 0o644)
+        let again = s.taskq(["map", "--group", "g", "--handler", handler], stdin: "a\nb\n", timeout: 60)
+        #expect(again.status == 0 && again.stdout == "a\nb\n", "\(again)")
+        #expect(again.stderr == "taskq: resuming an earlier run of this map (map group g, 2 failed lines run again)\n", "\(again)")
+    }
+
     @Test func freshStartsANamedGroupOverWithOtherInput() {
         let s = Scenario("taskq-map")
         defer { s.close() }
