@@ -1,9 +1,9 @@
 import ArgumentParser
 import TaskQueue
 
-/// What the command line looks like before the full parser sees it: global options
-/// given before the command name (as git and cargo allow) are moved after it, and a
-/// command that does not exist is named, with the closest real one.
+// What the command line looks like before the full parser sees it: global options
+// given before the command name (as git and cargo allow) are moved after it, and a
+// command that does not exist is named, with the closest real one.
 
 /// The options every command takes (`DatabaseOptions`), each with a value.
 let globalOptions: Set<String> = ["--db", "--synchronous", "--busy-timeout"]
@@ -14,7 +14,7 @@ struct CommandLineError: Error {
     let hint: String?
 }
 
-/// The command names under `command` (root: `Taskq`), "help" included.
+/// The command names under `command` (root: `Taskq`); the parser adds "help".
 private func commandNames(_ command: ParsableCommand.Type) -> [String] {
     command.configuration.subcommands.map { $0._commandName }
 }
@@ -34,7 +34,8 @@ func normalizedArguments(_ args: [String]) throws -> [String] {
     var i = 1
     while i < args.count, args[i].hasPrefix("-"), args[i] != "-" {
         let a = args[i]
-        if a == "-h" || a == "--help" || a == "--version" { return args }
+        // Help and version need no database: the options given so far are dropped.
+        if a == "-h" || a == "--help" || a == "--version" { return [args[0]] + Array(args[i...]) }
         if a == "-v" || a == "-V" {
             throw CommandLineError(message: "unknown option '\(a)'; did you mean 'taskq --version'?", hint: nil)
         }
@@ -64,7 +65,7 @@ func normalizedArguments(_ args: [String]) throws -> [String] {
         guard let sub = subcommand(args[end], of: command) else {
             // `taskq --db x help stop`: help has no use for the options.
             if args[end] == "help" { return [args[0]] + Array(args[end...]) }
-            throw unknownCommand(Array(args[i...end]), known: commandNames(command), parents: Array(args[i..<end]))
+            throw unknownCommand(args[end], known: commandNames(command), parents: Array(args[i..<end]))
         }
         command = sub
         end += 1
@@ -74,11 +75,10 @@ func normalizedArguments(_ args: [String]) throws -> [String] {
 }
 
 /// "unknown command 'enqueu'; did you mean 'enqueue'?" and a pointer to the list.
-private func unknownCommand(_ typed: [String], known: [String], parents: [String]) -> CommandLineError {
-    let word = typed.last ?? ""
+private func unknownCommand(_ word: String, known: [String], parents: [String]) -> CommandLineError {
     let prefix = parents.map { $0 + " " }.joined()
     var message = "unknown command '\(prefix)\(word)'"
-    let close = closestNames(to: word, in: known.filter { $0 != "help" })
+    let close = closestNames(to: word, in: known)
     if parents.isEmpty && word == "version" {
         message += "; did you mean 'taskq --version'?"
     } else if !close.isEmpty {
@@ -89,7 +89,7 @@ private func unknownCommand(_ typed: [String], known: [String], parents: [String
 
 /// Options that take a duration, and the unit words people type after a number.
 private let durationOptions: Set<String> = ["--delay", "--timeout", "--backoff-base", "--backoff-cap", "--lease",
-                                            "--shutdown-timeout", "--older-than", "--retain", "--busy-timeout"]
+                                            "--shutdown-timeout", "--older-than", "--retain", "--interval", "--busy-timeout"]
 private let unitWords: [String: String] = [
     "ms": "ms", "msec": "ms", "millisecond": "ms", "milliseconds": "ms",
     "s": "s", "sec": "s", "secs": "s", "second": "s", "seconds": "s",
