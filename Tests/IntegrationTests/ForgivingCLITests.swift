@@ -79,6 +79,22 @@ import Glibc
         }
     }
 
+    /// The command list at the top of docs/cli.md names every command `taskq --help` lists.
+    @Test func theReferenceListsEveryCommand() throws {
+        var root = #filePath
+        for _ in 0..<3 { root = String(root[..<root.lastIndex(of: "/")!]) }
+        let doc = String(decoding: readAll(root + "/docs/cli.md"), as: UTF8.self)
+        let list = try #require(doc.split(separator: "```").dropFirst().first)
+        let help = taskq(["--help"]).stdout
+        let section = try #require(help.split(separator: "SUBCOMMANDS:").last)
+        let commands = section.split(separator: "\n").compactMap { line -> String? in
+            guard line.hasPrefix("  "), !line.hasPrefix("   "), let name = line.split(separator: " ").first else { return nil }
+            return String(name)
+        }.filter { $0 != "See" }
+        #expect(commands.count >= 18, "\(commands)")
+        for c in commands { #expect(list.contains("taskq \(c) "), "docs/cli.md's command list lacks \(c)") }
+    }
+
     @Test func helpPrintsDefaultsAsDocumented() {
         for command in [["status"], ["enqueue"], ["supervise"], ["map"], ["wait"], ["top"], ["schedule", "add"], ["kind", "set"]] {
             let help = taskq(command + ["--help"])
