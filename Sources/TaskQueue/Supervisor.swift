@@ -23,6 +23,10 @@ public struct SupervisorOptions: Sendable {
     public var retain: Double? = 7 * 86_400
     /// kind → shell command.
     public var commands: [String: String] = [:]
+    /// Kinds whose shell command reads a JSON-string payload as the text it holds,
+    /// plus a newline, rather than as JSON (`taskq map`'s lines; other payloads
+    /// reach it as JSON all the same).
+    public var textInput: Set<String> = []
     /// Seconds a claim lives without a heartbeat. Default 30.
     public var lease: Double = 30
     /// On SIGTERM/SIGINT/stop --now: how long running tasks may finish. Default 30.
@@ -272,6 +276,7 @@ public final class Supervisor {
         config.busyTimeout = options.busyTimeout
         config.queues = pools[pool].queues
         config.commands = options.commands
+        config.textInput = options.textInput.sorted()
         config.lease = options.lease
         config.retry = options.retry
         config.untilEmpty = options.untilEmpty

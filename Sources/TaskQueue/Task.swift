@@ -190,10 +190,13 @@ public struct TaskFilter: Sendable {
     public var limit: Int = 100
     /// Newest finish first instead of newest id first.
     public var latestFinishedFirst = false
+    /// Whether stop sentinels (kind `taskq.stop`, rows `taskq stop` writes) are listed.
+    public var includeStopSentinels = true
     public init(states: [TaskState] = [], queue: String? = nil, kind: String? = nil, limit: Int = 100,
-                latestFinishedFirst: Bool = false) {
+                latestFinishedFirst: Bool = false, includeStopSentinels: Bool = true) {
         self.states = states; self.queue = queue; self.kind = kind; self.limit = limit
         self.latestFinishedFirst = latestFinishedFirst
+        self.includeStopSentinels = includeStopSentinels
     }
 }
 

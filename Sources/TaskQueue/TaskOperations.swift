@@ -166,9 +166,9 @@ extension Queue {
         return changes
     }
 
-    /// Cancels queued or running tasks.
+    /// Cancels queued or running tasks; `reason` becomes each one's `last_error`.
     @discardableResult
-    public func cancel(_ ids: [Int64], reason: String = "cancelled by taskq cancel") throws -> [TaskChange] {
+    public func cancel(_ ids: [Int64], reason: String = "cancelled") throws -> [TaskChange] {
         try operations.cancelTasks(ids, reason: reason, now: .now())
     }
 

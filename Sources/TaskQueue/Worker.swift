@@ -234,7 +234,8 @@ public final class Worker {
         if let f = handlers.functions[task.kind] {
             do { return (.succeeded(try f(task)), "") } catch let e { error = "handler threw: \(e)" }
         } else if let command = handlers.commands[task.kind] {
-            let runner = CommandRunner(command: command, environment: baseEnvironment)
+            let runner = CommandRunner(command: command, environment: baseEnvironment,
+                                       textInput: !config.textInput.isEmpty && config.textInput.contains(task.kind))
             let env = ["TASKQ_TASK_ID=\(task.id)", "TASKQ_KIND=\(task.kind)", "TASKQ_QUEUE=\(task.queue)",
                        "TASKQ_ATTEMPT=\(task.attempt)"]
             let ops = operations

@@ -20,6 +20,8 @@ public struct WorkerConfig: Sendable, Equatable {
     public var queues: [String]?
     /// kind → shell command.
     public var commands: [String: String] = [:]
+    /// Kinds whose command gets a JSON-string payload as its text (`SupervisorOptions.textInput`).
+    public var textInput: [String] = []
     /// Seconds a claim lives without a heartbeat.
     public var lease: Double = 30
     public var retry: RetryPolicy = .init()
@@ -51,6 +53,7 @@ public struct WorkerConfig: Sendable, Equatable {
         var c = JSONObjectWriter()
         for (k, v) in commands.sorted(by: { $0.key < $1.key }) { c.add(k, v) }
         o.addRaw("commands", c.text)
+        if !textInput.isEmpty { o.addRaw("text_input", "[" + textInput.map(JSON.quote).joined(separator: ",") + "]") }
         o.add("lease", lease)
         o.add("backoff_base", retry.base)
         o.add("backoff_cap", retry.cap)
@@ -72,6 +75,7 @@ public struct WorkerConfig: Sendable, Equatable {
         if case .object(let members)? = v["commands"] {
             for m in members { commands[m.key] = m.value.stringValue }
         }
+        if case .array(let t)? = v["text_input"] { textInput = t.compactMap(\.stringValue) }
         lease = v["lease"]?.doubleValue ?? 30
         retry = RetryPolicy(base: v["backoff_base"]?.doubleValue ?? 1, cap: v["backoff_cap"]?.doubleValue ?? 300)
         if case .bool(let b)? = v["until_empty"] { untilEmpty = b }

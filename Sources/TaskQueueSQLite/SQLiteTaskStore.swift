@@ -960,6 +960,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         }
         if let q = filter.queue { clauses.append("queue = ?"); values.append(.text(q)) }
         if let k = filter.kind { clauses.append("kind = ?"); values.append(.text(k)) }
+        if !filter.includeStopSentinels { clauses.append("kind <> 'taskq.stop'") }
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         values.append(.int(Int64(filter.limit)))
         return try db.prepare("SELECT \(Self.taskColumns()) FROM tasks \(whereSQL) ORDER BY \(filter.latestFinishedFirst ? "finished_at DESC, " : "")id DESC LIMIT ?")

@@ -16,11 +16,15 @@ struct DatabaseOptions: ParsableArguments {
         """, valueName: "level"))
     var synchronous: String = "normal"
 
+    // Optional, so that --help prints the default as documented ("10"), not as
+    // Swift prints a Double ("10.0").
     @Option(name: .customLong("busy-timeout"), parsing: .unconditional, help: ArgumentHelp(
-        "Seconds to wait for the database's write lock before giving up with exit 69.", valueName: "seconds"))
-    var busyTimeout: Double = DatabaseOptions.defaultBusyTimeout
+        "Seconds to wait for the database's write lock before giving up with exit 69. (default: 10)", valueName: "seconds"))
+    var busyTimeoutOption: Double?
 
     static let defaultBusyTimeout: Double = 10
+
+    var busyTimeout: Double { busyTimeoutOption ?? Self.defaultBusyTimeout }
 
     var path: String { Self.path(db) }
 

@@ -138,7 +138,7 @@ struct Cancel: ParsableCommand {
     func run() throws {
         let ids = try TaskIDArguments(self.ids).read()
         let q = try database.open(create: false)
-        try report(try q.cancel(ids), verb: "cancelled", location: q.location, bulk: false)
+        try report(try q.cancel(ids, reason: "cancelled by taskq cancel"), verb: "cancelled", location: q.location, bulk: false)
     }
 }
 
