@@ -2,13 +2,15 @@
 #define CSQLITE_TUNING_H
 /// Process-wide SQLite settings that must be made before the first connection
 /// (sqlite3_config is variadic, so Swift cannot call it): connections are used
-/// by one thread at a time (multi-thread mode, no per-connection mutex), and no
-/// memory statistics are kept (they take a global mutex on every allocation).
+/// by one thread at a time (multi-thread mode, no per-connection mutex), no
+/// memory statistics are kept (they take a global mutex on every allocation), and
+/// a database path is a file name, never a URI unless asked (SQLITE_OPEN_URI).
+/// The bundled SQLite is compiled with the first two; the system's is set here.
 /// Safe to call more than once. Returns the sqlite3_config result code.
 int taskq_sqlite_tune(void);
 
 #include <stddef.h>
-#include "sqlite3.h"
+#include "CSQLite.h"
 /// Installs taskq's busy handler on `db`: while another connection holds the write
 /// lock, retry after yielding, then after sleeps growing from 20 µs to 2 ms, for up
 /// to `timeout_ms` in all. SQLite's own handler (sqlite3_busy_timeout) sleeps at
