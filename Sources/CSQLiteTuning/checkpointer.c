@@ -21,7 +21,7 @@
  * How much is copied is read from SQLite (a NOOP checkpoint), never remembered:
  * other connections and processes checkpoint and restart the same WAL. A SQLite
  * without NOOP checkpoints (before 3.51: Debian 12 has 3.40) answers SQLITE_MISUSE;
- * the same figure is then read where SQLite keeps it (copied_frames).
+ * the same figure is then read where SQLite keeps it (taskq_wal_backfilled).
  */
 #define _GNU_SOURCE
 #include "CSQLiteTuning.h"
@@ -54,16 +54,14 @@ struct taskq_checkpointer {
 #define SQLITE_CHECKPOINT_NOOP -1   /* SQLite 3.51's; older headers lack it */
 #endif
 
-/* How many of the WAL's frames are copied into the database already, for a SQLite
-   without NOOP checkpoints: the nBackfill field of the WAL-index, the first u32 of
-   its checkpoint information, at byte 96 of the -shm file's first region, in native
-   byte order (https://sqlite.org/walformat.html). The region is mapped already:
-   `db` has just committed to the WAL. -1 when it cannot be read. */
-static int copied_frames(sqlite3 *db, const char *schema) {
+/* nBackfill is the first u32 of the WAL-index's checkpoint information, at byte 96
+   of the -shm file's first region, in native byte order
+   (https://sqlite.org/walformat.html). */
+int taskq_wal_backfilled(sqlite3 *db, const char *schema) {
     sqlite3_file *file = NULL;
     if (sqlite3_file_control(db, schema, SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK || !file
         || !file->pMethods || file->pMethods->iVersion < 2 || !file->pMethods->xShmMap) return -1;
-    volatile void *region = NULL;
+    volatile void *region = NULL;   /* mapped already, if the connection uses the WAL */
     if (file->pMethods->xShmMap(file, 0, 32768, 0, &region) != SQLITE_OK || !region) return -1;
     return (int)((volatile const unsigned int *)region)[24];
 }
@@ -123,7 +121,7 @@ static int after_commit(void *arg, sqlite3 *db, const char *schema, int length) 
         if (rc == SQLITE_MISUSE) {
             c->no_noop = 1;   /* (written by committing threads only: one per connection) */
             log = length;
-            copied = copied_frames(db, schema);
+            copied = taskq_wal_backfilled(db, schema);
             rc = SQLITE_OK;
         }
         if (rc == SQLITE_OK && copied >= 0) {

@@ -32,6 +32,12 @@ taskq_checkpointer *taskq_checkpointer_attach(sqlite3 *db, const char *path, int
 /// Stops the thread (after the checkpoint it is making, if any) and frees `c`.
 void taskq_checkpointer_detach(sqlite3 *db, taskq_checkpointer *c);
 
+/// How many of the WAL's frames are copied into the database file already (the
+/// WAL-index's nBackfill), read from the -shm file where SQLite keeps it: what a
+/// NOOP checkpoint reports, for a SQLite without them (before 3.51). -1 when it
+/// cannot be read (no WAL open on `db`).
+int taskq_wal_backfilled(sqlite3 *db, const char *schema);
+
 /// A batch of successful outcomes for one UPDATE over an id range (outcomes.c says
 /// why): registers the SQL functions taskq_outcome_attempt(id) (the attempt the
 /// worker ran, NULL for an id not in the batch) and taskq_outcome_result(id) (its
