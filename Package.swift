@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 // The product is synchronous multi-process code (posix_spawn, signals, waitpid) with
@@ -12,17 +12,38 @@ let package = Package(
         .library(name: "TaskQueueSQLite", targets: ["TaskQueueSQLite"]),
         .executable(name: "taskq", targets: ["taskq"]),
     ],
+    // Which SQLite taskq is built on (see the CSQLite target). `--traits BundledSQLite`
+    // replaces the default; enabling both links both, and the bundled one is used.
+    traits: [
+        .trait(name: "SystemSQLite", description: "Use the system's SQLite (libsqlite3-dev): the default."),
+        .trait(name: "BundledSQLite", description: "Compile in the bundled SQLite 3.54.1 (Sources/CSQLiteBundled): no libsqlite3 at run time."),
+        .default(enabledTraits: ["SystemSQLite"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        // SQLite 3.54.1, bundled (Sources/CSQLite/README.md says why and how it is built),
-        // reached through its C API.
-        // Its options are in csqlite.c, which includes sqlite3.c. -O2 in debug builds too:
-        // the tests drive thousands of tasks through it.
-        .target(name: "CSQLite", path: "Sources/CSQLite", exclude: ["README.md", "sqlite3.c"],
-                cSettings: [.unsafeFlags(["-O2", "-Wno-everything"])], linkerSettings: [.linkedLibrary("m")]),
-        // sqlite3_config (variadic) for process-wide SQLite settings.
+        // SQLite, reached through its C API as the one module CSQLite (its header picks
+        // the SQLite; Sources/CSQLite/README.md says what each choice gives):
+        // - by default the system's (pkg-config sqlite3; libsqlite3-dev on Debian), so
+        //   the distribution's SQLite fixes reach taskq without a taskq release;
+        // - with the BundledSQLite trait (swift build --traits BundledSQLite), SQLite
+        //   3.54.1 compiled in (Sources/CSQLiteBundled): no libsqlite3 at run time.
+        .target(name: "CSQLite", dependencies: [
+            .target(name: "CSQLiteSystem", condition: .when(traits: ["SystemSQLite"])),
+            .target(name: "CSQLiteBundled", condition: .when(traits: ["BundledSQLite"])),
+        ], exclude: ["README.md"]),
+        .systemLibrary(name: "CSQLiteSystem", path: "Sources/CSQLiteSystem", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        // Its options are in csqlite.c, which includes sqlite3.c (only with the trait,
+        // hence the define). -O2 in debug builds too: the tests drive thousands of tasks
+        // through it.
+        .target(name: "CSQLiteBundled", path: "Sources/CSQLiteBundled", exclude: ["sqlite3.c"],
+                cSettings: [.define("TASKQ_BUNDLED_SQLITE", .when(traits: ["BundledSQLite"])),
+                            .unsafeFlags(["-O2", "-Wno-everything"])],
+                linkerSettings: [.linkedLibrary("m")]),
+        // sqlite3_config (variadic) for process-wide SQLite settings; taskq's busy
+        // handler, checkpoint thread and batch-outcome SQL functions.
         .target(name: "CSQLiteTuning", dependencies: ["CSQLite"], path: "Sources/CSQLiteTuning"),
         // A few lines of C for what Swift cannot import: prctl, posix_spawn with a
         // reset signal state, sigaction with a plain C handler.

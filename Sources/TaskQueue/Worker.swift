@@ -193,7 +193,7 @@ public final class Worker {
     /// configuration fail the same way every time. A lock held too long, a full disk,
     /// an I/O error, a read-only or missing file may heal, and are retried.
     package static func isPermanent(_ error: any Error) -> Bool {
-        guard let e = error as? TaskQueueError else { return false }
+        guard let e = error as? TaskQueueError, !e.isTransient else { return false }
         return e.code == .failed || e.code == .badData || e.code == .usage
     }
 

@@ -78,7 +78,7 @@ extension SQLiteTaskStore {
                 UPDATE tasks SET state = 'queued', attempts = 0, run_at = ?, finished_at = NULL, owner = NULL, result = NULL
                 WHERE id = ? AND (state = 'failed' OR state = 'cancelled')
                 """).bind(.ts(blocked ? .blocked : now), .int(id)).run()
-        } catch let e as TaskQueueError where e.message.contains("UNIQUE") || e.message.contains("unique") {
+        } catch let e as TaskQueueError where e.sqliteError?.extendedCode == SQLiteError.constraintUnique {
             let key = try db.prepare("SELECT unique_key FROM tasks WHERE id = ?").bind(.int(id)).firstRow { $0.string(0) } ?? ""
             let holder = try db.prepare("SELECT id FROM tasks WHERE unique_key = ? AND (state = 'queued' OR state = 'running')")
                 .bind(.text(key)).firstRow { $0.int(0) }
