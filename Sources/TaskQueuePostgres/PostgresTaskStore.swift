@@ -54,9 +54,10 @@ package final class PostgresTaskStore: TaskStore {
     /// committed (their ids are below it), and an insert that starts meanwhile
     /// waits for the sentinel's commit (its id is above it, and it commits after
     /// `stop` did). The cost is one lock per inserting transaction, not per task.
-    static let insertLockKey: Int64 = 0x7461_736B_715F_6964   // "taskq_id"
-    static let beginInsert = "BEGIN; SELECT pg_advisory_xact_lock_shared(\(insertLockKey))"
-    static let beginSentinels = "BEGIN; SELECT pg_advisory_xact_lock(\(insertLockKey))"
+    /// The lock is keyed by the tasks table's oid: one per taskq schema.
+    static let insertLockKey: Int32 = 0x7471_6964   // "tqid"
+    static let beginInsert = "BEGIN; SELECT pg_advisory_xact_lock_shared(\(insertLockKey), 'tasks'::regclass::oid::integer)"
+    static let beginSentinels = "BEGIN; SELECT pg_advisory_xact_lock(\(insertLockKey), 'tasks'::regclass::oid::integer)"
 
     package func stopSentinel(for supervisorID: Int64) throws -> StopSentinel? {
         try pg {

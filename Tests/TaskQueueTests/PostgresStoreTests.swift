@@ -218,7 +218,8 @@ struct PostgresStoreTests {
         let late = try producer.exec("INSERT INTO tasks (kind, created_at) VALUES ('t', now()) RETURNING id").int(0, 0)
         let sentinel = Locked<StopSentinel?>(nil)
         let thread = Thread {
-            sentinel.withLock { $0 = try? PostgresTaskStore(url: url).insertStopSentinels(mode: .drain, supervisorIDs: [s], now: .now()).first }
+            let inserted = try? PostgresTaskStore(url: url).insertStopSentinels(mode: .drain, supervisorIDs: [s], now: .now()).first
+            sentinel.withLock { $0 = inserted }
         }
         thread.start()
         let watcher = try admin(url)
@@ -272,7 +273,7 @@ struct PostgresStoreTests {
         #expect(eventually(timeout: 30) { (try? store.task(a)?.state) == .succeeded && (try? store.task(b)?.state) == .succeeded })
         #expect(errors.current.isEmpty, "\(errors.current)")
         #expect(eventually(timeout: 30) { (try? store.task(d)?.isBlocked) == false })
-        #expect(try f.claimed(w1, supervisor: s, kinds: ["d"]).map(\.id) == [d])
+        #expect(try f.claimed(w1, supervisor: s, kinds: ["d"], at: .now()).map(\.id) == [d])
     }
 
     // MARK: the schema

@@ -35,12 +35,10 @@ enum TestPostgres {
         guard access(bin + "/initdb", X_OK) == 0, access(bin + "/pg_ctl", X_OK) == 0 else {
             return (nil, "no PostgreSQL server: \(bin)/initdb not found (apt-get install postgresql-15) and TASKQ_TEST_POSTGRES_URL not set")
         }
+        removeAbandonedServers()
         // Short: the socket path (DIR/.s.PGSQL.5432) must fit in 107 bytes.
         let dir = Harness.tempDir("taskq-pg")
         let asRoot = getuid() == 0
-        func asServer(_ args: [String]) -> RunResult {
-            asRoot ? run("/usr/sbin/runuser", ["-u", "postgres", "--"] + args) : run(args[0], Array(args.dropFirst()))
-        }
         if asRoot {
             let chown = run("/bin/chown", ["postgres:", dir])
             if chown.status != 0 { return (nil, "cannot hand \(dir) to user postgres: \(chown.stderr)") }
@@ -56,13 +54,35 @@ enum TestPostgres {
             return (nil, "the private PostgreSQL server did not start: \(started.stderr) \(log)")
         }
         privateDir = dir
+        _ = run("/bin/sh", ["-c", "echo \(getpid()) > \(dir)/owner"])
         atexit {
             guard let dir = TestPostgres.privateDir else { return }
-            let stop = [TestPostgres.bin + "/pg_ctl", "-D", dir + "/data", "-m", "immediate", "-w", "stop"]
-            _ = getuid() == 0 ? run("/usr/sbin/runuser", ["-u", "postgres", "--"] + stop) : run(stop[0], Array(stop.dropFirst()))
-            Harness.remove(dir)
+            TestPostgres.stopServer(dir)
         }
         return ("postgresql:///postgres?host=\(dir)", "")
+    }
+
+    private static func asServer(_ args: [String]) -> RunResult {
+        getuid() == 0 ? run("/usr/sbin/runuser", ["-u", "postgres", "--"] + args) : run(args[0], Array(args.dropFirst()))
+    }
+
+    /// Stops the server in `dir` (when one runs there) and removes `dir`.
+    static func stopServer(_ dir: String) {
+        if access(dir + "/data/postmaster.pid", F_OK) == 0 {
+            _ = asServer([bin + "/pg_ctl", "-D", dir + "/data", "-m", "immediate", "-w", "stop"])
+        }
+        Harness.remove(dir)
+    }
+
+    /// A test run killed before its exit handler ran leaves its server behind:
+    /// stop those whose test process is gone.
+    private static func removeAbandonedServers() {
+        let dirs = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
+        for d in dirs where d.hasPrefix("taskq-pg-") {
+            let owner = String(decoding: readAll("/tmp/\(d)/owner"), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let pid = Int32(owner), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            stopServer("/tmp/" + d)
+        }
     }
 
     private static let serial = Locked(0)
