@@ -159,6 +159,11 @@ final class PostgresConnection {
 
     deinit { PQfinish(handle) }
 
+    /// A setting the server reports at connect (`server_encoding`, `server_version`, …).
+    func parameter(_ name: String) -> String? {
+        PQparameterStatus(handle, name).map { String(cString: $0) }
+    }
+
     /// Runs one statement (no parameters: several, separated by `;`, with the simple
     /// protocol, as migrations need). Returns its rows.
     @discardableResult

@@ -22,9 +22,20 @@ package final class PostgresTaskStore: TaskStore {
     /// Connects with a libpq URI (`postgresql://user@host/db?…`) or key=value
     /// string, and brings the schema up to date. Without `create`, a schema with no
     /// taskq tables is a `.notFound` error and nothing is created.
-    package init(url: String, create: Bool = true) throws {
+    /// `busyTimeout`: how long a statement waits for a lock another process holds
+    /// (PostgreSQL's `lock_timeout`) before failing as `.busy`, as SQLite's busy
+    /// timeout does for its write lock.
+    package init(url: String, create: Bool = true, busyTimeout: Double = 10) throws {
         db = try PostgresConnection(url)
         try pg {
+            // Payloads and outputs are kept byte for byte: a database in another
+            // encoding would convert (or refuse) every non-ASCII character.
+            let encoding = db.parameter("server_encoding") ?? ""
+            guard encoding == "UTF8" || encoding == "SQL_ASCII" else {
+                throw TaskQueueError.unavailable("\(db.location) uses encoding \(encoding); taskq needs UTF8 (create the database with ENCODING 'UTF8')")
+            }
+            let ms = Int(max(0, min(busyTimeout, 86_400)) * 1000)
+            try db.run(script: "SET lock_timeout = \(max(ms, 1))")
             if !create, try PostgresMigrator.version(db) == 0 {
                 throw TaskQueueError.notFound("no taskq database in \(db.location) (create one with 'taskq init')")
             }

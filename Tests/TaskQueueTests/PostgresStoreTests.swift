@@ -276,6 +276,35 @@ struct PostgresStoreTests {
         #expect(try f.claimed(w1, supervisor: s, kinds: ["d"], at: .now()).map(\.id) == [d])
     }
 
+    /// A lock held longer than the busy timeout fails the call as `.busy`, whole,
+    /// and the connection goes on working.
+    @Test func aLockHeldPastTheBusyTimeoutIsBusy() throws {
+        let url = try TestPostgres.freshSchema()
+        let store = try PostgresTaskStore(url: url, busyTimeout: 0.2)
+        let id = try store.insertTasks([NewTask(kind: "t")], now: .now())[0]
+        let holder = try admin(url)
+        try holder.run(script: "BEGIN")
+        try holder.exec("SELECT 1 FROM tasks WHERE id = $1 FOR UPDATE", [.int(id)])
+        let e = taskQueueError { _ = try store.cancelTasks([id], reason: "x", now: .now()) }
+        #expect(e?.code == .busy && e?.exitCode == 69, "\(String(describing: e))")
+        try holder.run(script: "ROLLBACK")
+        #expect(try store.task(id)?.state == .queued)
+        #expect(try store.cancelTasks([id], reason: "x", now: .now()).map(\.after) == [.cancelled])
+    }
+
+    /// Errors are one line and never carry bound values (payloads may be private).
+    @Test func errorsNameTheProblemNotTheValues() throws {
+        let store = try PostgresTaskStore(url: try TestPostgres.freshSchema())
+        let bad = NewTask(kind: String(repeating: "k", count: 300), payload: #"{"secret":"hunter2"}"#)
+        do {
+            _ = try store.insertTasks([bad], now: .now())
+            Issue.record("a kind of 300 characters was stored")
+        } catch {
+            let text = "\(error)"
+            #expect(!text.contains("hunter2") && !text.contains("\n") && text.contains("tasks_kind_check"), "\(text)")
+        }
+    }
+
     // MARK: the schema
 
     /// Careless changes from psql are refused by the CHECKs and the trigger.
