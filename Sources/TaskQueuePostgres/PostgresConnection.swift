@@ -236,8 +236,8 @@ final class PostgresConnection {
     /// Runs `body` in a transaction (READ COMMITTED) begun by `begin`: committed
     /// when it returns, rolled back when it throws.
     func transaction<T>(begin: String = "BEGIN", _ body: () throws -> T) throws -> T {
-        try run(script: begin)
         do {
+            try run(script: begin)
             let value = try body()
             try run(script: "COMMIT")
             return value
