@@ -21,7 +21,6 @@ struct PostgresError: Error, CustomStringConvertible {
     func taskQueueError(location: String) -> TaskQueueError {
         let m = message
         switch sqlstate {
-        case "23505": return .failed("the database refused the change: \(m)")
         case let s where s.hasPrefix("23"): return .failed("the database refused the change: \(m)")
         case "40001", "40P01", "55P03", "57014":
             return .busy("\(location) is busy: \(m) (another process held a lock too long); nothing was written")
@@ -105,7 +104,12 @@ enum PGType {
     static let float8Array: UInt32 = 1022, timestamptzArray: UInt32 = 1185
     /// PostgreSQL's epoch, 2000-01-01, in Unix milliseconds.
     static let epochMs: Int64 = 946_684_800_000
-    static func micros(_ t: Timestamp) -> Int64 { (t.milliseconds - epochMs) &* 1000 }
+    /// Microseconds since PostgreSQL's epoch, clamped to years 0000–9999 as
+    /// `Timestamp.iso` (what the SQLite store writes) clamps.
+    static func micros(_ t: Timestamp) -> Int64 {
+        let ms = min(max(t.milliseconds, Timestamp.isoMinimum.milliseconds), Timestamp.isoMaximum.milliseconds)
+        return (ms - epochMs) * 1000
+    }
 }
 
 private func bigEndian(_ v: UInt64) -> [UInt8] {

@@ -348,6 +348,9 @@ struct PostgresStoreTests {
             let r = try #require(try store.task(id))
             #expect(r.runAt == t && r.createdAt == t, "\(ms)")
         }
+        // Past the years ISO 8601 text can show, clamped as the SQLite store's text is.
+        let far = try store.insertTasks([NewTask(kind: "t", options: EnqueueOptions(runAt: Timestamp(milliseconds: .max)))], now: .now())[0]
+        #expect(try store.task(far)?.runAt == Timestamp.isoMaximum)
     }
 
     // MARK: migrations
