@@ -1,7 +1,8 @@
 import TaskQueue
 
-/// retry, cancel, purge, pause and attempt history (TaskOperationsStore).
-extension PostgresTaskStore {
+/// retry, cancel, purge, pause and attempt history; `enqueueTasks` is with the
+/// inserts (PostgresTaskStore+Insert.swift).
+extension PostgresTaskStore: TaskOperationsStore {
     package func attempts(of taskID: Int64) throws -> [TaskAttempt] {
         try pg {
             let r = try db.exec("""

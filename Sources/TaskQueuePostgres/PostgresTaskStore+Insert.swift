@@ -3,7 +3,7 @@ import TaskQueue
 // Producers: inserts, unique keys, dependencies (`--after`), and the per-kind
 // retry policy every insert resolves its tasks against.
 
-extension PostgresTaskStore: TaskOperationsStore {
+extension PostgresTaskStore {
     /// One INSERT for any number of rows: each column bound as one array and
     /// unnested, so a batch costs one statement and one round trip. With `unique`,
     /// a row whose key is held by a queued or running task is skipped (the partial

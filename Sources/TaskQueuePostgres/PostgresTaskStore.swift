@@ -25,7 +25,13 @@ package final class PostgresTaskStore: TaskStore {
     /// `busyTimeout`: how long a statement waits for a lock another process holds
     /// (PostgreSQL's `lock_timeout`) before failing as `.busy`, as SQLite's busy
     /// timeout does for its write lock.
-    package init(url: String, create: Bool = true, busyTimeout: Double = 10) throws {
+    /// `idleTimeout`: how long the server keeps this connection's transaction open
+    /// while the connection sends nothing (`idle_in_transaction_session_timeout`).
+    /// taskq's transactions never wait for their process between statements, so
+    /// only a process frozen mid-transaction (SIGSTOP, a host stalled) gets there:
+    /// its session is ended and its locks released, so that recovering it (its
+    /// lease is 30 s by default) does not wait for it to thaw.
+    package init(url: String, create: Bool = true, busyTimeout: Double = 10, idleTimeout: Double = 10) throws {
         db = try PostgresConnection(url)
         try pg {
             // Payloads and outputs are kept byte for byte: a database in another
@@ -34,8 +40,8 @@ package final class PostgresTaskStore: TaskStore {
             guard encoding == "UTF8" || encoding == "SQL_ASCII" else {
                 throw TaskQueueError.unavailable("\(db.location) uses encoding \(encoding); taskq needs UTF8 (create the database with ENCODING 'UTF8')")
             }
-            let ms = Int(max(0, min(busyTimeout, 86_400)) * 1000)
-            try db.run(script: "SET lock_timeout = \(max(ms, 1))")
+            func ms(_ seconds: Double) -> Int { max(1, Int(max(0, min(seconds, 86_400)) * 1000)) }
+            try db.run(script: "SET lock_timeout = \(ms(busyTimeout)); SET idle_in_transaction_session_timeout = \(ms(idleTimeout))")
             if !create, try PostgresMigrator.version(db) == 0 {
                 throw TaskQueueError.notFound("no taskq database in \(db.location) (create one with 'taskq init')")
             }

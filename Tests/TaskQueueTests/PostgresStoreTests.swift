@@ -268,6 +268,23 @@ struct PostgresStoreTests {
         #expect(try store.cancelTasks([id], reason: "x", now: .now()).map(\.after) == [.cancelled])
     }
 
+    /// A session frozen mid-transaction is ended by the server, its locks released:
+    /// recovering its process does not wait for it to thaw.
+    @Test func aTransactionLeftIdleIsEndedAndItsLocksReleased() throws {
+        let url = try TestPostgres.freshSchema()
+        let store = try PostgresTaskStore(url: url, busyTimeout: 30, idleTimeout: 0.3)
+        let f = RowFactory(store)
+        let s = try f.supervisor(), w = try f.worker(supervisor: s)
+        // What a worker frozen after locking its row leaves: this connection's
+        // transaction, open, holding the row.
+        try store.db.run(script: "BEGIN")
+        try store.db.exec("SELECT 1 FROM processes WHERE id = $1 FOR NO KEY UPDATE", [.int(w)])
+        let recovered = try PostgresTaskStore(url: url).recoverProcess(w, now: .now()) { _ in .released }
+        #expect(recovered.isEmpty)
+        #expect(try PostgresTaskStore(url: url).processes().map(\.id) == [s])
+        #expect(throws: (any Error).self) { try store.db.exec("SELECT 1") }
+    }
+
     /// Errors are one line and never carry bound values (payloads may be private).
     @Test func errorsNameTheProblemNotTheValues() throws {
         let store = try PostgresTaskStore(url: try TestPostgres.freshSchema())
