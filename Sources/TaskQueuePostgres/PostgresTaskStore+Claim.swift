@@ -52,8 +52,7 @@ extension PostgresTaskStore {
             UPDATE tasks t SET state = 'running', owner = $5, attempts = t.attempts + 1, started_at = $1,
                                worker_pid = $6, worker_host = $7
             FROM picked p WHERE t.id = p.id
-            RETURNING \(claimedColumns.split(separator: ",").map { "t." + $0.trimmingCharacters() }.joined(separator: ", ")),
-                      p.priority, p.since
+            RETURNING \(claimedColumns("t.")), p.priority, p.since
             """
     }
 
@@ -98,11 +97,5 @@ extension PostgresTaskStore {
             if a.since != b.since { return a.since < b.since }
             return a.task.id < b.task.id
         }.map(\.task)
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters() -> String {
-        String(drop { $0 == " " || $0 == "\n" }.reversed().drop { $0 == " " || $0 == "\n" }.reversed())
     }
 }

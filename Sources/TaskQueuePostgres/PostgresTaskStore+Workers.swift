@@ -3,8 +3,12 @@ import TaskQueue
 // Workers: the fenced finish, the claim, the owners' claimed lists, recovery.
 
 extension PostgresTaskStore {
-    /// What a worker gets of a claimed task, read by `claimedTask`.
-    static let claimedColumns = "id, kind, queue, payload, attempts, max_attempts, timeout_s, on_crash, backoff_base_s, backoff_cap_s"
+    /// What a worker gets of a claimed task, read by `claimedTask`: the columns of
+    /// table alias `t` when given ("t.").
+    static func claimedColumns(_ t: String = "") -> String {
+        ["id", "kind", "queue", "payload", "attempts", "max_attempts", "timeout_s", "on_crash", "backoff_base_s", "backoff_cap_s"]
+            .map { t + $0 }.joined(separator: ", ")
+    }
 
     func claimedTask(_ r: PGResult, _ i: Int) -> ClaimedTask {
         ClaimedTask(id: r.int(i, 0), kind: r.string(i, 1), queue: r.string(i, 2), payload: r.string(i, 3), attempt: r.int(i, 4),
@@ -194,7 +198,7 @@ extension PostgresTaskStore {
             if row.count == 1 {
                 let listed = row.bool(0, 0)
                 let r = try db.exec("""
-                    SELECT \(Self.claimedColumns) FROM tasks
+                    SELECT \(Self.claimedColumns()) FROM tasks
                     WHERE \(listed ? "id = ANY($2) AND " : "")owner = $1 AND state = 'running' ORDER BY id FOR NO KEY UPDATE
                     """, listed ? [.int(processID), .ints(row.int64s(0, 1) ?? [])] : [.int(processID)])
                 held = r.rows { claimedTask(r, $0) }
@@ -227,7 +231,7 @@ extension PostgresTaskStore {
         if seen.isEmpty { return [] }
         return try write {
             let r = try db.exec("""
-                SELECT \(Self.claimedColumns), owner FROM tasks WHERE id = ANY($1) AND \(orphaned) ORDER BY id FOR NO KEY UPDATE
+                SELECT \(Self.claimedColumns()), owner FROM tasks WHERE id = ANY($1) AND \(orphaned) ORDER BY id FOR NO KEY UPDATE
                 """, [.ints(seen)])
             let held = r.rows { (task: claimedTask(r, $0), owner: r.int($0, 10)) }
             for (t, owner) in held {
