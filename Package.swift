@@ -42,9 +42,13 @@ let package = Package(
                           path: "examples/swift-worker"),
         // Shared by the tests: spawn real processes, wait with deadlines, read rows.
         .target(name: "TaskQueueTestSupport", dependencies: ["TaskQueue", "CTaskQSystem"]),
-        // taskq's own benchmark (every row of issue 5: W1-W4, CLI, memory, scale) as a
+        // The benchmarks' worker program: a supervisor whose one Swift handler,
+        // bench-noop, writes the harness's audit line.
+        .executableTarget(name: "taskq-bench-worker", dependencies: ["TaskQueue", "TaskQueueSQLite"],
+                          path: "Benchmarks/taskq-bench-worker"),
+        // taskq's own benchmark (every workload row: W1-W4, CLI, memory, scale) as a
         // release-mode executable that drives the built `taskq` and
-        // `taskq-example-worker` as processes:
+        // `taskq-bench-worker` as processes:
         //   swift build -c release --static-swift-stdlib && .build/release/taskq-bench --help
         .executableTarget(name: "taskq-bench", dependencies: [
             "TaskQueue", "TaskQueueTestSupport", "CTaskQSystem",
@@ -53,7 +57,7 @@ let package = Package(
         .testTarget(name: "TaskQueueTests", dependencies: ["TaskQueue", "TaskQueueSQLite", "TaskQueueTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TaskQueue", "TaskQueueTestSupport",
                                                              "taskq", "taskq-example-producer", "taskq-example-worker",
-                                                             "taskq-bench"]),
+                                                             "taskq-bench", "taskq-bench-worker"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -21,6 +21,15 @@ struct CommandRunner {
 
     let command: String
     let environment: [String]
+    /// Hand a JSON-string payload over as its text plus a newline (`SupervisorOptions.textInput`).
+    var textInput = false
+
+    /// The bytes the handler reads on stdin: the payload's JSON, or with
+    /// `textInput` the text of a JSON-string payload and a newline.
+    func input(_ payload: String) -> [UInt8] {
+        if textInput, case .string(let text)? = try? JSON.parse(payload) { return Array((text + "\n").utf8) }
+        return Array(payload.utf8)
+    }
 
     /// Runs the command for `task`. `tick` is called about every `tickInterval`
     /// seconds while it runs; when it returns false (stop at once) the group is
@@ -57,7 +66,7 @@ struct CommandRunner {
         let pidfd = taskq_pidfd_open(pid)
         var stdinFD: Int32 = inPipe[1]
         _ = fcntl(stdinFD, F_SETFL, fcntl(stdinFD, F_GETFL) | O_NONBLOCK)
-        let payload = Array(task.payload.utf8)
+        let payload = input(task.payload)
         var written = 0
         if payload.isEmpty { close(stdinFD); stdinFD = -1 }
 

@@ -1,18 +1,20 @@
 /// Finds processes that died without cleaning up and gives their tasks back.
 /// Run by every supervisor at boot and about once a second after.
 package enum Recovery {
-    /// Why `p` must be presumed dead, or nil while it may be alive. On this host a
-    /// process is dead the moment its pid is gone (or reused, or the machine
-    /// rebooted); elsewhere, or when frozen, once its lease has expired.
+    /// Why `p` must be presumed dead, or nil while it may be alive. A process of
+    /// this host (same host name, boot and PID namespace: `System.isLocal`) is dead
+    /// the moment its pid is gone or reused; any other, including one from an
+    /// earlier boot of this machine (which cannot be told from a clone of it that
+    /// runs now), or a frozen one, once its lease has expired.
     ///
     /// A live local process past its lease counts as dead only while it is
     /// stopped (SIGSTOP): a running one that missed heartbeats was most likely
     /// waiting for a write lock somebody held longer than the lease, and taking
     /// its task then would run it twice for nothing.
     package static func deathReason(of p: ProcessRecord, now: Timestamp) -> String? {
-        let local = p.host == System.hostName
+        let local = System.isLocal(host: p.host, bootID: p.bootID)
         if local && !System.isAlive(pid: p.pid, startTicks: p.startTicks, bootID: p.bootID) {
-            return p.bootID == System.bootID ? "exited without cleaning up" : "was lost in a reboot"
+            return "exited without cleaning up"
         }
         if p.expiresAt < now && (!local || System.isStopped(p.pid)) {
             return "stopped heartbeating (its lease expired \(formatDuration(now.seconds(since: p.expiresAt))) ago)"
@@ -32,7 +34,7 @@ package enum Recovery {
         var recovered: [ProcessRecord] = []
         for p in try store.processes() where !skip.contains(p.id) {
             guard let reason = deathReason(of: p, now: now) else { continue }
-            if p.host == System.hostName {
+            if System.isLocal(host: p.host, bootID: p.bootID) {
                 if !System.isAlive(pid: p.pid, startTicks: p.startTicks, bootID: p.bootID) {
                     System.killSession(p.pid)
                 } else if p.role == .worker {

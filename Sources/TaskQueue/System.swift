@@ -5,15 +5,35 @@ import Glibc
 
 /// Facts about this machine and its processes, read from /proc. Linux only.
 public enum System {
-    /// This machine's host name.
+    /// The name this machine goes by in the processes table: `TASKQ_HOST_ID` when
+    /// set, else the host name.
     public static let hostName: String = {
+        if let id = getenv("TASKQ_HOST_ID"), id.pointee != 0 { return String(cString: id) }
         var buf = [CChar](repeating: 0, count: 256)
         return gethostname(&buf, buf.count) == 0 ? String(cString: buf) : "localhost"
     }()
 
-    /// Changes at every boot: a pid recorded under another boot id is dead.
-    public static let bootID: String = readFile("/proc/sys/kernel/random/boot_id")?
-        .trimmingCharacters(in: " \n") ?? ""
+    /// What this process's pids are relative to: the kernel's boot id (new at every
+    /// boot) and, in a container, its PID namespace (containers on one kernel share
+    /// the boot id and may share a host name, but each numbers its own pids).
+    /// Stored as `processes.boot_id`. Another process's pid is checked here only when
+    /// its host name and this value are both this process's (`isLocal`).
+    public static let bootID: String = {
+        let boot = readFile("/proc/sys/kernel/random/boot_id")?.trimmingCharacters(in: " \n") ?? ""
+        var buf = [CChar](repeating: 0, count: 64)
+        let n = readlink("/proc/self/ns/pid", &buf, buf.count - 1)
+        let namespace = n > 0 ? String(cString: buf) : ""
+        // The initial PID namespace has a fixed inode (PROC_PID_INIT_INO): a machine
+        // without containers keeps the plain boot id.
+        return namespace.isEmpty || namespace == "pid:[4026531836]" ? boot : boot + "/" + namespace
+    }()
+
+    /// Whether a process registered with `host` and `bootID` runs where this one
+    /// does, so its pid can be looked up in /proc here. Same host name alone is not
+    /// enough: two containers, or two clones of one machine, can share it.
+    public static func isLocal(host: String, bootID: String) -> Bool {
+        host == hostName && bootID == self.bootID
+    }
 
     /// CPUs this process may use (its affinity mask), like Python's os.process_cpu_count().
     public static var cpuCount: Int { Int(taskq_cpu_count()) }

@@ -45,7 +45,11 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         // Look before changing anything: a stranger's file is refused untouched,
         // and a read-only command on an empty file creates no schema.
         if try Migrator.isUninitialized(db) && !create {
-            throw TaskQueueError.notFound("no taskq database at \(path) (the file is empty; create one with 'taskq init')")
+            // A killed `taskq init` leaves either an empty file or a bare SQLite
+            // header (a 4 KiB page, WAL mode set, no tables yet).
+            throw TaskQueueError.notFound(st.st_size == 0
+                ? "no taskq database at \(path) (the file is empty; create one with 'taskq init')"
+                : "\(path) is a SQLite database without taskq's tables (left by an interrupted 'taskq init'?); run 'taskq init' to create them")
         }
         try db.configure(synchronous: synchronous, cacheKiB: cacheKiB, skipChecks: !checks)
         // Before any statement is prepared: defining a function expires every prepared
@@ -155,6 +159,31 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                     backoffBase: r.optionalDouble(8), backoffCap: r.optionalDouble(9))
     }
 
+    /// Lists of up to this many kinds (or queues) are matched with `kind = ?4 OR
+    /// kind = ?5 …`, longer ones with one parameter, a JSON array:
+    /// `kind IN (SELECT value FROM json_each(?4))`. The chain is the faster (SQLite
+    /// builds a temporary table for an IN list on every execution), but it nests one
+    /// level deeper per value, and past SQLite's expression depth (1,000) the statement
+    /// cannot be prepared at all.
+    static let orChainLimit = 8
+
+    /// SQL that holds when `column` equals one of `count` values bound by `bindList`
+    /// from parameter `first` on, and how many parameters it takes.
+    static func listMatch(_ column: String, count: Int, first: Int) -> (sql: String, parameters: Int) {
+        if count > orChainLimit { return ("\(column) IN (SELECT value FROM json_each(?\(first)))", 1) }
+        return ((0..<count).map { "\(column) = ?\(first + $0)" }.joined(separator: " OR "), count)
+    }
+
+    /// Binds `values` from parameter `i` on, as `listMatch` reads them.
+    private func bindList(_ s: Statement, _ i: inout Int32, _ values: [String]) {
+        if values.count > Self.orChainLimit {
+            s.bind(i, jsonArray(values))
+            i += 1
+        } else {
+            for v in values { s.bind(i, v); i += 1 }
+        }
+    }
+
     /// The claim's first half: which tasks, in claim order, from one of the two
     /// partial indexes (migrations/0006): `tasks_ready` (run_at '', in id order
     /// within a priority) or, with `delayed`, `tasks_delayed` (a run_at that has
@@ -168,12 +197,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         if let s = claimStmts[key] { return s }
         // Numbered parameters throughout: a bare "?" would take the number after the
         // highest seen so far, colliding with ?3 further down.
-        // `kind = ?4 OR kind = ?5 …` rather than IN (…): SQLite builds a temporary
-        // table for an IN list of three or more values on every execution.
-        let kindList = (0..<kinds).map { "kind = ?\(4 + $0)" }.joined(separator: " OR ")
-        let queueClause = queues.map { n in
-            "AND (\((0..<n).map { "queue = ?\(4 + kinds + $0)" }.joined(separator: " OR ")))"
-        } ?? ""
+        let kindList = Self.listMatch("kind", count: kinds, first: 4)
+        let queueClause = queues.map { "AND (\(Self.listMatch("queue", count: $0, first: 4 + kindList.parameters).sql))" } ?? ""
         // Paused queues: subqueries on the tiny `queues` table, each evaluated once per
         // claim; the list of paused names is only built when some queue is paused.
         // A SELECT, then one UPDATE of the rows it chose: `UPDATE … WHERE id IN
@@ -191,7 +216,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
               AND id <= coalesce((SELECT min(id) - 1 FROM tasks INDEXED BY tasks_stop_sentinels
                                  WHERE kind = 'taskq.stop' AND state = 'queued'
                                    AND json_extract(payload, '$.supervisor') = ?2), 9223372036854775807)
-              AND (\(kindList)) \(queueClause)
+              AND (\(kindList.sql)) \(queueClause)
               AND (NOT EXISTS (SELECT 1 FROM queues WHERE paused_at IS NOT NULL)
                    OR queue NOT IN (SELECT name FROM queues WHERE paused_at IS NOT NULL))
             ORDER BY priority DESC, \(delayed ? "run_at, " : "")id
@@ -397,8 +422,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             s.bind(2, claim.supervisorID)
             s.bind(3, Int64(claim.limit))
             var i: Int32 = 4
-            for k in claim.kinds { s.bind(i, k); i += 1 }
-            for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
+            bindList(s, &i, claim.kinds)
+            if let queues = claim.queues { bindList(s, &i, queues) }
             return try s.rows(read)
         }
         // Usually no task with a start time is due: one probe of a small index, and
@@ -712,9 +737,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 try db.prepare("""
                     UPDATE tasks SET state = 'cancelled', finished_at = ?, last_error = ? WHERE id = ? AND state = 'queued'
                     """).bind(.ts(now), .text(why), .int(d)).run()
-                let changed = db.changes == 1
-                try db.prepare("DELETE FROM task_dependencies WHERE task_id = ?").bind(.int(d)).run()
-                if changed {
+                // Its task_dependencies rows stay: a retry makes it wait for them again.
+                if db.changes == 1 {
                     cancelled.append(d)
                     work.append((d, "task \(d), which it was to run after, was cancelled"))
                 }
@@ -733,13 +757,11 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         let key = "\(claim.kinds.count)/\(claim.queues?.count ?? -1)/\(retriesOnly)"
         let s: Statement
         if let cached = nextRunAtStmts[key] { s = cached } else {
-            let kinds = (0..<claim.kinds.count).map { "kind = ?\(3 + $0)" }.joined(separator: " OR ")
-            let queues = claim.queues.map { q in
-                "AND (\((0..<q.count).map { "queue = ?\(3 + claim.kinds.count + $0)" }.joined(separator: " OR ")))"
-            } ?? ""
+            let kinds = Self.listMatch("kind", count: claim.kinds.count, first: 3)
+            let queues = claim.queues.map { "AND (\(Self.listMatch("queue", count: $0.count, first: 3 + kinds.parameters).sql))" } ?? ""
             s = try db.prepare("""
                 SELECT min(run_at) FROM tasks INDEXED BY tasks_delayed
-                WHERE state = 'queued' AND run_at > '' AND run_at > ?1 AND run_at < ?2 AND (\(kinds)) \(queues)\(retriesOnly ? " AND attempts > 0" : "")
+                WHERE state = 'queued' AND run_at > '' AND run_at > ?1 AND run_at < ?2 AND (\(kinds.sql)) \(queues)\(retriesOnly ? " AND attempts > 0" : "")
                 """)
             nextRunAtStmts[key] = s
         }
@@ -747,8 +769,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         s.bind(1, now.iso)
         s.bind(2, "9999")   // tasks waiting on others (--after) are parked in year 9999
         var i: Int32 = 3
-        for k in claim.kinds { s.bind(i, k); i += 1 }
-        for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
+        bindList(s, &i, claim.kinds)
+        if let queues = claim.queues { bindList(s, &i, queues) }
         return try s.firstRow { $0.text(0).flatMap { Timestamp(iso: $0) } } ?? nil
     }
 
@@ -938,6 +960,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         }
         if let q = filter.queue { clauses.append("queue = ?"); values.append(.text(q)) }
         if let k = filter.kind { clauses.append("kind = ?"); values.append(.text(k)) }
+        if !filter.includeStopSentinels { clauses.append("kind <> 'taskq.stop'") }
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         values.append(.int(Int64(filter.limit)))
         return try db.prepare("SELECT \(Self.taskColumns()) FROM tasks \(whereSQL) ORDER BY \(filter.latestFinishedFirst ? "finished_at DESC, " : "")id DESC LIMIT ?")

@@ -159,14 +159,17 @@ struct List: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List tasks, newest first.",
         discussion: """
-            Filters combine: every given filter must match. --json prints a JSON array of \
-            task objects, each shaped as in 'taskq show --json'.
+            Filters combine: every given filter must match. Stop sentinels (kind \
+            taskq.stop, the rows 'taskq stop' writes) are left out unless --all or \
+            --kind taskq.stop asks for them, as 'taskq status' leaves them out. --json \
+            prints a JSON array of task objects, each shaped as in 'taskq show --json'.
 
             Examples:
               taskq list
               taskq list --state failed --limit 20
               taskq list --state queued --state running --queue emails
               taskq list --kind resize --json | jq '.[].id'
+              taskq list --all --limit 5
             """)
 
     @OptionGroup var database: DatabaseOptions
@@ -175,6 +178,7 @@ struct List: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Only this queue.", valueName: "name")) var queue: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("Only this kind.", valueName: "kind")) var kind: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("At most this many tasks (1 to 1000000).", valueName: "n")) var limit: Int = 100
+    @Flag(help: "Include stop sentinels (kind taskq.stop).") var all = false
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -190,7 +194,8 @@ struct List: ParsableCommand {
 
     func run() throws {
         let q = try database.open(create: false)
-        let tasks = try q.tasks(TaskFilter(states: state.compactMap(TaskState.init(rawValue:)), queue: queue, kind: kind, limit: limit))
+        let tasks = try q.tasks(TaskFilter(states: state.compactMap(TaskState.init(rawValue:)), queue: queue, kind: kind, limit: limit,
+                                           includeStopSentinels: all || kind == stopSentinelKind))
         if json {
             out("[" + tasks.map(taskJSON).joined(separator: ",\n") + "]\n")
             return

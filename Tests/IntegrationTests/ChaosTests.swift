@@ -5,7 +5,7 @@ import TaskQueueTestSupport
 import Glibc
 #endif
 
-/// Issue 4, scenarios 1 and 4: break things on purpose, in a loop, and check the
+/// Break things on purpose, in a loop, and check the
 /// invariants after every round.
 ///
 /// - The kill loop: a supervisor with 4 workers runs tasks whose handler takes
@@ -249,7 +249,7 @@ private struct Figures {
     var executions = 0, repeated = 0, lost = 0, completedTwice = 0, interruptedAttempts = 0
 }
 
-/// Checks issue 4's invariants against the database and the audit log; returns
+/// Checks the queue's invariants against the database and the audit log; returns
 /// what is violated (empty: all hold) and the figures for the summary.
 ///
 /// - every enqueued id exists, and no other task appeared;
@@ -362,11 +362,6 @@ private func processAge(_ pid: Int32) -> Double {
     return up - ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
-private func processAlive(_ pid: Int32) -> Bool {
-    guard let f = System.statFields(pid), let state = f.first else { return false }
-    return state != "Z" && state != "X"
-}
-
 /// Live processes whose session is one of `sessions` (a worker's session holds the
 /// worker and every handler process group it started).
 private func pidsInSessions(_ sessions: Set<Int32>) -> [Int32] {
@@ -379,19 +374,3 @@ private func pidsInSessions(_ sessions: Set<Int32>) -> [Int32] {
     return out
 }
 
-/// The worker processes of `supervisor` (a worker's parent is its supervisor).
-private func workers(of supervisor: Child, _ s: Scenario) -> [Int32] {
-    s.workerPids.filter { System.statFields($0).flatMap { $0.count > 1 ? Int32($0[1]) : nil } == supervisor.pid }.sorted()
-}
-
-/// Tasks in state running whose owner is not a registered, live process.
-private func runningWithoutLiveOwner(_ s: Scenario) -> [String] {
-    let rows = s.sql("""
-        SELECT t.id || ':' || coalesce(p.pid, 0) FROM tasks t LEFT JOIN processes p ON p.id = t.owner
-        WHERE t.state = 'running'
-        """)
-    return rows.split(separator: "\n").map(String.init).filter { row in
-        let pid = Int32(row.split(separator: ":").last ?? "0") ?? 0
-        return pid == 0 || !processAlive(pid)
-    }
-}

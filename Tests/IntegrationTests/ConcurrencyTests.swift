@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// Many processes on one database file: producers racing workers, a sqlite3 shell
-/// holding the write lock, two supervisors sharing a queue (issue 3, "Tests and CI").
+/// holding the write lock, two supervisors sharing a queue.
 @Suite struct ConcurrencyTests {
     /// 4 producer processes enqueue 250 tasks each (50 `taskq enqueue` processes and
     /// 200 lines through `--lines`, one commit per line) while 4 workers drain:
@@ -166,17 +166,3 @@ import Glibc
     }
 }
 
-/// The parent pid of a live process (field 4 of /proc/PID/stat).
-private func parentPid(_ pid: Int32) -> Int32? {
-    let stat = String(decoding: readAll("/proc/\(pid)/stat"), as: UTF8.self)
-    guard let close = stat.lastIndex(of: ")") else { return nil }
-    let fields = stat[stat.index(after: close)...].split(separator: " ")
-    return fields.count > 1 ? Int32(fields[1]) : nil
-}
-
-/// The worker processes of `supervisor`. (`Scenario.workerPids` alone can also list a
-/// worker's child caught between posix_spawn's clone and its exec, which still shows
-/// the worker's command line; a worker's parent is its supervisor.)
-private func workers(of supervisor: Child, _ s: Scenario) -> [Int32] {
-    s.workerPids.filter { parentPid($0) == supervisor.pid }.sorted()
-}

@@ -5,7 +5,7 @@ import TaskQueueTestSupport
 import Glibc
 #endif
 
-/// Command handlers as issue 3 defines them: payload on stdin, the task in the
+/// Command handlers as the README defines them: payload on stdin, the task in the
 /// environment, stdout as the result byte for byte, failures with readable errors,
 /// retries with backoff, timeouts that kill the whole process group.
 @Suite struct HandlerTests {
@@ -284,13 +284,6 @@ import Glibc
     }
 }
 
-private func processAlive(_ pid: Int32) -> Bool {
-    let stat = String(decoding: readAll("/proc/\(pid)/stat"), as: UTF8.self)
-    guard let close = stat.lastIndex(of: ")") else { return false }
-    let state = stat[stat.index(after: close)...].dropFirst().first
-    return state != nil && state != "Z" && state != "X"
-}
-
 /// The path with symlinks resolved, as getcwd reports it.
 private func physicalPath(_ path: String) -> String {
     guard let p = realpath(path, nil) else { return path }
@@ -303,17 +296,3 @@ private func hex(_ bytes: [UInt8]) -> String {
     return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 15)]] })
 }
 
-/// The parent pid of a live process (field 4 of /proc/PID/stat).
-private func parentPid(_ pid: Int32) -> Int32? {
-    let stat = String(decoding: readAll("/proc/\(pid)/stat"), as: UTF8.self)
-    guard let close = stat.lastIndex(of: ")") else { return nil }
-    let fields = stat[stat.index(after: close)...].split(separator: " ")
-    return fields.count > 1 ? Int32(fields[1]) : nil
-}
-
-/// The worker processes of `supervisor`. (`Scenario.workerPids` alone can also list a
-/// worker's child caught between posix_spawn's clone and its exec, which still shows
-/// the worker's command line; a worker's parent is its supervisor.)
-private func workers(of supervisor: Child, _ s: Scenario) -> [Int32] {
-    s.workerPids.filter { parentPid($0) == supervisor.pid }.sorted()
-}

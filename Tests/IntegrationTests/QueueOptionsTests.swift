@@ -5,7 +5,7 @@ import TaskQueueTestSupport
 import Glibc
 #endif
 
-/// pause/resume, workers per queue, --unique and --after (issue 6), through the real binary.
+/// pause/resume, workers per queue, --unique and --after, through the real binary.
 @Suite struct QueueOptionsTests {
     @Test func pausedQueueIsNotClaimedUntilResumed() {
         let s = Scenario()

@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// Crash recovery and the stop sentinel's robustness, judged by the rows and by
-/// which processes are left alive (issue 3: "Processes", "Shutdown").
+/// which processes are left alive.
 @Suite struct RecoveryTests {
     /// A worker frozen mid-task (SIGSTOP) stops heartbeating: its lease expires, the
     /// task is rescued and run again by a replacement worker. When the frozen worker
@@ -262,41 +262,6 @@ import Glibc
         #expect(s.sql("SELECT state || ':' || attempts || ':' || result FROM tasks WHERE id = \(id)") == "succeeded:2:\"x\"")
         #expect(s.sql("SELECT outcome FROM task_attempts WHERE task_id = \(id)") == "crashed")
     }
-}
-
-/// Whether `pid` is a live (not zombie) process.
-private func processAlive(_ pid: Int32) -> Bool {
-    let stat = String(decoding: readAll("/proc/\(pid)/stat"), as: UTF8.self)
-    guard let close = stat.lastIndex(of: ")") else { return false }
-    let state = stat[stat.index(after: close)...].dropFirst().first
-    return state != nil && state != "Z" && state != "X"
-}
-
-/// Tasks in state running whose owner is not a registered, live process.
-private func runningWithoutLiveOwner(_ s: Scenario) -> [String] {
-    let rows = s.sql("""
-        SELECT t.id || ':' || coalesce(p.pid, 0) FROM tasks t LEFT JOIN processes p ON p.id = t.owner
-        WHERE t.state = 'running'
-        """)
-    return rows.split(separator: "\n").map(String.init).filter { row in
-        let pid = Int32(row.split(separator: ":").last ?? "0") ?? 0
-        return pid == 0 || !processAlive(pid)
-    }
-}
-
-/// The parent pid of a live process (field 4 of /proc/PID/stat).
-private func parentPid(_ pid: Int32) -> Int32? {
-    let stat = String(decoding: readAll("/proc/\(pid)/stat"), as: UTF8.self)
-    guard let close = stat.lastIndex(of: ")") else { return nil }
-    let fields = stat[stat.index(after: close)...].split(separator: " ")
-    return fields.count > 1 ? Int32(fields[1]) : nil
-}
-
-/// The worker processes of `supervisor`. (`Scenario.workerPids` alone can also list a
-/// worker's child caught between posix_spawn's clone and its exec, which still shows
-/// the worker's command line; a worker's parent is its supervisor.)
-private func workers(of supervisor: Child, _ s: Scenario) -> [Int32] {
-    s.workerPids.filter { parentPid($0) == supervisor.pid }.sorted()
 }
 
 /// A Swift-handler worker claims tasks in batches; when it dies, only the task it

@@ -5,7 +5,7 @@ import TaskQueueTestSupport
 import Glibc
 #endif
 
-/// Issue 4, scenarios 5 and 6, and its security checks: the database on a full
+/// Storage faults and security checks: the database on a full
 /// disk; files that are not usable databases (not SQLite, truncated, from a newer
 /// taskq, read-only, in a directory that does not exist); who may read the files
 /// taskq creates; where a payload may appear.

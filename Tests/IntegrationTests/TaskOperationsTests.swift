@@ -5,7 +5,7 @@ import TaskQueueTestSupport
 import Glibc
 #endif
 
-/// retry, cancel, purge, attempt history, on-crash policy (issue 6), through the real binary.
+/// retry, cancel, purge, attempt history, on-crash policy, through the real binary.
 @Suite struct TaskOperationsTests {
     @Test func cancelStopsARunningHandlerAndTheTaskIsNeverRetried() {
         let s = Scenario()
