@@ -171,11 +171,10 @@ extension PostgresTaskStore {
             let dependants = try db.exec("SELECT task_id FROM task_dependencies WHERE depends_on = $1 ORDER BY task_id",
                                          [.int(dep)])
             for d in dependants.rows({ dependants.int($0, 0) }) {
-                let changed = try db.exec("""
+                // Its task_dependencies rows stay: a retry makes it wait for them again.
+                if try db.exec("""
                     UPDATE tasks SET state = 'cancelled', finished_at = $1, last_error = $2 WHERE id = $3 AND state = 'queued'
-                    """, [.ts(now), .text(why), .int(d)]).changes == 1
-                try db.exec("DELETE FROM task_dependencies WHERE task_id = $1", [.int(d)])
-                if changed {
+                    """, [.ts(now), .text(why), .int(d)]).changes == 1 {
                     cancelled.append(d)
                     work.append((d, "task \(d), which it was to run after, was cancelled"))
                 }

@@ -206,6 +206,7 @@ package final class PostgresTaskStore: TaskStore {
         if !filter.states.isEmpty { clauses.append("state = ANY(\(bind(.texts(filter.states.map(\.rawValue)))))") }
         if let q = filter.queue { clauses.append("queue = \(bind(.text(q)))") }
         if let k = filter.kind { clauses.append("kind = \(bind(.text(k)))") }
+        if !filter.includeStopSentinels { clauses.append("kind <> 'taskq.stop'") }
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         let limit = bind(.int(Int64(filter.limit)))
         return try pg {

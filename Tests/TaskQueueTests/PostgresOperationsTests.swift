@@ -66,6 +66,7 @@ struct PostgresOperationsTests {
         let queued = try f.queued(kind: "other")
         let changes = try q.cancel([t.id, queued, t.id + 1000], reason: "not wanted")
         #expect(changes.map(\.after) == [.cancelled, .cancelled, nil] && changes[2].before == nil)
+        #expect(try q.tasks(TaskFilter(includeStopSentinels: false)).map(\.id) == [queued, t.id])
         #expect(try !f.finish(t, owner: w, .succeeded(Array("late".utf8))), "the fence refuses a cancelled task's result")
         #expect(try q.attempts(of: t.id).map(\.outcome) == ["cancelled"])
         #expect(try store.stillRunning(taskID: t.id, owner: w, attempt: 1) == false)
@@ -80,6 +81,37 @@ struct PostgresOperationsTests {
         #expect(r.state == .queued && r.attempts == 0 && r.finishedAt == nil)
         #expect(try q.task(keyed)?.state == .cancelled)
         #expect(try store.taskIDs(state: .cancelled, queue: nil, kind: nil) == [keyed])
+    }
+
+    @Test func retryBlocksADependantAgainAndRepeatedIdsCountOnce() throws {
+        let (store, q, url) = try open()
+        let f = RowFactory(store)
+        let a = try f.queued()
+        let b = try store.enqueueTasks([NewTask(kind: "d", options: EnqueueOptions(after: [a]))], now: f.now)[0].id
+        #expect(try store.cancelTasks([b, b], reason: "x", now: f.now) == [TaskChange(id: b, before: .queued, after: .cancelled)])
+        #expect(try store.retryTasks([b, b], now: f.now) == [TaskChange(id: b, before: .cancelled, after: .queued)])
+        #expect(try q.task(b)?.isBlocked == true && q.task(b)?.waitingFor == [a])
+        // Its dependency cancelled (which cancels it again): not retried alone.
+        #expect(try store.cancelTasks([a], reason: "x", now: f.now)[0].dependantsCancelled == [b])
+        let admin = try PostgresConnection(url)
+        let rows = try admin.exec("SELECT task_id, depends_on FROM task_dependencies")
+        #expect(rows.rows { "\(rows.int($0, 0))>\(rows.int($0, 1))" } == ["\(b)>\(a)"], "a cancelled dependant keeps its rows")
+        let alone = try store.retryTasks([b], now: f.now)
+        #expect(alone[0].after == nil && alone[0].note?.contains("which is cancelled") == true, "\(alone)")
+        // Both, the dependant named first: the dependency is retried first.
+        #expect(try store.retryTasks([b, a], now: f.now).map(\.id) == [b, a])
+        #expect(try q.task(a)?.isBlocked == false && q.task(b)?.isBlocked == true)
+        #expect(try q.states(of: [a, b, b + 100]) == [a: .queued, b: .queued])
+        // Named together, a task and its dependant are both cancelled as asked.
+        #expect(try store.cancelTasks([a, b], reason: "x", now: f.now).map(\.after) == [.cancelled, .cancelled])
+        // A dependency that succeeded meanwhile no longer holds a retried task back.
+        #expect(try store.retryTasks([a], now: f.now).map(\.after) == [.queued])
+        let s = try f.supervisor(), w = try f.worker(supervisor: s)
+        let ta = try #require(try f.claimed(w, supervisor: s, at: .now()).first)
+        #expect(ta.id == a)
+        #expect(try f.finish(ta, owner: w, .succeeded([]), at: .now()))
+        #expect(try store.retryTasks([b], now: .now()).map(\.after) == [.queued])
+        #expect(try q.task(b)?.isBlocked == false && q.task(b)?.waitingFor == [])
     }
 
     @Test func purgeDeletesOldFinishedTasksWithTheirHistory() throws {
