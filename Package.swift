@@ -82,3 +82,13 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+// PostgreSQL: libpq (Debian's libpq-dev) as a system library, and the store built on it.
+package.targets += [
+    .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+    .target(name: "TaskQueuePostgres", dependencies: ["TaskQueue", "CLibPQ"]),
+]
+package.products += [.library(name: "TaskQueuePostgres", targets: ["TaskQueuePostgres"])]
+if let tests = package.targets.first(where: { $0.name == "TaskQueueTests" }) {
+    tests.dependencies.append("TaskQueuePostgres")
+}
