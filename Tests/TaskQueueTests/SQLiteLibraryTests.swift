@@ -20,7 +20,8 @@ import Glibc
     @Test func theBuildRunsOnTheSQLiteItWasConfiguredFor() throws {
         let version = String(cString: sqlite3_libversion())
         #expect(version == SQLITE_VERSION)
-        let maps = try String(contentsOfFile: "/proc/self/maps", encoding: .utf8)
+        // Read to the end: /proc files report size 0, and a one-read loader stops early.
+        let maps = String(decoding: readAll("/proc/self/maps"), as: UTF8.self)
         #if BundledSQLite
         #expect(version == "3.54.1")
         #expect(!maps.contains("libsqlite3"), "libsqlite3 is mapped in a BundledSQLite build")
