@@ -29,8 +29,10 @@ let package = Package(
         .target(name: "CTaskQSystem", path: "Sources/CTaskQSystem"),
         // The core: task model, the storage seam, worker loop, supervisor. No SQL here.
         .target(name: "TaskQueue", dependencies: ["CTaskQSystem"]),
-        // The SQLite store: connection, statements, embedded migrations.
-        .target(name: "TaskQueueSQLite", dependencies: ["TaskQueue", "CSQLite", "CSQLiteTuning"]),
+        // The SQLite store: connection, statements, and the schema's migrations, embedded
+        // in the binary from migrations/*.sql (Sources/TaskQueueSQLite/migrations links there).
+        .target(name: "TaskQueueSQLite", dependencies: ["TaskQueue", "CSQLite", "CSQLiteTuning"],
+                resources: [.embedInCode("migrations")]),
         .executableTarget(name: "taskq", dependencies: [
             "TaskQueue", "TaskQueueSQLite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -4,7 +4,29 @@ import TaskQueue
 /// one BEGIN IMMEDIATE transaction (all or nothing; and a new database costs one
 /// commit, not one per migration), and refuses a database written by a newer taskq.
 enum Migrator {
-    static var latestVersion: Int { embeddedMigrations.last?.version ?? 0 }
+    /// The numbered migrations, migrations/NNNN_name.sql, as SwiftPM embeds them in
+    /// the binary (`.embedInCode` in Package.swift): the files are the one source of
+    /// truth, and an edit to one is in the next build. SwiftPM names each file's
+    /// bytes after the file ('0007_x.sql' becomes `_007_x_sql`) without a list of
+    /// them, so a new file needs its line here: `MigrationTests` fails until it has
+    /// one, in order.
+    static let files: [(name: String, bytes: [UInt8])] = [
+        ("0001_create_tasks.sql", PackageResources._001_create_tasks_sql),
+        ("0002_task_operations.sql", PackageResources._002_task_operations_sql),
+        ("0003_schedules.sql", PackageResources._003_schedules_sql),
+        ("0004_retry_policy.sql", PackageResources._004_retry_policy_sql),
+        ("0005_claimed_lists.sql", PackageResources._005_claimed_lists_sql),
+        ("0006_ready_and_delayed.sql", PackageResources._006_ready_and_delayed_sql),
+        ("0007_schema_for_sql_producers.sql", PackageResources._007_schema_for_sql_producers_sql),
+    ]
+
+    /// `files` in order, as (version, file name, SQL); the version is the number the
+    /// name starts with.
+    static let migrations: [(version: Int, name: String, sql: String)] = files.map { f in
+        (version: Int(f.name.prefix { $0.isNumber }) ?? 0, name: f.name, sql: String(decoding: f.bytes, as: UTF8.self))
+    }
+
+    static var latestVersion: Int { migrations.last?.version ?? 0 }
 
     /// Looks without changing anything, in one read snapshot (another process may
     /// be migrating the same new file right now). True for an empty database
@@ -31,7 +53,7 @@ enum Migrator {
             let v = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
             try checkNotNewer(v, db: db)
             if v == 0 { try checkIsTaskqOrEmpty(db) }
-            for m in embeddedMigrations where m.version > v {
+            for m in migrations where m.version > v {
                 try db.exec(m.sql)
                 try db.prepare("INSERT INTO taskq_migrations(version, name, applied_at) VALUES (?, ?, ?)")
                     .bind(.int(Int64(m.version)), .text(m.name), .ts(now)).run()

@@ -65,15 +65,25 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// `sharing`: every row takes the first row's parameters but its payload,
     /// which is ?12+r for row r ≥ 1 (?4 for the first): rows of one kind and one
     /// set of options cost one bind each.
+    ///
+    /// Ids: SQLite numbers a row max(id) + 1, but after a purge deleted the newest
+    /// tasks, the first row is numbered above the highest id it deleted
+    /// (`task_id_high_water`, migrations/0007), so no id is given out twice; the
+    /// other rows take NULL, so one statement's ids are consecutive. A one-row
+    /// statement reads the mark itself (one probe of a table that is nearly always
+    /// empty); a multi-row one binds the first id (`idParameter`), which
+    /// `insertRows` knows from its one read per transaction: a subquery on `tasks`
+    /// in a multi-row INSERT would make SQLite stage every row in a temporary table.
     static func insertSQL(rows: Int = 1, unique: Bool = false, sharing: Bool = false) -> String {
         let values = (0..<rows).map { r in
-            "(" + (1...insertParameters).map { k in
+            let id = r > 0 ? "NULL" : rows == 1 ? highWaterID : "?\(idParameter(rows: rows, sharing: sharing))"
+            return "(" + id + ", " + (1...insertParameters).map { k in
                 if !sharing { return "?\(r * insertParameters + k)" }
                 return k == payloadParameter && r > 0 ? "?\(insertParameters + r)" : "?\(k)"
             }.joined(separator: ", ") + ")"
         }
         return """
-        INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash,
+        INSERT INTO tasks (id, kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash,
                            unique_key, backoff_base_s, backoff_cap_s)
         VALUES \(values.joined(separator: ",\n       "))
         """ + (unique ? """
@@ -84,11 +94,23 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     }
     static let insertParameters = 12
     static let payloadParameter: Int32 = 4
+    /// A one-row insert's id: above the purge high-water mark while the mark is
+    /// above every task, else NULL (max(id) + 1).
+    static let highWaterID = """
+        (SELECT max_id + 1 FROM task_id_high_water WHERE max_id > coalesce((SELECT max(id) FROM tasks), 0))
+        """
+    /// The parameter of a multi-row insert's first id, after the row parameters.
+    static func idParameter(rows: Int, sharing: Bool) -> Int32 {
+        Int32(sharing ? insertParameters + rows : rows * insertParameters + 1)
+    }
     lazy var insertStmt = try! db.prepare(Self.insertSQL())
     /// Multi-row inserts by row count (2 … `rowsPerInsert`; negative: `sharing`),
     /// prepared when first used.
     private var multiInsertStmts: [Int: Statement] = [:]
-    private lazy var maxIDStmt = try! db.prepare("SELECT max(id) FROM tasks")
+    /// The highest id given out: of a task, or of one purge deleted.
+    private lazy var maxIDStmt = try! db.prepare("""
+        SELECT max(coalesce((SELECT max(id) FROM tasks), 0), coalesce((SELECT max_id FROM task_id_high_water), 0))
+        """)
     lazy var kindPolicyStmt = try! db.prepare("SELECT \(Self.kindColumns) FROM kinds WHERE kind = ?1")
     /// Kind policies read on this connection (`.some(nil)`: the kind has none),
     /// good while the file's data version is `kindCacheVersion` (`kindPolicy(of:_:)`).
@@ -241,7 +263,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// `maxRowsPerInsert`, or fewer where this SQLite was built to take fewer
     /// parameters per statement than 100 rows need (1,200; the default limit is
     /// 32,766 since SQLite 3.32, 999 before).
-    private lazy var rowsPerInsert = max(1, min(Self.maxRowsPerInsert, db.parameterLimit / Self.insertParameters))
+    private lazy var rowsPerInsert = max(1, min(Self.maxRowsPerInsert, (db.parameterLimit - 1) / Self.insertParameters))
 
     /// Inserts `count` rows in order with multi-row INSERTs of up to 100 rows (a
     /// statement per size, kept: a producer's batches are mostly one size), `bind`
@@ -250,15 +272,19 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// was two fifths of its work per row when a batch was inserted one row per
     /// statement.
     /// A multi-row insert reports only its last id; the others precede it one by
-    /// one, because a new row's id is max(id) + 1 and this transaction holds the
-    /// write lock. (SQLite picks a random id only once max(id) is 2^63 - 1: checked
-    /// first, and such a table gets one row per statement.)
+    /// one, because its first id is given and the others are max(id) + 1, and this
+    /// transaction holds the write lock. (SQLite picks a random id only once max(id)
+    /// is 2^63 - 1: checked first, and such a table gets one row per statement.)
     private func insertRows(_ count: Int, sharing: Bool,
                             bind: (_ s: Statement, _ first: Int, _ rows: Int) throws -> Void) throws -> [Int64] {
         var ids: [Int64] = []
         ids.reserveCapacity(count)
         var chunk = rowsPerInsert
-        if count > 1, let top = try maxIDStmt.firstRow({ $0.optionalInt(0) }) ?? nil, top >= Int64.max - Int64(count) { chunk = 1 }
+        var nextID: Int64 = 0   // the next multi-row statement's first id
+        if count > 1 {
+            let top = try maxIDStmt.firstRow { $0.int(0) } ?? 0
+            if top >= Int64.max - Int64(count) { chunk = 1 } else { nextID = top + 1 }
+        }
         var i = 0
         while i < count {
             let rows = min(chunk, count - i)
@@ -266,8 +292,10 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             s.reset()
             defer { if rows > 1 { s.releaseLargeBuffers() } }
             try bind(s, i, rows)
+            if rows > 1 { s.bind(Self.idParameter(rows: rows, sharing: sharing), nextID) }
             try s.run()
             let last = db.lastInsertRowID
+            nextID = last &+ 1
             for r in 0..<rows { ids.append(last - Int64(rows - 1 - r)) }
             i += rows
         }
