@@ -59,7 +59,7 @@ import Glibc
             #expect(Timestamp(iso: String(applied)) != nil, "applied_at \(applied) is not an ISO time")
         }
         #expect(sqlite(db.path, "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name)")
-                    == "kinds processes queues schedule_runs schedules task_attempts task_dependencies task_groups taskq_migrations tasks")
+                    == "kinds processes queues schedule_runs schedules task_attempts task_dependencies task_groups task_id_high_water taskq_migrations tasks")
         #expect(sqlite(db.path, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = 'tasks_state_machine'") == "1")
         #expect(sqlite(db.path, "PRAGMA journal_mode") == "wal")
 
