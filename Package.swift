@@ -30,9 +30,11 @@ let package = Package(
         // The core: task model, the storage seam, worker loop, supervisor. No SQL here.
         .target(name: "TaskQueue", dependencies: ["CTaskQSystem"]),
         // The SQLite store: connection, statements, and the schema's migrations, embedded
-        // in the binary from migrations/*.sql (Sources/TaskQueueSQLite/migrations links there).
+        // in the binary from migrations/*.sql (Sources/TaskQueueSQLite/migrations links
+        // there) and listed in order by the MigrationList plugin, so a new file needs no step.
         .target(name: "TaskQueueSQLite", dependencies: ["TaskQueue", "CSQLite", "CSQLiteTuning"],
-                resources: [.embedInCode("migrations")]),
+                resources: [.embedInCode("migrations")], plugins: ["MigrationList"]),
+        .plugin(name: "MigrationList", capability: .buildTool(), path: "Plugins/MigrationList"),
         .executableTarget(name: "taskq", dependencies: [
             "TaskQueue", "TaskQueueSQLite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

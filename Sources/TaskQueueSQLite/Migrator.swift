@@ -5,20 +5,10 @@ import TaskQueue
 /// commit, not one per migration), and refuses a database written by a newer taskq.
 enum Migrator {
     /// The numbered migrations, migrations/NNNN_name.sql, as SwiftPM embeds them in
-    /// the binary (`.embedInCode` in Package.swift): the files are the one source of
-    /// truth, and an edit to one is in the next build. SwiftPM names each file's
-    /// bytes after the file ('0007_x.sql' becomes `_007_x_sql`) without a list of
-    /// them, so a new file needs its line here: `MigrationTests` fails until it has
-    /// one, in order.
-    static let files: [(name: String, bytes: [UInt8])] = [
-        ("0001_create_tasks.sql", PackageResources._001_create_tasks_sql),
-        ("0002_task_operations.sql", PackageResources._002_task_operations_sql),
-        ("0003_schedules.sql", PackageResources._003_schedules_sql),
-        ("0004_retry_policy.sql", PackageResources._004_retry_policy_sql),
-        ("0005_claimed_lists.sql", PackageResources._005_claimed_lists_sql),
-        ("0006_ready_and_delayed.sql", PackageResources._006_ready_and_delayed_sql),
-        ("0007_schema_for_sql_producers.sql", PackageResources._007_schema_for_sql_producers_sql),
-    ]
+    /// the binary (`.embedInCode` in Package.swift), listed in file-name order by the
+    /// MigrationList build plugin: the files are the one source of truth, and a new
+    /// or edited one is in the next build.
+    static let files: [(name: String, bytes: [UInt8])] = migrationFiles
 
     /// `files` in order, as (version, file name, SQL); the version is the number the
     /// name starts with.

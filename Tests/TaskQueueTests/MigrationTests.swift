@@ -29,7 +29,7 @@ import Glibc
         let link = Self.packageRoot + "/Sources/TaskQueueSQLite/migrations"
         #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == "../../migrations")
         #expect(Migrator.files.map(\.name) == files,
-                "Migrator.files does not list migrations/*.sql in order: add a line for each new file")
+                "the binary's migrations are not migrations/*.sql in order (the MigrationList plugin lists them)")
         for (i, name) in files.enumerated() {
             // Numbered 0001_name.sql, 0002_…, with no gap.
             let digits = name.prefix(4)
@@ -40,7 +40,7 @@ import Glibc
             let m = Migrator.migrations[i]
             #expect(m.version == i + 1 && m.name == name)
             #expect(m.sql == String(decoding: readAll(dir + "/" + name), as: UTF8.self),
-                    "\(name) differs from the copy in the binary: is Migrator.files naming the wrong resource?")
+                    "\(name) differs from the copy in the binary")
         }
         #expect(Migrator.latestVersion == files.count)
     }
