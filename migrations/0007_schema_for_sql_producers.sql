@@ -80,8 +80,13 @@ INSERT INTO tasks_v7 (id, kind, queue, state, priority, payload, run_at, attempt
            created_at, started_at, finished_at, result, last_error, worker_pid, worker_host, on_crash,
            has_dependants, unique_key, backoff_base_s, backoff_cap_s
     FROM tasks ORDER BY id;
-DROP TABLE tasks;     -- and with it its indexes and trigger, created again below
+DROP TABLE tasks;     -- and with it its indexes and triggers, created again below
+-- Legacy rename: a view of your own that reads tasks is left as it is (it reads the
+-- new table by name) instead of failing the rename. Indexes and triggers of your
+-- own on tasks go with the old table; taskq creates them again after its migrations.
+PRAGMA legacy_alter_table = ON;
 ALTER TABLE tasks_v7 RENAME TO tasks;
+PRAGMA legacy_alter_table = OFF;
 
 -- Tasks that may run at once, in enqueue order within a priority (0006).
 CREATE INDEX tasks_ready ON tasks (priority DESC, id) WHERE state = 'queued' AND run_at = '';
@@ -182,4 +187,6 @@ INSERT INTO processes_v7 (id, role, supervisor_id, pid, host, boot_id, start_tic
 DELETE FROM sqlite_sequence WHERE name = 'processes_v7';
 INSERT INTO sqlite_sequence (name, seq) SELECT 'processes_v7', seq FROM sqlite_sequence WHERE name = 'processes';
 DROP TABLE processes;
+PRAGMA legacy_alter_table = ON;
 ALTER TABLE processes_v7 RENAME TO processes;
+PRAGMA legacy_alter_table = OFF;

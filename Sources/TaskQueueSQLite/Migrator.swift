@@ -43,13 +43,29 @@ enum Migrator {
             let v = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
             try checkNotNewer(v, db: db)
             if v == 0 { try checkIsTaskqOrEmpty(db) }
+            let own = try ownIndexesAndTriggers(db)
             for m in migrations where m.version > v {
                 try db.exec(m.sql)
                 try db.prepare("INSERT INTO taskq_migrations(version, name, applied_at) VALUES (?, ?, ?)")
                     .bind(.int(Int64(m.version)), .text(m.name), .ts(now)).run()
             }
+            // A migration that rebuilds a table drops its indexes and triggers with it:
+            // those somebody added by hand are created again, as they were.
+            for o in own where try db.prepare("SELECT 1 FROM sqlite_master WHERE name = ?").bind(.text(o.name)).firstRow({ _ in true }) == nil {
+                try db.exec(o.sql)
+            }
             if v < latestVersion { try db.exec("PRAGMA user_version=\(latestVersion)") }
         }
+    }
+
+    /// Indexes and triggers whose names no migration mentions: added by hand.
+    private static func ownIndexesAndTriggers(_ db: SQLiteConnection) throws -> [(name: String, sql: String)] {
+        let ours = Set(migrations.flatMap { m in
+            m.sql.split { !($0.isLetter || $0.isNumber || $0 == "_") }.map { $0.lowercased() }
+        })
+        return try db.prepare("SELECT name, sql FROM sqlite_master WHERE (type = 'index' OR type = 'trigger') AND sql IS NOT NULL")
+            .rows { (name: $0.string(0), sql: $0.string(1)) }
+            .filter { !ours.contains($0.name.lowercased()) }
     }
 
     private static func checkNotNewer(_ version: Int, db: SQLiteConnection) throws {

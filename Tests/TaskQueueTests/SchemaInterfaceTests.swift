@@ -137,6 +137,11 @@ import TaskQueueTestSupport
             INSERT INTO processes (id, role, pid, host, started_at, heartbeat_at, expires_at) VALUES (40, 'supervisor', 1, 'h', \(ts), \(ts), \(ts));
             DELETE FROM processes;
             INSERT INTO processes (role, pid, host, started_at, heartbeat_at, expires_at) VALUES ('supervisor', 1, 'h', \(ts), \(ts), \(ts));
+            -- Somebody's own view, index and trigger on the tables the migration rebuilds.
+            CREATE VIEW my_failed AS SELECT id FROM tasks WHERE state = 'failed';
+            CREATE INDEX my_kinds ON tasks (kind);
+            CREATE TABLE my_log (id INTEGER);
+            CREATE TRIGGER my_trigger AFTER DELETE ON processes BEGIN INSERT INTO my_log VALUES (OLD.id); END;
             """)
         #expect(setup.status == 0, "\(setup)")
         let everything = "SELECT count(*), sum(id), max(id), sum(length(payload)), count(unique_key), count(result) FROM tasks"
@@ -149,13 +154,20 @@ import TaskQueueTestSupport
         #expect(sqlite(db.path, everything) == before)
         #expect(sqlite(db.path, "SELECT group_concat(s) FROM (SELECT state || count(*) AS s FROM tasks GROUP BY state ORDER BY state)") == byState)
         let added = ["tasks_insert_checks", "tasks_insert_defaults", "tasks_max_attempts_set"]
+        #expect(objectsBefore.contains("my_kinds") && objectsBefore.contains("my_trigger"))
         #expect(sqlite(db.path, indexes).split(separator: " ").map(String.init)
                     == (objectsBefore.split(separator: " ").map(String.init) + added).sorted())
         #expect(sqliteInt(db.path, "SELECT count(*) FROM tasks INDEXED BY tasks_ready WHERE state = 'queued' AND run_at = ''") == 25_000)
         #expect(sqliteInt(db.path, "SELECT count(*) FROM tasks INDEXED BY tasks_delayed WHERE state = 'queued' AND run_at > ''") == 25_000)
+        // The view, index and trigger of somebody's own are there and work.
+        #expect(sqliteInt(db.path, "SELECT count(*) FROM my_failed") == 50_000)
+        #expect(sqlite(db.path, "EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE kind = 'k1'").contains("my_kinds"))
+        _ = sqlite(db.path, "DELETE FROM processes WHERE id = 41")
+        #expect(sqliteInt(db.path, "SELECT id FROM my_log") == 41)
+        _ = sqlite(db.path, "INSERT INTO processes (role, pid, host, started_at, heartbeat_at, expires_at) VALUES ('supervisor', 1, 'h', \(ts), \(ts), \(ts))")
         // The process ids' sequence is carried over: an owner id is never reused.
-        #expect(sqliteInt(db.path, "SELECT seq FROM sqlite_sequence WHERE name = 'processes'") == 41)
-        #expect(sqliteInt(db.path, "SELECT id FROM processes") == 41)
+        #expect(sqliteInt(db.path, "SELECT seq FROM sqlite_sequence WHERE name = 'processes'") == 42)
+        #expect(sqliteInt(db.path, "SELECT id FROM processes") == 42)
         #expect(sqlite(db.path, "PRAGMA integrity_check") == "ok")
         // And the next task follows the highest id.
         #expect(try db.store().insertTasks([NewTask(kind: "t")], now: .now()) == [600_001])
