@@ -18,9 +18,10 @@
 
 -- Ids: a new task's id is max(id) + 1 (no AUTOINCREMENT: it costs an extra page
 -- write per insert statement). When purge deletes the newest tasks it writes the
--- highest id it deleted here, and new tasks are numbered above it: taskq's insert
--- reads this table once per statement, and a row inserted by anybody else gets its
--- id above it from the triggers below. At most one row; a mark that every id has
+-- highest id it deleted here, and new tasks are numbered above it: taskq reads this
+-- table in its insert transactions (once per data version of the file, so a producer
+-- that commits task after task reads it once), and a row inserted by anybody else
+-- gets its id above it from the triggers below. At most one row; a mark that every id has
 -- passed is stale and harmless, and purge deletes it.
 CREATE TABLE task_id_high_water (
     one    INTEGER PRIMARY KEY CHECK (one = 1),

@@ -65,25 +65,19 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// `sharing`: every row takes the first row's parameters but its payload,
     /// which is ?12+r for row r ≥ 1 (?4 for the first): rows of one kind and one
     /// set of options cost one bind each.
-    ///
-    /// Ids: SQLite numbers a row max(id) + 1, but after a purge deleted the newest
-    /// tasks, the first row is numbered above the highest id it deleted
-    /// (`task_id_high_water`, migrations/0007), so no id is given out twice; the
-    /// other rows take NULL, so one statement's ids are consecutive. A one-row
-    /// statement reads the mark itself (one probe of a table that is nearly always
-    /// empty); a multi-row one binds the first id (`idParameter`), which
-    /// `insertRows` knows from its one read per transaction: a subquery on `tasks`
-    /// in a multi-row INSERT would make SQLite stage every row in a temporary table.
-    static func insertSQL(rows: Int = 1, unique: Bool = false, sharing: Bool = false) -> String {
+    /// The id is SQLite's, max(id) + 1, unless `firstID`: then the first row's id
+    /// is the parameter after the others (`idFloor`), and the other rows' max(id) + 1.
+    /// (An id column in every insert would cost each row a seek: SQLite checks a
+    /// given id is free, and appends without seeking only the rows it numbers.)
+    static func insertSQL(rows: Int = 1, unique: Bool = false, sharing: Bool = false, firstID: Bool = false) -> String {
         let values = (0..<rows).map { r in
-            let id = r > 0 ? "NULL" : rows == 1 ? highWaterID : "?\(idParameter(rows: rows, sharing: sharing))"
-            return "(" + id + ", " + (1...insertParameters).map { k in
+            "(" + (firstID ? (r == 0 ? "?\(idParameter(rows: rows, sharing: sharing)), " : "NULL, ") : "") + (1...insertParameters).map { k in
                 if !sharing { return "?\(r * insertParameters + k)" }
                 return k == payloadParameter && r > 0 ? "?\(insertParameters + r)" : "?\(k)"
             }.joined(separator: ", ") + ")"
         }
         return """
-        INSERT INTO tasks (id, kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash,
+        INSERT INTO tasks (\(firstID ? "id, " : "")kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash,
                            unique_key, backoff_base_s, backoff_cap_s)
         VALUES \(values.joined(separator: ",\n       "))
         """ + (unique ? """
@@ -94,12 +88,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     }
     static let insertParameters = 12
     static let payloadParameter: Int32 = 4
-    /// A one-row insert's id: above the purge high-water mark while the mark is
-    /// above every task, else NULL (max(id) + 1).
-    static let highWaterID = """
-        (SELECT max_id + 1 FROM task_id_high_water WHERE max_id > coalesce((SELECT max(id) FROM tasks), 0))
-        """
-    /// The parameter of a multi-row insert's first id, after the row parameters.
+    /// The parameter of the first row's id (`firstID`), after the row parameters.
     static func idParameter(rows: Int, sharing: Bool) -> Int32 {
         Int32(sharing ? insertParameters + rows : rows * insertParameters + 1)
     }
@@ -107,10 +96,12 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// Multi-row inserts by row count (2 … `rowsPerInsert`; negative: `sharing`),
     /// prepared when first used.
     private var multiInsertStmts: [Int: Statement] = [:]
-    /// The highest id given out: of a task, or of one purge deleted.
-    private lazy var maxIDStmt = try! db.prepare("""
-        SELECT max(coalesce((SELECT max(id) FROM tasks), 0), coalesce((SELECT max_id FROM task_id_high_water), 0))
+    private lazy var maxIDStmt = try! db.prepare("SELECT max(id) FROM tasks")
+    private lazy var idFloorStmt = try! db.prepare("""
+        SELECT max_id + 1 FROM task_id_high_water WHERE max_id > coalesce((SELECT max(id) FROM tasks), 0)
         """)
+    /// The file's data version at which `idFloor` was last nil.
+    var noIDFloorVersion: UInt32?
     lazy var kindPolicyStmt = try! db.prepare("SELECT \(Self.kindColumns) FROM kinds WHERE kind = ?1")
     /// Kind policies read on this connection (`.some(nil)`: the kind has none),
     /// good while the file's data version is `kindCacheVersion` (`kindPolicy(of:_:)`).
@@ -236,7 +227,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 for r in 0..<rows { try bindInsert(s, tasks[first + r], nowText: nowText, &kinds, row: r) }
             }
         }
-        if !tasks.isEmpty { keepKindCache() }
+        if !tasks.isEmpty { keepKindCache(); keepNoIDFloor() }
         return ids
     }
 
@@ -252,7 +243,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 }
             }
         }
-        if !payloads.isEmpty { keepKindCache() }
+        if !payloads.isEmpty { keepKindCache(); keepNoIDFloor() }
         return ids
     }
 
@@ -263,7 +254,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// `maxRowsPerInsert`, or fewer where this SQLite was built to take fewer
     /// parameters per statement than 100 rows need (1,200; the default limit is
     /// 32,766 since SQLite 3.32, 999 before).
-    private lazy var rowsPerInsert = max(1, min(Self.maxRowsPerInsert, (db.parameterLimit - 1) / Self.insertParameters))
+    private lazy var rowsPerInsert = max(1, min(Self.maxRowsPerInsert, db.parameterLimit / Self.insertParameters))
 
     /// Inserts `count` rows in order with multi-row INSERTs of up to 100 rows (a
     /// statement per size, kept: a producer's batches are mostly one size), `bind`
@@ -272,30 +263,33 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// was two fifths of its work per row when a batch was inserted one row per
     /// statement.
     /// A multi-row insert reports only its last id; the others precede it one by
-    /// one, because its first id is given and the others are max(id) + 1, and this
-    /// transaction holds the write lock. (SQLite picks a random id only once max(id)
-    /// is 2^63 - 1: checked first, and such a table gets one row per statement.)
+    /// one, because a new row's id is max(id) + 1 and this transaction holds the
+    /// write lock. (SQLite picks a random id only once max(id) is 2^63 - 1: checked
+    /// first, and such a table gets one row per statement.) After a purge of the
+    /// newest tasks the first row's id is given (`idFloor`).
     private func insertRows(_ count: Int, sharing: Bool,
                             bind: (_ s: Statement, _ first: Int, _ rows: Int) throws -> Void) throws -> [Int64] {
         var ids: [Int64] = []
         ids.reserveCapacity(count)
         var chunk = rowsPerInsert
-        var nextID: Int64 = 0   // the next multi-row statement's first id
-        if count > 1 {
-            let top = try maxIDStmt.firstRow { $0.int(0) } ?? 0
-            if top >= Int64.max - Int64(count) { chunk = 1 } else { nextID = top + 1 }
-        }
+        if count > 1, let top = try maxIDStmt.firstRow({ $0.optionalInt(0) }) ?? nil, top >= Int64.max - Int64(count) { chunk = 1 }
         var i = 0
+        if count > 0, let floor = try idFloor() {
+            let s = try db.prepare(Self.insertSQL(sharing: sharing, firstID: true))
+            try bind(s, 0, 1)
+            s.bind(Self.idParameter(rows: 1, sharing: sharing), floor)
+            try s.run()
+            ids.append(db.lastInsertRowID)
+            i = 1
+        }
         while i < count {
             let rows = min(chunk, count - i)
             let s = try multiInsert(rows: rows, sharing: sharing)
             s.reset()
             defer { if rows > 1 { s.releaseLargeBuffers() } }
             try bind(s, i, rows)
-            if rows > 1 { s.bind(Self.idParameter(rows: rows, sharing: sharing), nextID) }
             try s.run()
             let last = db.lastInsertRowID
-            nextID = last &+ 1
             for r in 0..<rows { ids.append(last - Int64(rows - 1 - r)) }
             i += rows
         }
@@ -341,9 +335,11 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 if let key = o.uniqueKey {
                     var blocked = t
                     if !deps.isEmpty { blocked.options.runAt = .blocked }
-                    let s = insertUniqueStmt
+                    let floor = try idFloor()
+                    let s = floor == nil ? insertUniqueStmt : try db.prepare(Self.insertSQL(unique: true, firstID: true))
                     s.reset()
                     try bindInsert(s, blocked, nowText: nowText, &kinds)
+                    if let floor { s.bind(Self.idParameter(rows: 1, sharing: false), floor) }
                     if let id = try s.firstRow({ $0.int(0) }) {
                         try addDependencies(id, deps)
                         out.append(EnqueuedTask(id: id, existing: false))
@@ -395,11 +391,36 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     /// One INSERT with the kept statement; returns the new id.
     func insert(_ t: NewTask, nowText: String, _ kinds: inout KindLookup) throws -> Int64 {
-        let s = insertStmt
+        let floor = try idFloor()
+        let s = floor == nil ? insertStmt : try db.prepare(Self.insertSQL(firstID: true))
         s.reset()
         try bindInsert(s, t, nowText: nowText, &kinds)
+        if let floor { s.bind(Self.idParameter(rows: 1, sharing: false), floor) }
         try s.run()
         return db.lastInsertRowID
+    }
+
+    // MARK: - ids after a purge
+
+    /// Ids are max(id) + 1 (no AUTOINCREMENT: it costs a page write per insert
+    /// statement). When purge has deleted the newest tasks, the highest id it
+    /// deleted is in `task_id_high_water` (migrations/0007), and this is the id the
+    /// next task must take so that none is given out twice; nil when SQLite's
+    /// max(id) + 1 is right, as nearly always. Read in the write transaction, at
+    /// most once per data version of the file: `noIDFloorVersion` is the version at
+    /// which it was nil, kept across this connection's own commits of new tasks
+    /// (`keepNoIDFloor`), so a producer that commits task after task reads it once.
+    func idFloor() throws -> Int64? {
+        let version = db.dataVersion
+        if version == noIDFloorVersion { return nil }
+        let floor = try idFloorStmt.firstRow { $0.int(0) }
+        if floor == nil { noIDFloorVersion = version }
+        return floor
+    }
+
+    /// After a commit of new tasks: none can be under the mark any more.
+    func keepNoIDFloor() {
+        noIDFloorVersion = db.dataVersion
     }
 
     // MARK: - workers

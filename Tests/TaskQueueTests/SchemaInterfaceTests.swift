@@ -103,6 +103,20 @@ import TaskQueueTestSupport
         #expect(shared == Array((top + 1)...(top + 120)))
         top += 120
         try purgeAll()
+        // A producer that has committed before (and so read the mark) sees another
+        // connection's purge of the newest tasks.
+        let producer = try db.store()
+        #expect(try producer.insertTasks([NewTask(kind: "t")], now: .now()) == [top + 1])
+        #expect(try producer.insertTasks([NewTask(kind: "t")], now: .now()) == [top + 2])
+        top += 2
+        try purgeAll()
+        #expect(try producer.insertTasks([NewTask(kind: "t")], now: .now()) == [top + 1])
+        top += 1
+        try purgeAll()
+        // With a unique key (its own statement).
+        #expect(try store.enqueueTasks([NewTask(kind: "t", options: EnqueueOptions(uniqueKey: "k"))], now: .now()).map(\.id) == [top + 1])
+        top += 1
+        try purgeAll()
         // By hand: the driver's last-insert id and RETURNING are the row's own, and no
         // placeholder row is left.
         let hand = sqlite3Shell(db.path, "INSERT INTO tasks (kind) VALUES ('t'); SELECT last_insert_rowid(); INSERT INTO tasks (kind) VALUES ('t'), ('t') RETURNING id;")
