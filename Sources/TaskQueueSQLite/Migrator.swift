@@ -13,10 +13,14 @@ enum Migrator {
     /// `files` in order, as (version, file name, SQL); the version is the number the
     /// name starts with.
     static let migrations: [(version: Int, name: String, sql: String)] = files.map { f in
-        (version: Int(f.name.prefix { $0.isNumber }) ?? 0, name: f.name, sql: String(decoding: f.bytes, as: UTF8.self))
+        (version: version(of: f.name), name: f.name, sql: String(decoding: f.bytes, as: UTF8.self))
     }
 
-    static var latestVersion: Int { migrations.last?.version ?? 0 }
+    /// The newest version, from the last file's name: opening a current database
+    /// decodes no migration.
+    static let latestVersion = files.last.map { version(of: $0.name) } ?? 0
+
+    private static func version(of name: String) -> Int { Int(name.prefix { $0.isNumber }) ?? 0 }
 
     /// Looks without changing anything, in one read snapshot (another process may
     /// be migrating the same new file right now). True for an empty database
