@@ -28,7 +28,7 @@ CREATE TABLE task_id_high_water (
     max_id INTEGER NOT NULL                         -- the highest id purge deleted when nothing was above it
 );
 
-DROP VIEW attempts;   -- refers to tasks: dropped for the rebuild, created again below
+DROP VIEW IF EXISTS attempts;   -- refers to tasks: dropped for the rebuild, created again below
 
 CREATE TABLE tasks_v7 (
     id             INTEGER PRIMARY KEY,             -- above every id ever given out (task_id_high_water)
