@@ -187,6 +187,21 @@ import TaskQueueTestSupport
         #expect(try db.store().insertTasks([NewTask(kind: "t")], now: .now()) == [600_001])
     }
 
+    @Test func anOldRowTheNewChecksWouldRefuseIsCarriedOver() throws {
+        let db = TempDB()
+        defer { db.close() }
+        let upTo6 = Migrator.migrations.filter { $0.version <= 6 }.map(\.sql).joined(separator: "\n")
+        _ = sqlite(db.path, "PRAGMA journal_mode = WAL;\n" + upTo6 + """
+            PRAGMA user_version = 6;
+            INSERT INTO tasks (kind, payload, run_at, created_at) VALUES ('by hand', 'not json', '', '2026-01-01T00:00:00.000Z');
+            """)
+        let store = try db.store()   // a connection with the CHECKs on
+        #expect(sqliteInt(db.path, "PRAGMA user_version") == Migrator.latestVersion)
+        #expect(try store.task(1)?.payload == "not json")
+        // New rows are checked.
+        #expect(throws: TaskQueueError.self) { try store.insertTasks([NewTask(kind: "t", payload: "not json")], now: .now()) }
+    }
+
     @Test func theSchemaReadsOneColumnPerLine() throws {
         let db = TempDB()
         defer { db.close() }
