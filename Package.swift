@@ -50,8 +50,13 @@ let package = Package(
         .target(name: "CTaskQSystem", path: "Sources/CTaskQSystem"),
         // The core: task model, the storage seam, worker loop, supervisor. No SQL here.
         .target(name: "TaskQueue", dependencies: ["CTaskQSystem"]),
-        // The SQLite store: connection, statements, embedded migrations.
-        .target(name: "TaskQueueSQLite", dependencies: ["TaskQueue", "CSQLite", "CSQLiteTuning"]),
+        // The SQLite store: connection, statements, and the schema's migrations, embedded
+        // in the binary from migrations/*.sql (Sources/TaskQueueSQLite/migrations links
+        // there) and listed in order by the MigrationList plugin, so a new file needs no step.
+        .target(name: "TaskQueueSQLite", dependencies: ["TaskQueue", "CSQLite", "CSQLiteTuning"],
+                exclude: ["migrations/postgres"],
+                resources: [.embedInCode("migrations")], plugins: ["MigrationList"]),
+        .plugin(name: "MigrationList", capability: .buildTool(), path: "Plugins/MigrationList"),
         .executableTarget(name: "taskq", dependencies: [
             "TaskQueue", "TaskQueueSQLite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -86,7 +91,8 @@ let package = Package(
 // PostgreSQL: libpq (Debian's libpq-dev) as a system library, and the store built on it.
 package.targets += [
     .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
-    .target(name: "TaskQueuePostgres", dependencies: ["TaskQueue", "CLibPQ"]),
+    .target(name: "TaskQueuePostgres", dependencies: ["TaskQueue", "CLibPQ"],
+            resources: [.embedInCode("migrations")], plugins: ["MigrationList"]),
 ]
 package.products += [.library(name: "TaskQueuePostgres", targets: ["TaskQueuePostgres"])]
 if let tests = package.targets.first(where: { $0.name == "TaskQueueTests" }) {

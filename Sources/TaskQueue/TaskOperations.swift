@@ -116,7 +116,8 @@ package protocol TaskOperationsStore: TaskStore {
 
     /// Deletes up to `limit` finished tasks in one of `states` whose finished_at
     /// is before `before`, with their history rows, in one short transaction.
-    /// Never deletes the task with the highest id, so ids are never reused.
+    /// Deletes every one that matches, the newest too; an id it deleted is never
+    /// given to a new task.
     /// Returns how many it deleted.
     func purgeTasks(states: [TaskState], finishedBefore before: Timestamp, limit: Int) throws -> Int
 

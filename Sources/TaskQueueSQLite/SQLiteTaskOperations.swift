@@ -142,33 +142,45 @@ extension SQLiteTaskStore {
         let stateSQL = finished.map { "state = '\($0.rawValue)'" }.joined(separator: " OR ")
         // Find candidates in a read snapshot (a scan: no index on finished_at, which
         // would cost a write per finished task), then delete them by id in one short
-        // write transaction, checking again.
+        // write transaction, checking again: a task retried in between stays.
         let ids = try db.readTransaction {
             try db.prepare("""
-                SELECT id FROM tasks WHERE finished_at < ? AND (\(stateSQL)) AND id < (SELECT max(id) FROM tasks)
-                ORDER BY id LIMIT ?
+                SELECT id FROM tasks WHERE finished_at < ? AND (\(stateSQL)) ORDER BY id LIMIT ?
                 """).bind(.ts(before), .int(Int64(limit))).rows { $0.int(0) }
         }
         if ids.isEmpty { return 0 }
         return try db.writeTransaction {
-            let del = try db.prepare("""
-                DELETE FROM tasks WHERE id = ?1 AND finished_at < ?2 AND (\(stateSQL)) AND id < (SELECT max(id) FROM tasks)
-                """)
+            let del = try db.prepare("DELETE FROM tasks WHERE id = ?1 AND finished_at < ?2 AND (\(stateSQL))")
             let history = try db.prepare("DELETE FROM task_attempts WHERE task_id = ?")
             // Only its own waits go: rows naming it as a dependency belong to tasks
             // cancelled because of it, which a retry then refuses to revive.
             let deps = try db.prepare("DELETE FROM task_dependencies WHERE task_id = ?")
             var n = 0
+            var top: Int64 = 0
             for id in ids {
                 try del.bind(.int(id), .ts(before)).run()
                 if db.changes == 1 {
                     n += 1
+                    top = max(top, id)
                     try history.bind(.int(id)).run()
                     try deps.bind(.int(id)).run()
                 }
             }
+            if n > 0 { try keepHighWater(deleted: top) }
             return n
         }
+    }
+
+    /// A new task's id is max(id) + 1: when purge has deleted the newest tasks, the
+    /// highest id it deleted goes in `task_id_high_water` (migrations/0007), and
+    /// new tasks are numbered above it, so no id is given out twice. A mark that
+    /// some task has passed since is stale: deleted here.
+    private func keepHighWater(deleted top: Int64) throws {
+        try db.exec("DELETE FROM task_id_high_water WHERE max_id <= coalesce((SELECT max(id) FROM tasks), 0)")
+        try db.prepare("""
+            INSERT INTO task_id_high_water (one, max_id) SELECT 1, ?1 WHERE ?1 > coalesce((SELECT max(id) FROM tasks), 0)
+            ON CONFLICT (one) DO UPDATE SET max_id = max(max_id, excluded.max_id)
+            """).bind(.int(top)).run()
     }
 
     package func stillRunning(taskID: Int64, owner: Int64, attempt: Int64) throws -> Bool {

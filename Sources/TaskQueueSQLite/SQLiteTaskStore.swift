@@ -69,15 +69,19 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// `sharing`: every row takes the first row's parameters but its payload,
     /// which is ?12+r for row r ≥ 1 (?4 for the first): rows of one kind and one
     /// set of options cost one bind each.
-    static func insertSQL(rows: Int = 1, unique: Bool = false, sharing: Bool = false) -> String {
+    /// The id is SQLite's, max(id) + 1, unless `firstID`: then the first row's id
+    /// is the parameter after the others (`idFloor`), and the other rows' max(id) + 1.
+    /// (An id column in every insert would cost each row a seek: SQLite checks a
+    /// given id is free, and appends without seeking only the rows it numbers.)
+    static func insertSQL(rows: Int = 1, unique: Bool = false, sharing: Bool = false, firstID: Bool = false) -> String {
         let values = (0..<rows).map { r in
-            "(" + (1...insertParameters).map { k in
+            "(" + (firstID ? (r == 0 ? "?\(idParameter(rows: rows, sharing: sharing)), " : "NULL, ") : "") + (1...insertParameters).map { k in
                 if !sharing { return "?\(r * insertParameters + k)" }
                 return k == payloadParameter && r > 0 ? "?\(insertParameters + r)" : "?\(k)"
             }.joined(separator: ", ") + ")"
         }
         return """
-        INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash,
+        INSERT INTO tasks (\(firstID ? "id, " : "")kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash,
                            unique_key, backoff_base_s, backoff_cap_s)
         VALUES \(values.joined(separator: ",\n       "))
         """ + (unique ? """
@@ -88,11 +92,20 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     }
     static let insertParameters = 12
     static let payloadParameter: Int32 = 4
+    /// The parameter of the first row's id (`firstID`), after the row parameters.
+    static func idParameter(rows: Int, sharing: Bool) -> Int32 {
+        Int32(sharing ? insertParameters + rows : rows * insertParameters + 1)
+    }
     lazy var insertStmt = try! db.prepare(Self.insertSQL())
     /// Multi-row inserts by row count (2 … `rowsPerInsert`; negative: `sharing`),
     /// prepared when first used.
     private var multiInsertStmts: [Int: Statement] = [:]
     private lazy var maxIDStmt = try! db.prepare("SELECT max(id) FROM tasks")
+    private lazy var idFloorStmt = try! db.prepare("""
+        SELECT max_id + 1 FROM task_id_high_water WHERE max_id > coalesce((SELECT max(id) FROM tasks), 0)
+        """)
+    /// The file's data version at which `idFloor` was last nil.
+    var noIDFloorVersion: UInt32?
     lazy var kindPolicyStmt = try! db.prepare("SELECT \(Self.kindColumns) FROM kinds WHERE kind = ?1")
     /// Kind policies read on this connection (`.some(nil)`: the kind has none),
     /// good while the file's data version is `kindCacheVersion` (`kindPolicy(of:_:)`).
@@ -239,7 +252,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 for r in 0..<rows { try bindInsert(s, tasks[first + r], nowText: nowText, &kinds, row: r) }
             }
         }
-        if !tasks.isEmpty { keepKindCache() }
+        if !tasks.isEmpty { keepKindCache(); keepNoIDFloor() }
         return ids
     }
 
@@ -255,7 +268,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 }
             }
         }
-        if !payloads.isEmpty { keepKindCache() }
+        if !payloads.isEmpty { keepKindCache(); keepNoIDFloor() }
         return ids
     }
 
@@ -277,7 +290,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// A multi-row insert reports only its last id; the others precede it one by
     /// one, because a new row's id is max(id) + 1 and this transaction holds the
     /// write lock. (SQLite picks a random id only once max(id) is 2^63 - 1: checked
-    /// first, and such a table gets one row per statement.)
+    /// first, and such a table gets one row per statement.) After a purge of the
+    /// newest tasks the first row's id is given (`idFloor`).
     private func insertRows(_ count: Int, sharing: Bool,
                             bind: (_ s: Statement, _ first: Int, _ rows: Int) throws -> Void) throws -> [Int64] {
         var ids: [Int64] = []
@@ -285,6 +299,14 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         var chunk = rowsPerInsert
         if count > 1, let top = try maxIDStmt.firstRow({ $0.optionalInt(0) }) ?? nil, top >= Int64.max - Int64(count) { chunk = 1 }
         var i = 0
+        if count > 0, let floor = try idFloor() {
+            let s = try db.prepare(Self.insertSQL(sharing: sharing, firstID: true))
+            try bind(s, 0, 1)
+            s.bind(Self.idParameter(rows: 1, sharing: sharing), floor)
+            try s.run()
+            ids.append(db.lastInsertRowID)
+            i = 1
+        }
         while i < count {
             let rows = min(chunk, count - i)
             let s = try multiInsert(rows: rows, sharing: sharing)
@@ -338,9 +360,11 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 if let key = o.uniqueKey {
                     var blocked = t
                     if !deps.isEmpty { blocked.options.runAt = .blocked }
-                    let s = insertUniqueStmt
+                    let floor = try idFloor()
+                    let s = floor == nil ? insertUniqueStmt : try db.prepare(Self.insertSQL(unique: true, firstID: true))
                     s.reset()
                     try bindInsert(s, blocked, nowText: nowText, &kinds)
+                    if let floor { s.bind(Self.idParameter(rows: 1, sharing: false), floor) }
                     if let id = try s.firstRow({ $0.int(0) }) {
                         try addDependencies(id, deps)
                         out.append(EnqueuedTask(id: id, existing: false))
@@ -392,11 +416,36 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     /// One INSERT with the kept statement; returns the new id.
     func insert(_ t: NewTask, nowText: String, _ kinds: inout KindLookup) throws -> Int64 {
-        let s = insertStmt
+        let floor = try idFloor()
+        let s = floor == nil ? insertStmt : try db.prepare(Self.insertSQL(firstID: true))
         s.reset()
         try bindInsert(s, t, nowText: nowText, &kinds)
+        if let floor { s.bind(Self.idParameter(rows: 1, sharing: false), floor) }
         try s.run()
         return db.lastInsertRowID
+    }
+
+    // MARK: - ids after a purge
+
+    /// Ids are max(id) + 1 (no AUTOINCREMENT: it costs a page write per insert
+    /// statement). When purge has deleted the newest tasks, the highest id it
+    /// deleted is in `task_id_high_water` (migrations/0007), and this is the id the
+    /// next task must take so that none is given out twice; nil when SQLite's
+    /// max(id) + 1 is right, as nearly always. Read in the write transaction, at
+    /// most once per data version of the file: `noIDFloorVersion` is the version at
+    /// which it was nil, kept across this connection's own commits of new tasks
+    /// (`keepNoIDFloor`), so a producer that commits task after task reads it once.
+    func idFloor() throws -> Int64? {
+        let version = db.dataVersion
+        if version == noIDFloorVersion { return nil }
+        let floor = try idFloorStmt.firstRow { $0.int(0) }
+        if floor == nil { noIDFloorVersion = version }
+        return floor
+    }
+
+    /// After a commit of new tasks: none can be under the mark any more.
+    func keepNoIDFloor() {
+        noIDFloorVersion = db.dataVersion
     }
 
     // MARK: - workers

@@ -149,8 +149,8 @@ struct Purge: ParsableCommand {
             Deletes succeeded, failed and cancelled tasks (or only the --state ones) whose \
             finished_at is older than --older-than, with their attempt history, in small \
             transactions so workers are never held up for long. Queued and running tasks are \
-            never touched. The task with the highest id is always kept, even when it matches: \
-            task ids are max(id)+1, so keeping it means an id is never used twice. \
+            never touched; every task that matches is deleted, the newest too (the database \
+            remembers the highest id it deleted, so no id is ever given out twice). \
             'taskq supervise' does this on its own (--retain, default 7d).
 
             Examples:

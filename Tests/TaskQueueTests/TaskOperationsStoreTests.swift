@@ -137,7 +137,7 @@ import TaskQueueTestSupport
         #expect(EnqueueOptions.latestRunAt.iso == "9999-12-31T23:59:59.998Z")
     }
 
-    @Test func purgeNeverTakesTheHighestIDAndPauseStopsClaims() throws {
+    @Test func purgeDeletesEveryMatchNewestTooAndPauseStopsClaims() throws {
         try withSQLiteFactory { db, _ in
             let store = try db.store()
             let f = RowFactory(store)
@@ -148,8 +148,12 @@ import TaskQueueTestSupport
             #expect(try store.purgeTasks(states: [.succeeded], finishedBefore: later, limit: 10) == 0)
             #expect(try store.purgeTasks(states: [.cancelled], finishedBefore: f.now, limit: 10) == 0)
             #expect(try store.purgeTasks(states: [.cancelled], finishedBefore: later, limit: 1) == 1)
+            #expect(try store.purgeTasks(states: [.cancelled], finishedBefore: later, limit: 10) == 2)
+            #expect(try store.tasks(TaskFilter()).isEmpty)
+            // The ids of the purged tasks are not given out again.
+            #expect(try store.insertTasks([NewTask(kind: "t")], now: f.now) == [ids[2] + 1])
+            _ = try store.cancelTasks([ids[2] + 1], reason: "x", now: f.now)
             #expect(try store.purgeTasks(states: [.cancelled], finishedBefore: later, limit: 10) == 1)
-            #expect(try store.tasks(TaskFilter()).map(\.id) == [ids[2]])
             // Paused: nothing claimed from it until resumed.
             let q = try f.queued(queue: "mail")
             #expect(try store.setPaused(queue: "mail", paused: true, now: f.now))
