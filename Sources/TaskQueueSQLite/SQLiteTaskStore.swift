@@ -381,6 +381,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         try db.writeTransaction {
             var accepted = try finishInRange(outcomes, now: now)
             for (k, o) in outcomes.enumerated() where !accepted[k] { accepted[k] = try apply(o, now: now) }
+            // A successful command's stderr: a statement only for the tasks that wrote some.
+            for (k, o) in outcomes.enumerated() where accepted[k] && o.stderr != nil { try keepStderr(o) }
             var claimed: [ClaimedTask] = []
             if let claim, claim.limit > 0 { claimed = try self.claim(claim, now: now) }
             try updateClaimedLists(reported: outcomes, claimed: claimed, owner: claim?.owner)
@@ -669,6 +671,18 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         return true
     }
 
+    /// Stores the end of a successful attempt's stderr beside its result (migration 0008).
+    private func keepStderr(_ o: TaskOutcome) throws {
+        let s = stderrStmt
+        s.reset()
+        s.bind(1, o.stderr ?? "")
+        s.bind(2, o.taskID)
+        s.bind(3, o.attempt)
+        try s.run()
+    }
+
+    private lazy var stderrStmt = try! db.prepare("UPDATE tasks SET stderr = ?1 WHERE id = ?2 AND attempts = ?3 AND state = 'succeeded'")
+
     /// Copies the attempt that just ended into task_attempts.
     private func keepAttempt(_ taskID: Int64, attempt: Int64, outcome: String, error: String?, now: Timestamp) throws {
         let s = attemptStmt
@@ -933,6 +947,23 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             }
             return QueueStats(counts: sorted, waiting: waiting, processes: try processes())
         }
+    }
+
+    package func queuedCounts(ids: [Int64]?) throws -> [(queue: String, kind: String, count: Int64)] {
+        let s: Statement
+        if let ids {
+            s = try db.prepare("""
+                SELECT queue, kind, count(*) FROM tasks WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
+                  AND kind <> 'taskq.stop' GROUP BY queue, kind ORDER BY queue, kind
+                """)
+            s.bind(1, bytes: idListText(ids), asText: true)
+        } else {
+            s = try db.prepare("""
+                SELECT queue, kind, count(*) FROM tasks WHERE state = 'queued' AND kind <> 'taskq.stop'
+                GROUP BY queue, kind ORDER BY queue, kind
+                """)
+        }
+        return try s.rows { (queue: $0.string(0), kind: $0.string(1), count: $0.int(2)) }
     }
 }
 
