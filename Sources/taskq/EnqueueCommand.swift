@@ -13,7 +13,8 @@ struct Enqueue: ParsableCommand {
             (or omit it while stdin is not a terminal) to read it from stdin; empty stdin \
             without '-' means null. Everything is validated before anything is written, and \
             the database is created if it is missing. On success only the new id and a \
-            newline are printed.
+            newline are printed. Into a paused queue ('taskq pause') the task is enqueued all \
+            the same, and stderr says that it waits for 'taskq resume'.
 
             KIND and --queue names use letters, digits, '.', '_', '-' and ':'. Kinds starting \
             with 'taskq.' are reserved.
