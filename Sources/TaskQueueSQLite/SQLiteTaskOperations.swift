@@ -19,6 +19,23 @@ extension SQLiteTaskStore {
         }
     }
 
+    package func queuedCounts(ids: [Int64]?) throws -> [(queue: String, kind: String, count: Int64)] {
+        let s: Statement
+        if let ids {
+            s = try db.prepare("""
+                SELECT queue, kind, count(*) FROM tasks WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
+                  AND kind <> 'taskq.stop' GROUP BY queue, kind ORDER BY queue, kind
+                """)
+            s.bind(1, "[" + ids.map(String.init).joined(separator: ",") + "]")
+        } else {
+            s = try db.prepare("""
+                SELECT queue, kind, count(*) FROM tasks WHERE state = 'queued' AND kind <> 'taskq.stop'
+                GROUP BY queue, kind ORDER BY queue, kind
+                """)
+        }
+        return try s.rows { (queue: $0.string(0), kind: $0.string(1), count: $0.int(2)) }
+    }
+
     private func state(of id: Int64) throws -> TaskState? {
         try db.prepare("SELECT state FROM tasks WHERE id = ? AND kind <> 'taskq.stop'").bind(.int(id))
             .firstRow { TaskState(rawValue: $0.string(0)) ?? .queued }

@@ -948,23 +948,6 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             return QueueStats(counts: sorted, waiting: waiting, processes: try processes())
         }
     }
-
-    package func queuedCounts(ids: [Int64]?) throws -> [(queue: String, kind: String, count: Int64)] {
-        let s: Statement
-        if let ids {
-            s = try db.prepare("""
-                SELECT queue, kind, count(*) FROM tasks WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
-                  AND kind <> 'taskq.stop' GROUP BY queue, kind ORDER BY queue, kind
-                """)
-            s.bind(1, bytes: idListText(ids), asText: true)
-        } else {
-            s = try db.prepare("""
-                SELECT queue, kind, count(*) FROM tasks WHERE state = 'queued' AND kind <> 'taskq.stop'
-                GROUP BY queue, kind ORDER BY queue, kind
-                """)
-        }
-        return try s.rows { (queue: $0.string(0), kind: $0.string(1), count: $0.int(2)) }
-    }
 }
 
 private func jsonArray(_ items: [String]) -> String {

@@ -174,14 +174,6 @@ struct Enqueue: ParsableCommand {
         warnIfPaused(queue, [task.options.queue])
     }
 
-    /// Tasks enqueued into a paused queue wait for 'taskq resume': says so on stderr
-    /// (the ids are printed all the same). One read of the small queues table.
-    static func warnIfPaused(_ queue: Queue, _ names: [String]) {
-        guard let paused = try? queue.pausedQueues(), !paused.isEmpty else { return }
-        for p in paused where names.contains(p.name) {
-            System.log("taskq: queue \(p.name) is paused: its tasks wait until 'taskq resume \(p.name)'")
-        }
-    }
 
     /// Prints ids (or --json objects); an existing unique task is named on stderr.
     private static func printEnqueued(_ results: [EnqueuedTask], _ tasks: [NewTask], json: Bool, quiet: Bool) {
@@ -218,7 +210,7 @@ struct Enqueue: ParsableCommand {
         if tasks.isEmpty { throw TaskQueueError.badData("no tasks on stdin: --batch expects one JSON object per line, e.g. {\"kind\": \"resize\", \"payload\": {}}") }
         let queue = try database.openForEnqueue()
         Self.printEnqueued(try queue.enqueueReportingExisting(tasks), tasks, json: json, quiet: quiet)
-        Self.warnIfPaused(queue, Array(Set(tasks.map(\.options.queue))).sorted())
+        warnIfPaused(queue, Array(Set(tasks.map(\.options.queue))).sorted())
     }
 
     private func batchTask(_ line: String, defaults: EnqueueOptions) throws -> NewTask {
@@ -312,7 +304,7 @@ struct Enqueue: ParsableCommand {
             committed += ids.count
             pending.removeAll()
             if !quiet { out(ids.map { "\($0)\n" }.joined()) }
-            if committed == ids.count { Self.warnIfPaused(queue!, [template.options.queue]) }   // once, at the first commit
+            if committed == ids.count { warnIfPaused(queue!, [template.options.queue]) }   // once, at the first commit
         }
         // Kind and options are the same for every line: checked once here; each
         // line's payload is checked as it is read (so a bad line is named before

@@ -3,6 +3,15 @@ import TaskQueue
 import Glibc
 #endif
 
+/// Tasks enqueued into a paused queue wait for 'taskq resume': says so on stderr
+/// (the ids are printed all the same). One read of the small queues table.
+func warnIfPaused(_ queue: Queue, _ names: [String]) {
+    guard let paused = try? queue.pausedQueues(), !paused.isEmpty else { return }
+    for p in paused where names.contains(p.name) {
+        System.log("taskq: queue \(p.name) is paused: its tasks wait until 'taskq resume \(p.name)'")
+    }
+}
+
 /// The lines `status` and `top` print for queued tasks no live supervisor runs.
 func unservedLines(_ unserved: [UnservedTasks]) -> String {
     unserved.map { $0.message + "\n" }.joined()
