@@ -174,7 +174,6 @@ struct Enqueue: ParsableCommand {
         warnIfPaused(queue, [task.options.queue])
     }
 
-
     /// Prints ids (or --json objects); an existing unique task is named on stderr.
     private static func printEnqueued(_ results: [EnqueuedTask], _ tasks: [NewTask], json: Bool, quiet: Bool) {
         for (r, t) in zip(results, tasks) where r.existing {

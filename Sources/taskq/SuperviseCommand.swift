@@ -15,11 +15,16 @@ struct Supervise: ParsableCommand {
             Exit 0: the task succeeded and its stdout is the result (the end of its stderr is \
             kept beside it: 'taskq show ID'). Exit 65 (bad data): the task ends failed at once, \
             without retries. Anything else: the attempt failed; it is retried with exponential \
-            backoff until the task's max attempts are spent, then ends failed. Output reaches \
-            the terminal only with --log-output. A handler whose program is surely missing or \
-            not executable (a path, or a word not in PATH) is refused at start, exit 64. --backoff-base, --backoff-cap and --on-crash KIND=... \
-            apply to tasks that have no setting of their own (from 'enqueue' or the kind's \
-            policy, 'taskq kind set').
+            backoff until the task's max attempts are spent, then ends failed. --backoff-base, \
+            --backoff-cap and --on-crash KIND=... apply to tasks that have no setting of their \
+            own (from 'enqueue' or the kind's policy, 'taskq kind set').
+
+            Output: nothing a handler writes reaches the terminal unless --log-output is given; \
+            then each line (stdout and stderr) is printed on stderr as [task ID KIND] LINE.
+
+            Checked at start: a handler whose program is surely missing or not executable (its \
+            first word a path that is not an executable file, or a plain word that is neither a \
+            shell builtin nor in PATH) is refused with exit 64 before anything is written.
 
             Stopping: 'taskq stop' drains what was ready before it, then every process exits 0. \
             SIGTERM or SIGINT (Ctrl-C) lets running tasks finish for up to --shutdown-timeout, \

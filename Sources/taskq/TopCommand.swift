@@ -105,12 +105,13 @@ struct LiveView {
             minuteTotal[r.state, default: 0] += r.count
             if perQueue[r.queue] == nil { perQueue[r.queue] = [:] }
         }
+        let paused = Set(try q.pausedQueues().map(\.name))
+        for name in paused where perQueue[name] == nil { perQueue[name] = [:] }   // listed even without tasks, as in status
         let queues = perQueue.keys.sorted()
         var text = "taskq top - \(q.location) - \(now.iso) - every \(formatDuration(interval)), Ctrl-C to quit\n\n"
         if queues.isEmpty {
             text += "no tasks\n"
         } else {
-            let paused = Set(try q.pausedQueues().map(\.name))
             let rows = queues.map { name -> [String] in
                 let m = perQueue[name]!
                 let waiting = stats.waiting[name] ?? 0

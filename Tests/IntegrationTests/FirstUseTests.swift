@@ -121,8 +121,10 @@ import Glibc
         let d = s.taskq(["enqueue", "mail", "{}"])
         #expect(d.status == 0 && d.stderr.isEmpty, "\(d)")
 
+        // top marks paused queues as status does, one without tasks too.
+        #expect(s.taskq(["pause", "idle"]).status == 0)
         let top = s.taskq(["top", "--iterations", "1"])
-        #expect(top.stdout.contains("emails (paused)"), "\(top)")
+        #expect(top.stdout.contains("emails (paused)") && top.stdout.contains("idle (paused)"), "\(top)")
     }
 
     // MARK: handler output
