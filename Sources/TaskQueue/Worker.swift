@@ -243,7 +243,7 @@ public final class Worker {
             error = "no handler for kind \(task.kind)"
         }
         let message = "attempt \(task.attempt)/\(task.maxAttempts): \(error)"
-        let result = permanent ? .failed(error: message, retryAt: nil) : config.retry.outcome(for: task, error: message, now: .now())
+        let result = config.retry.outcome(for: task, error: message, permanent: permanent, now: .now())
         if case .failed(let message, let retryAt) = result {
             System.log("taskq worker \(getpid()): task \(task.id) (\(task.kind)) \(message)"
                        + (retryAt.map { "; retry at \($0.iso)" } ?? (permanent ? "; task failed" : "; no attempts left, task failed")))

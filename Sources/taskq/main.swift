@@ -19,8 +19,8 @@ struct Taskq: ParsableCommand {
             worker that lost its claim is refused.
 
             Every command takes --db PATH (default $TASKQ_DB, else ./taskq.db). enqueue, \
-            supervise and init create the database (mode 0600) when it is missing; the \
-            other commands exit 66 and create nothing. See 'taskq help <command>'.
+            supervise, init, pause and resume create the database (mode 0600) when it is \
+            missing; the other commands exit 66 and create nothing. See 'taskq help <command>'.
 
             Quick start:
               taskq enqueue resize '{"file":"a.png"}'        # prints the task id
