@@ -10,10 +10,10 @@ import Glibc
 /// directory, where handlers run); a bare word is looked up in PATH unless the shell
 /// could run it without PATH (a builtin or reserved word, or a function defined in
 /// the command itself). Anything else is left to fail per attempt, as it always could.
-public enum HandlerCheck {
+package enum HandlerCheck {
     /// Why `command` cannot run, or nil when it may. `path`: the PATH the handlers
     /// get (nil: not set, so bare words are not checked).
-    public static func problem(with command: String, path: String?) -> String? {
+    package static func problem(with command: String, path: String?) -> String? {
         guard let word = firstWord(of: command) else { return nil }
         if word.contains("/") {
             var st = stat()
