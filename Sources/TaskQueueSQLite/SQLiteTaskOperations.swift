@@ -28,9 +28,14 @@ extension SQLiteTaskStore {
                 """)
             s.bind(1, "[" + ids.map(String.init).joined(separator: ",") + "]")
         } else {
+            // Through the two partial indexes of queued tasks, so a table full of
+            // finished tasks is not scanned (status and top run this every look).
             s = try db.prepare("""
-                SELECT queue, kind, count(*) FROM tasks WHERE state = 'queued' AND kind <> 'taskq.stop'
-                GROUP BY queue, kind ORDER BY queue, kind
+                SELECT queue, kind, count(*) FROM (
+                    SELECT queue, kind FROM tasks INDEXED BY tasks_ready WHERE state = 'queued' AND run_at = ''
+                    UNION ALL
+                    SELECT queue, kind FROM tasks INDEXED BY tasks_delayed WHERE state = 'queued' AND run_at > '')
+                WHERE kind <> 'taskq.stop' GROUP BY queue, kind ORDER BY queue, kind
                 """)
         }
         return try s.rows { (queue: $0.string(0), kind: $0.string(1), count: $0.int(2)) }

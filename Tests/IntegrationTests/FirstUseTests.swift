@@ -43,8 +43,9 @@ import Glibc
         let s = Scenario("taskq-firstuse")
         defer { s.close() }
         s.enqueue("square", "2")
+        s.enqueue("square", "4", ["--delay", "1h"])   // delayed tasks count too
         let sup = s.supervise(["--workers", "1", "--handler", "square=cat", "--queue", "io"])
-        let message = "1 task of kind 'square' queued; no live supervisor serves queue 'default' with a handler for it"
+        let message = "2 tasks of kind 'square' queued; no live supervisor serves queue 'default' with a handler for it"
         #expect(eventually(timeout: 20) { s.taskq(["status"]).stdout.contains(message) }, "\(s.taskq(["status"]))\n\(sup.stderrSoFar)")
         // Its own queue is served: a task there runs and is never listed.
         let io = s.enqueue("square", "3", ["--queue", "io"])
