@@ -66,6 +66,7 @@ CREATE TABLE tasks_v7 (
                    CONSTRAINT "unique_key must be 1 to 1000 bytes" CHECK (unique_key IS NULL OR length(CAST(unique_key AS BLOB)) BETWEEN 1 AND 1000),
     backoff_base_s REAL    CHECK (backoff_base_s IS NULL OR backoff_base_s >= 0),  -- NULL: the kind's, else the supervisor's
     backoff_cap_s  REAL    CHECK (backoff_cap_s IS NULL OR backoff_cap_s >= 0),
+    stderr         TEXT,                            -- end of a succeeded command handler's stderr (last 2 KiB); NULL: none
     -- The state machine, per row: a careless UPDATE from the sqlite3 shell is refused.
     -- (Written with = and OR, not IN (...): SQLite builds a temporary table for an IN
     -- list of three or more values every time a CHECK is evaluated.)
@@ -155,11 +156,15 @@ BEGIN
 END;
 
 -- Every attempt of every task: SELECT * FROM attempts WHERE task_id = 17 ORDER BY started_at;
--- outcome 'running' or 'succeeded' comes from the tasks row.
+-- outcome 'running' or 'succeeded' comes from the tasks row. stderr: a succeeded
+-- attempt's from tasks.stderr; a failed or timed-out one's is the end of its error,
+-- after '; stderr: ' (newlines shown as ' ⏎ ' there).
 CREATE VIEW attempts AS
-    SELECT task_id, attempt, started_at, finished_at, worker_pid, worker_host, outcome, error FROM task_attempts
+    SELECT task_id, attempt, started_at, finished_at, worker_pid, worker_host, outcome, error,
+           CASE WHEN instr(error, '; stderr: ') > 0 THEN substr(error, instr(error, '; stderr: ') + 10) END AS stderr
+    FROM task_attempts
     UNION ALL
-    SELECT id, attempts, started_at, CASE WHEN state = 'succeeded' THEN finished_at END, worker_pid, worker_host, state, NULL
+    SELECT id, attempts, started_at, CASE WHEN state = 'succeeded' THEN finished_at END, worker_pid, worker_host, state, NULL, stderr
     FROM tasks WHERE (state = 'running' OR state = 'succeeded') AND kind <> 'taskq.stop';
 
 -- processes: rebuilt for the same reason (claimed, from 0005). Its ids are
@@ -170,7 +175,7 @@ CREATE TABLE processes_v7 (
     supervisor_id INTEGER,                           -- a worker's supervisor (processes.id)
     pid           INTEGER NOT NULL,
     host          TEXT    NOT NULL,
-    boot_id       TEXT    NOT NULL DEFAULT '',       -- /proc/sys/kernel/random/boot_id: a reboot kills every pid
+    boot_id       TEXT    NOT NULL DEFAULT '',       -- /proc/sys/kernel/random/boot_id, and the PID namespace in a container
     start_ticks   INTEGER NOT NULL DEFAULT 0,        -- /proc/PID/stat start time: tells a reused pid apart
     queues        TEXT,                              -- JSON array of queues served; NULL = all
     kinds         TEXT,                              -- JSON array of kinds handled

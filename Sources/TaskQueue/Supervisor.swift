@@ -34,6 +34,9 @@ public struct SupervisorOptions: Sendable {
     public var retry: RetryPolicy = .init()
     /// Exit once no task is ready (workers exit when they find nothing to claim).
     public var untilEmpty: Bool = false
+    /// Echo each line a command handler writes (stdout and stderr) to the
+    /// supervisor's stderr, prefixed `[task ID KIND] `. The stored result is unchanged.
+    public var logOutput: Bool = false
 
     public init(database: String) { self.database = database }
 
@@ -280,6 +283,7 @@ public final class Supervisor {
         config.lease = options.lease
         config.retry = options.retry
         config.untilEmpty = options.untilEmpty
+        config.logOutput = options.logOutput
         // Spawn /proc/self/exe, not the path it points to: after an upgrade in
         // place that path names the new file (or "… (deleted)"), and a running
         // supervisor must keep starting workers of its own version.

@@ -23,12 +23,15 @@ public struct TaskAttempt: Sendable, Equatable {
     public var finishedAt: Timestamp?
     public var workerPID: Int64?
     public var workerHost: String?
+    /// Why it failed; a failed command's stderr is at its end ("…; stderr: …").
     public var error: String?
+    /// The end of a succeeded command handler's stderr (nil when it wrote none).
+    public var stderr: String?
 
     public init(outcome: String, attempt: Int64, startedAt: Timestamp?, finishedAt: Timestamp?,
-                workerPID: Int64?, workerHost: String?, error: String?) {
+                workerPID: Int64?, workerHost: String?, error: String?, stderr: String? = nil) {
         self.outcome = outcome; self.attempt = attempt; self.startedAt = startedAt; self.finishedAt = finishedAt
-        self.workerPID = workerPID; self.workerHost = workerHost; self.error = error
+        self.workerPID = workerPID; self.workerHost = workerHost; self.error = error; self.stderr = stderr
     }
 }
 

@@ -169,9 +169,10 @@ public final class Worker {
                     continue
                 }
                 currentTask?.taskID = task.id
-                let (result, failure) = execute(task)
+                let (result, failure, stderr) = execute(task)
                 currentTask?.taskID = 0
-                pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: result, failure: failure))
+                pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: result, failure: failure,
+                                           stderr: stderr))
             }
             // Claim more at once while the backlog is deep (a full claim) and its
             // tasks are quick (the batch ran in under 10 ms, so a bigger one only
@@ -227,15 +228,22 @@ public final class Worker {
         }
     }
 
-    /// Runs one attempt and says how it ended.
-    private func execute(_ task: ClaimedTask) -> (TaskOutcome.Result, String) {
+    /// Runs one attempt and says how it ended: the result, how a failure failed
+    /// (for the history), and the end of a successful command's stderr.
+    private func execute(_ task: ClaimedTask) -> (TaskOutcome.Result, String, String?) {
         let error: String
         var failure = "failed"
+        var permanent = false
         if let f = handlers.functions[task.kind] {
-            do { return (.succeeded(try f(task)), "") } catch let e { error = "handler threw: \(e)" }
+            do { return (.succeeded(try f(task)), "", nil) } catch let e {
+                // A thrown TaskQueueError.badData fails the task for good, as exit 65 does.
+                permanent = (e as? TaskQueueError)?.code == .badData
+                error = "handler threw: \(e)" + (permanent ? " " + CommandRunner.notRetried : "")
+            }
         } else if let command = handlers.commands[task.kind] {
-            let runner = CommandRunner(command: command, environment: baseEnvironment,
+            var runner = CommandRunner(command: command, environment: baseEnvironment,
                                        textInput: !config.textInput.isEmpty && config.textInput.contains(task.kind))
+            runner.logOutput = config.logOutput
             let env = ["TASKQ_TASK_ID=\(task.id)", "TASKQ_KIND=\(task.kind)", "TASKQ_QUEUE=\(task.queue)",
                        "TASKQ_ATTEMPT=\(task.attempt)"]
             let ops = operations
@@ -257,24 +265,26 @@ public final class Worker {
                 } else {
                     System.log("taskq worker \(getpid()): task \(task.id) attempt \(task.attempt) was recovered from this worker (its lease expired) and is no longer its to finish: its handler's process group was killed and its result rejected")
                 }
-                return (.released, "")
+                return (.released, "", nil)
             }
             switch outcome {
-            case .succeeded(let out): return (.succeeded(out), "")
-            case .failed(let e, let timedOut):
-                if aborting { return (.released, "") }
+            case .succeeded(let out, let stderr): return (.succeeded(out), "", stderr)
+            case .failed(let e, let timedOut, let badData):
+                if aborting { return (.released, "", nil) }
                 error = e
                 if timedOut { failure = "timed out" }
+                permanent = badData
             }
         } else {
             error = "no handler for kind \(task.kind)"
         }
-        let result = config.retry.outcome(for: task, error: "attempt \(task.attempt)/\(task.maxAttempts): \(error)", now: .now())
+        let message = "attempt \(task.attempt)/\(task.maxAttempts): \(error)"
+        let result = config.retry.outcome(for: task, error: message, permanent: permanent, now: .now())
         if case .failed(let message, let retryAt) = result {
             System.log("taskq worker \(getpid()): task \(task.id) (\(task.kind)) \(message)"
-                       + (retryAt.map { "; retry at \($0.iso)" } ?? "; no attempts left, task failed"))
+                       + (retryAt.map { "; retry at \($0.iso)" } ?? (permanent ? "; task failed" : "; no attempts left, task failed")))
         }
-        return (result, failure)
+        return (result, failure, nil)
     }
 
     // MARK: heartbeat

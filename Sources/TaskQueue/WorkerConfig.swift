@@ -30,6 +30,8 @@ public struct WorkerConfig: Sendable, Equatable {
     /// Largest number of tasks claimed at once for Swift handlers (shell handlers claim
     /// one). Reached only while batches come back full and run in under 10 ms.
     public var maxBatch: Int = 512
+    /// Echo each line a command handler writes to the worker's stderr (`supervise --log-output`).
+    public var logOutput: Bool = false
     /// Inherited descriptor of the supervisor's CurrentTaskSlot for this worker (-1: none).
     public var currentTaskFD: Int32 = -1
 
@@ -60,6 +62,7 @@ public struct WorkerConfig: Sendable, Equatable {
         o.add("until_empty", untilEmpty)
         o.add("max_batch", maxBatch)
         o.add("current_task_fd", Int64(currentTaskFD))
+        o.add("log_output", logOutput)
         return o.text
     }
 
@@ -81,6 +84,7 @@ public struct WorkerConfig: Sendable, Equatable {
         if case .bool(let b)? = v["until_empty"] { untilEmpty = b }
         maxBatch = Int(v["max_batch"]?.intValue ?? 512)
         currentTaskFD = Int32(truncatingIfNeeded: v["current_task_fd"]?.intValue ?? -1)
+        if case .bool(let b)? = v["log_output"] { logOutput = b }
     }
 
     private static let bad = TaskQueueError.usage("bad worker configuration (workers are started by 'taskq supervise')")

@@ -40,6 +40,18 @@ extension PostgresTaskStore: TaskOperationsStore {
         }
     }
 
+    package func queuedCounts(ids: [Int64]?) throws -> [(queue: String, kind: String, count: Int64)] {
+        try pg {
+            let sql = """
+                SELECT queue, kind, count(*) FROM tasks
+                WHERE state = 'queued' AND kind <> 'taskq.stop'\(ids == nil ? "" : " AND id = ANY($1)")
+                GROUP BY queue, kind ORDER BY queue, kind
+                """
+            let r = try db.exec(sql, ids.map { [.ints($0)] } ?? [])
+            return (0..<r.count).map { (queue: r.string($0, 0), kind: r.string($0, 1), count: r.int($0, 2)) }
+        }
+    }
+
     package func retryTasks(_ ids: [Int64], now: Timestamp) throws -> [TaskChange] {
         try write {
             // Oldest first: a task runs --after older ones only, so a dependency

@@ -62,6 +62,13 @@ public enum TaskQueueProcess {
     public static func supervise(_ options: SupervisorOptions, handlers: HandlerSet) throws -> Int32 {
         var options = options
         options.database = absolutePath(options.database)
+        // A handler that surely cannot run is refused before anything is written.
+        let path = getenv("PATH").map { String(cString: $0) }
+        for (kind, command) in options.commands.merging(handlers.commands, uniquingKeysWith: { a, _ in a }).sorted(by: { $0.key < $1.key }) {
+            if let problem = HandlerCheck.problem(with: command, path: path) {
+                throw TaskQueueError.usage("handler for kind \(kind) cannot run: \(problem)")
+            }
+        }
         let sync = Synchronous(rawValue: options.synchronous) ?? .normal
         // Create and migrate once up front, so workers only ever open. The
         // supervisor keeps this connection: closing it, as the last one, would

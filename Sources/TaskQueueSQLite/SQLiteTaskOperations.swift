@@ -4,19 +4,41 @@ import TaskQueue
 extension SQLiteTaskStore {
     package func attempts(of taskID: Int64) throws -> [TaskAttempt] {
         try db.prepare("""
-            SELECT outcome, attempt, started_at, finished_at, worker_pid, worker_host, error
-            FROM (SELECT id AS seq, outcome, attempt, started_at, finished_at, worker_pid, worker_host, error
+            SELECT outcome, attempt, started_at, finished_at, worker_pid, worker_host, error, stderr
+            FROM (SELECT id AS seq, outcome, attempt, started_at, finished_at, worker_pid, worker_host, error, NULL AS stderr
                   FROM task_attempts WHERE task_id = ?1
                   UNION ALL
                   SELECT 9223372036854775807, state, attempts, started_at,
-                         CASE WHEN state = 'succeeded' THEN finished_at END, worker_pid, worker_host, NULL
+                         CASE WHEN state = 'succeeded' THEN finished_at END, worker_pid, worker_host, NULL, stderr
                   FROM tasks WHERE id = ?1 AND (state = 'running' OR state = 'succeeded') AND kind <> 'taskq.stop')
             ORDER BY seq
             """).bind(.int(taskID)).rows { r in
             TaskAttempt(outcome: r.string(0), attempt: r.int(1), startedAt: r.text(2).flatMap { Timestamp(iso: $0) },
                         finishedAt: r.text(3).flatMap { Timestamp(iso: $0) }, workerPID: r.optionalInt(4),
-                        workerHost: r.text(5), error: r.text(6))
+                        workerHost: r.text(5), error: r.text(6), stderr: r.text(7))
         }
+    }
+
+    package func queuedCounts(ids: [Int64]?) throws -> [(queue: String, kind: String, count: Int64)] {
+        let s: Statement
+        if let ids {
+            s = try db.prepare("""
+                SELECT queue, kind, count(*) FROM tasks WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'
+                  AND kind <> 'taskq.stop' GROUP BY queue, kind ORDER BY queue, kind
+                """)
+            s.bind(1, "[" + ids.map(String.init).joined(separator: ",") + "]")
+        } else {
+            // Through the two partial indexes of queued tasks, so a table full of
+            // finished tasks is not scanned (status and top run this every look).
+            s = try db.prepare("""
+                SELECT queue, kind, count(*) FROM (
+                    SELECT queue, kind FROM tasks INDEXED BY tasks_ready WHERE state = 'queued' AND run_at = ''
+                    UNION ALL
+                    SELECT queue, kind FROM tasks INDEXED BY tasks_delayed WHERE state = 'queued' AND run_at > '')
+                WHERE kind <> 'taskq.stop' GROUP BY queue, kind ORDER BY queue, kind
+                """)
+        }
+        return try s.rows { (queue: $0.string(0), kind: $0.string(1), count: $0.int(2)) }
     }
 
     private func state(of id: Int64) throws -> TaskState? {

@@ -455,6 +455,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         try db.writeTransaction {
             var accepted = try finishInRange(outcomes, now: now)
             for (k, o) in outcomes.enumerated() where !accepted[k] { accepted[k] = try apply(o, now: now) }
+            // A successful command's stderr: a statement only for the tasks that wrote some.
+            for (k, o) in outcomes.enumerated() where accepted[k] && o.stderr != nil { try keepStderr(o) }
             var claimed: [ClaimedTask] = []
             if let claim, claim.limit > 0 { claimed = try self.claim(claim, now: now) }
             try updateClaimedLists(reported: outcomes, claimed: claimed, owner: claim?.owner)
@@ -745,6 +747,18 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         }
         return true
     }
+
+    /// Stores the end of a successful attempt's stderr beside its result (migration 0007).
+    private func keepStderr(_ o: TaskOutcome) throws {
+        let s = stderrStmt
+        s.reset()
+        s.bind(1, o.stderr ?? "")
+        s.bind(2, o.taskID)
+        s.bind(3, o.attempt)
+        try s.run()
+    }
+
+    private lazy var stderrStmt = try! db.prepare("UPDATE tasks SET stderr = ?1 WHERE id = ?2 AND attempts = ?3 AND state = 'succeeded'")
 
     /// Copies the attempt that just ended into task_attempts.
     private func keepAttempt(_ taskID: Int64, attempt: Int64, outcome: String, error: String?, now: Timestamp) throws {

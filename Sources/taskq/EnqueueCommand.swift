@@ -13,7 +13,8 @@ struct Enqueue: ParsableCommand {
             (or omit it while stdin is not a terminal) to read it from stdin; empty stdin \
             without '-' means null. Everything is validated before anything is written, and \
             the database is created if it is missing. On success only the new id and a \
-            newline are printed.
+            newline are printed. Into a paused queue ('taskq pause') the task is enqueued all \
+            the same, and stderr says that it waits for 'taskq resume'.
 
             KIND and --queue names use letters, digits, '.', '_', '-' and ':'. Kinds starting \
             with 'taskq.' are reserved.
@@ -169,9 +170,11 @@ struct Enqueue: ParsableCommand {
         if task.options.uniqueKey == nil && task.options.after.isEmpty && !json {
             let id = try queue.enqueue([task])[0]
             if !quiet { out("\(id)\n") }
+            warnIfPaused(queue, [task.options.queue])
             return
         }
         printEnqueued(try queue.enqueueReportingExisting([task]), [task], json: json, quiet: quiet)
+        warnIfPaused(queue, [task.options.queue])
     }
 
     /// For a PAYLOAD argument that is a bare word (`taskq enqueue email hello`):
@@ -218,7 +221,9 @@ struct Enqueue: ParsableCommand {
             }
         }
         if tasks.isEmpty { throw TaskQueueError.badData("no tasks on stdin: --batch expects one JSON object per line, e.g. {\"kind\": \"resize\", \"payload\": {}}") }
-        Self.printEnqueued(try database.openForEnqueue().enqueueReportingExisting(tasks), tasks, json: json, quiet: quiet)
+        let queue = try database.openForEnqueue()
+        Self.printEnqueued(try queue.enqueueReportingExisting(tasks), tasks, json: json, quiet: quiet)
+        warnIfPaused(queue, Array(Set(tasks.map(\.options.queue))).sorted())
     }
 
     private func batchTask(_ line: String, defaults: EnqueueOptions) throws -> NewTask {
@@ -312,6 +317,7 @@ struct Enqueue: ParsableCommand {
             committed += ids.count
             pending.removeAll()
             if !quiet { out(ids.map { "\($0)\n" }.joined()) }
+            if committed == ids.count { warnIfPaused(queue!, [template.options.queue]) }   // once, at the first commit
         }
         // Kind and options are the same for every line: checked once here; each
         // line's payload is checked as it is read (so a bad line is named before

@@ -35,7 +35,11 @@ struct Status: ParsableCommand {
             "running", "succeeded", "failed", "cancelled"}], "totals": {same counts}, \
             "paused_queues": [{"queue", "paused_at"}], \
             "supervisors": [{"id", "pid", "host", "alive", "started_at", "heartbeat_at", "queues", \
-            "kinds", "workers": [{"id", "pid", "host", "alive", "started_at", "heartbeat_at"}]}]}. \
+            "kinds", "workers": [{"id", "pid", "host", "alive", "started_at", "heartbeat_at"}]}], \
+            "unserved": [{"queue", "kind", "queued", "reason"}]}. \
+            "unserved" lists queued tasks no live supervisor will run: reason "no supervisor", \
+            "no handler" (no live supervisor has a handler for the kind) or "queue not served" \
+            (those that have one serve other queues). \
             "waiting" counts queued tasks whose start time (delay or retry backoff) is still ahead. \
             "alive" is false for a process that died without cleaning up (its pid is gone, or \
             its lease expired while it was stopped); the next supervisor recovers its tasks. \
@@ -114,6 +118,7 @@ struct Status: ParsableCommand {
                 o.addRaw("workers", "[" + s.processes.filter { $0.supervisorID == sup.id }.map { processJSON($0).text }.joined(separator: ",") + "]")
                 return o.text
             }.joined(separator: ",") + "]")
+            root.addRaw("unserved", unservedJSON(try q.unservedTasks()))
             out(root.text + "\n")
             return
         }
@@ -145,6 +150,7 @@ struct Status: ParsableCommand {
                 text += "\n"
             }
         }
+        text += unservedLines(try q.unservedTasks())
         if !dead.isEmpty {
             let pids = s.processes.filter { dead.contains($0.id) }.map { "\($0.role.rawValue) pid \($0.pid)" }
             text += "\(dead.count) dead process\(dead.count == 1 ? "" : "es") not cleaned up yet (\(pids.joined(separator: ", "))): "
@@ -217,7 +223,9 @@ struct Show: ParsableCommand {
             (seconds; null: the supervisor's), "owner", "created_at", "started_at", \
             "finished_at", "result" (text), "error", "worker_pid", "worker_host", "on_crash", \
             "unique_key", "after" (ids it still waits for), "attempts_history": [{"attempt", \
-            "started_at", "finished_at", "worker_pid", "host", "outcome", "error"}]}; times are \
+            "started_at", "finished_at", "worker_pid", "host", "outcome", "error", "stderr"}]}; \
+            "stderr" is the end (2 KiB) of a succeeded command handler's stderr (a failed \
+            attempt's is at the end of its "error"); times are \
             UTC ISO 8601, absent values null. "outcome" is failed, timed out, crashed, released \
             (put back at shutdown, not counted), cancelled, or running / succeeded for the \
             attempt in hand. Every attempt is listed, oldest first; in sqlite3: \
@@ -253,6 +261,7 @@ struct Show: ParsableCommand {
                 h.add("host", a.workerHost)
                 h.add("outcome", a.outcome)
                 h.add("error", a.error)
+                h.add("stderr", a.stderr)
                 return h.text
             }.joined(separator: ",") + "]")
             out(o.text + "\n")
@@ -276,11 +285,13 @@ struct Show: ParsableCommand {
         if let e = t.lastError { lines.append(("error", e)) }
         lines.append(("payload", t.payload))
         if let r = t.result { lines.append(("result", String(decoding: r, as: UTF8.self))) }
+        if let e = history.last(where: { $0.stderr != nil })?.stderr { lines.append(("stderr", e)) }
         var text = lines.map { "\($0.0):" + String(repeating: " ", count: 10 - $0.0.count) + $0.1 + "\n" }.joined()
         if !history.isEmpty {
             text += "\nattempt history:\n" + table(["#", "OUTCOME", "STARTED", "FINISHED", "WORKER", "ERROR"], history.map { a in
                 [String(a.attempt), a.outcome, a.startedAt?.iso ?? "-", a.finishedAt?.iso ?? "-",
-                 a.workerPID.map { "pid \($0)" + (a.workerHost.map { " on \($0)" } ?? "") } ?? "-", a.error ?? ""]
+                 a.workerPID.map { "pid \($0)" + (a.workerHost.map { " on \($0)" } ?? "") } ?? "-",
+                 a.error ?? a.stderr.map { "stderr: " + $0.split(separator: "\n").joined(separator: " ⏎ ") } ?? ""]
             }).split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : "  " + $0 }.joined(separator: "\n")
         }
         out(text)

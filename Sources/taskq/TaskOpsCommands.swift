@@ -189,8 +189,9 @@ struct Pause: ParsableCommand {
         discussion: """
             Persisted in the database (table queues), so every worker of every supervisor \
             sees it at its next claim, and it survives restarts. Running tasks finish; tasks \
-            can still be enqueued. 'taskq status' lists paused queues. A queue can be paused \
-            before it has any task.
+            can still be enqueued ('taskq enqueue' warns on stderr). 'taskq status' and \
+            'taskq top' mark paused queues. A queue can be paused before it has any task, \
+            even before the database exists (pause and resume create it, as enqueue does).
 
             Examples:
               taskq pause emails
@@ -202,7 +203,7 @@ struct Pause: ParsableCommand {
     var queue: String { target.queue }
 
     func run() throws {
-        let q = try database.open(create: false)
+        let q = try database.open(create: true)   // a queue can be paused before its first task
         if try q.pause(queue) { out("paused queue \(queue): no new claims until 'taskq resume \(queue)'\n") }
         else { out("queue \(queue) was already paused\n") }
     }
@@ -223,7 +224,7 @@ struct Resume: ParsableCommand {
     var queue: String { target.queue }
 
     func run() throws {
-        let q = try database.open(create: false)
+        let q = try database.open(create: true)
         if try q.resume(queue) { out("resumed queue \(queue)\n") } else { out("queue \(queue) was not paused\n") }
     }
 }

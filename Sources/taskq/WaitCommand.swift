@@ -19,7 +19,9 @@ struct Wait: ParsableCommand {
 
             On a terminal it shows a progress bar with counts and the rate; otherwise it \
             prints a plain line when the counts change (at most once a second). The last line \
-            always sums up. In --queue mode the counts are of tasks that finished since wait \
+            always sums up. If, 3 seconds in, some of the tasks are queued where no live \
+            supervisor will run them (no handler for their kind, or not for their queue), it \
+            says so once on stderr. In --queue mode the counts are of tasks that finished since wait \
             started plus those still to do; "failed" means tasks that ended failed or \
             cancelled while it waited.
 
@@ -124,6 +126,7 @@ struct Wait: ParsableCommand {
         var last = Counts()
         var lastLook = 0.0
         var doneAtStart: Int64?   // finished before the wait began: not part of the rate
+        let hint = UnservedHint()
         // --timeout counts from the start of the command, reading ids and opening included.
         let result = try q.waitFor(timeout: limit.map { max(0, $0 - secondsSinceStart()) }, interval: 0.5) { () -> Counts? in
             // At most ten looks a second, however often the database changes.
@@ -131,6 +134,7 @@ struct Wait: ParsableCommand {
             if gap < 0.1 { usleep(useconds_t((0.1 - gap) * 1_000_000)) }
             lastLook = System.monotonic()
             last = try look()
+            if last.queued > 0 { hint.check(q, ids: ids.isEmpty ? nil : ids, queue: queue, before: { progress?.clear() }) }
             if doneAtStart == nil { doneAtStart = last.done }
             progress?.update(last, elapsed: System.monotonic() - start, doneSinceStart: last.done - (doneAtStart ?? 0))
             return last.queued + last.running == 0 ? last : nil

@@ -17,9 +17,9 @@ struct Taskq: ParsableCommand {
 
             Every command takes --db PATH (default $TASKQ_DB, else ./taskq.db), \
             --synchronous and --busy-timeout, after the command name or before it \
-            ('taskq --db x.db status'). enqueue, supervise and init create the database \
-            (mode 0600) when it is missing; the other commands exit 66 and create \
-            nothing. See 'taskq help <command>'.
+            ('taskq --db x.db status'). enqueue, supervise, init, pause and resume create \
+            the database (mode 0600) when it is missing; the other commands exit 66 and \
+            create nothing. See 'taskq help <command>'.
 
             Quick start:
               taskq enqueue resize '{"file":"a.png"}'        # prints the task id
