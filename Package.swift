@@ -21,6 +21,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // SQLite, reached through its C API as the one module CSQLite (its header picks
@@ -49,7 +50,7 @@ let package = Package(
         // reset signal state, sigaction with a plain C handler.
         .target(name: "CTaskQSystem", path: "Sources/CTaskQSystem"),
         // The core: task model, the storage seam, worker loop, supervisor. No SQL here.
-        .target(name: "TaskQueue", dependencies: ["CTaskQSystem"]),
+        .target(name: "TaskQueue", dependencies: ["CTaskQSystem", .product(name: "Logging", package: "swift-log")]),
         // The SQLite store: connection, statements, and the schema's migrations, embedded
         // in the binary from migrations/*.sql (Sources/TaskQueueSQLite/migrations links
         // there) and listed in order by the MigrationList plugin, so a new file needs no step.
@@ -60,6 +61,7 @@ let package = Package(
         .executableTarget(name: "taskq", dependencies: [
             "TaskQueue", "TaskQueueSQLite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // Examples are built with the package and run by the tests, so they never rot.
         .executableTarget(name: "taskq-example-producer", dependencies: ["TaskQueue", "TaskQueueSQLite"],

@@ -1,4 +1,5 @@
 import CTaskQSystem
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -163,11 +164,41 @@ public enum System {
         return "killed by signal \(sig) (\(signalName(sig)))"
     }
 
+    /// Where supervisors and workers report what they do (swift-log, label "taskq").
+    /// A program that embeds them routes it with `LoggingSystem.bootstrap`; the
+    /// taskq CLI installs `OneLineLogHandler`, which writes each message as one line
+    /// on stderr, as its own messages are.
+    nonisolated(unsafe) public static var logger = Logger(label: "taskq")
+
+    /// Logs `line` through `logger`.
+    public static func log(_ line: String, level: Logger.Level = .info) {
+        logger.log(level: level, "\(line)")
+    }
+
     /// Writes a line to stderr in one write() call.
-    public static func log(_ line: String) {
+    public static func writeLine(_ line: String) {
         var s = line
         if !s.hasSuffix("\n") { s += "\n" }
         s.withUTF8 { buf in _ = write(2, buf.baseAddress, buf.count) }
+    }
+}
+
+/// A log handler that writes each message as it is, one line on stderr in one
+/// write() call (lines of concurrent processes never interleave): the taskq CLI's
+/// format. Messages below `logLevel` are dropped.
+public struct OneLineLogHandler: LogHandler {
+    public var logLevel: Logger.Level = .info
+    public var metadata: Logger.Metadata = [:]
+
+    public init(label: String) {}
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        System.writeLine("\(event.message)")
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import TaskQueue
 import TaskQueueSQLite
 #if canImport(Glibc)
@@ -49,6 +50,8 @@ struct Taskq: ParsableCommand {
 }
 
 // A worker started by a supervisor runs here and never returns.
+// Supervisors and workers log through swift-log: here, one plain line per message.
+LoggingSystem.bootstrap(OneLineLogHandler.init)
 TaskQueueProcess.runWorkerIfRequested(handlers: HandlerSet())
 
 /// Every error ends here: one first line on stderr, "taskq: <what was wrong>",
