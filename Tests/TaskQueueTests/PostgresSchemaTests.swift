@@ -228,6 +228,24 @@ struct PostgresSchemaTests {
         #expect(e?.code == .unavailable && e?.message.contains("newer than this taskq knows") == true, "\(String(describing: e))")
     }
 
+    /// Rows a version-6 schema holds are kept by 0007 as they are, even ones its
+    /// new CHECKs would refuse (they are NOT VALID: new rows only).
+    @Test func version7KeepsRowsItsChecksWouldRefuse() throws {
+        let url = try TestPostgres.freshSchema()
+        let sql = try admin(url)
+        for m in embeddedPostgresMigrations where m.version <= 6 {
+            try sql.run(script: m.sql)
+            try sql.exec("INSERT INTO taskq_migrations (version, name, applied_at) VALUES ($1, $2, now())", [.int(Int64(m.version)), .text(m.name)])
+        }
+        let r = try sql.exec("INSERT INTO tasks (kind, payload, created_at) VALUES ('a b', 'not json', now()) RETURNING id")
+        let old = r.int(0, 0)
+        let store = try PostgresTaskStore(url: url)
+        #expect(try sql.exec("SELECT max(version) FROM taskq_migrations").int(0, 0) == Int64(PostgresMigrator.latestVersion))
+        let t = try #require(try store.task(old))
+        #expect(t.kind == "a b" && t.payload == "not json" && t.maxAttempts == 3)
+        #expect(try store.insertTasks([NewTask(kind: "t")], now: .now()) == [old + 1])
+    }
+
     @Test func aSchemaWithOtherTablesIsRefusedAndAnEmptyOneNotCreatedWithoutCreate() throws {
         let url = try TestPostgres.freshSchema()
         let e1 = taskQueueError { _ = try PostgresTaskStore(url: url, create: false) }
