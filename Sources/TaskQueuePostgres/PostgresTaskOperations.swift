@@ -6,19 +6,19 @@ extension PostgresTaskStore: TaskOperationsStore {
     package func attempts(of taskID: Int64) throws -> [TaskAttempt] {
         try pg {
             let r = try db.exec("""
-                SELECT outcome, attempt, started_at, finished_at, worker_pid, worker_host, error
-                FROM (SELECT id AS seq, outcome, attempt, started_at, finished_at, worker_pid, worker_host, error
+                SELECT outcome, attempt, started_at, finished_at, worker_pid, worker_host, error, stderr
+                FROM (SELECT id AS seq, outcome, attempt, started_at, finished_at, worker_pid, worker_host, error, NULL AS stderr
                       FROM task_attempts WHERE task_id = $1
                       UNION ALL
                       SELECT 9223372036854775807, state, attempts, started_at,
-                             CASE WHEN state = 'succeeded' THEN finished_at END, worker_pid, worker_host, NULL
+                             CASE WHEN state = 'succeeded' THEN finished_at END, worker_pid, worker_host, NULL, stderr
                       FROM tasks WHERE id = $1 AND state IN ('running', 'succeeded') AND kind <> 'taskq.stop') a
                 ORDER BY seq
                 """, [.int(taskID)])
             return r.rows { i in
                 TaskAttempt(outcome: r.string(i, 0), attempt: r.int(i, 1), startedAt: r.optionalTimestamp(i, 2),
                             finishedAt: r.optionalTimestamp(i, 3), workerPID: r.optionalInt(i, 4), workerHost: r.text(i, 5),
-                            error: r.text(i, 6))
+                            error: r.text(i, 6), stderr: r.text(i, 7))
             }
         }
     }
@@ -42,15 +42,26 @@ extension PostgresTaskStore: TaskOperationsStore {
 
     package func queuedCounts(ids: [Int64]?) throws -> [(queue: String, kind: String, count: Int64)] {
         try pg {
-            let sql = """
-                SELECT queue, kind, count(*) FROM tasks
-                WHERE state = 'queued' AND kind <> 'taskq.stop'\(ids == nil ? "" : " AND id = ANY($1)")
+            let sql = ids == nil ? Self.queuedCountsSQL : """
+                SELECT queue, kind, count(*) FROM tasks WHERE id = ANY($1) AND state = 'queued' AND kind <> 'taskq.stop'
                 GROUP BY queue, kind ORDER BY queue, kind
                 """
             let r = try db.exec(sql, ids.map { [.ints($0)] } ?? [])
             return (0..<r.count).map { (queue: r.string($0, 0), kind: r.string($0, 1), count: r.int($0, 2)) }
         }
     }
+
+    /// Every queued task, counted by queue and kind: one arm per partial index
+    /// (tasks_ready, tasks_delayed). A plain `state = 'queued'` implies neither
+    /// index's predicate, and the planner would read the whole table, finished
+    /// tasks and all.
+    static let queuedCountsSQL = """
+        SELECT queue, kind, count(*) FROM (
+            SELECT queue, kind FROM tasks WHERE state = 'queued' AND run_at IS NULL AND kind <> 'taskq.stop'
+            UNION ALL
+            SELECT queue, kind FROM tasks WHERE state = 'queued' AND run_at IS NOT NULL AND kind <> 'taskq.stop') q
+        GROUP BY queue, kind ORDER BY queue, kind
+        """
 
     package func retryTasks(_ ids: [Int64], now: Timestamp) throws -> [TaskChange] {
         try write {
@@ -163,8 +174,9 @@ extension PostgresTaskStore: TaskOperationsStore {
         if finished.isEmpty || limit < 1 { return 0 }
         // No index on finished_at (it would cost a write per finished task): the
         // candidates come from a scan, then go by id in one short transaction.
-        // The newest task is kept, as on SQLite (where ids come from max(id)).
-        let condition = "finished_at < $2 AND state = ANY($3) AND id < (SELECT max(id) FROM tasks)"
+        // Every match goes, the newest too: the identity sequence never gives an id
+        // out twice (SQLite keeps a high-water mark for that, migrations/0007).
+        let condition = "finished_at < $2 AND state = ANY($3)"
         let ids = try pg {
             let r = try db.exec("SELECT id FROM tasks WHERE \(condition) ORDER BY id LIMIT $1",
                                 [.int(Int64(limit)), .ts(before), .texts(finished)])

@@ -74,13 +74,14 @@ extension PostgresTaskStore {
         }
         if !batch.isEmpty {
             let r = try db.exec("""
-                UPDATE tasks t SET state = 'succeeded', owner = NULL, finished_at = $1, result = o.result
-                FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::bytea[]) AS o(id, owner, attempt, result)
+                UPDATE tasks t SET state = 'succeeded', owner = NULL, finished_at = $1, result = o.result, stderr = o.stderr
+                FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::bytea[], $6::text[]) AS o(id, owner, attempt, result, stderr)
                 WHERE t.id = o.id AND t.owner = o.owner AND t.attempts = o.attempt AND t.state = 'running'
                 RETURNING t.id, t.has_dependants
                 """, [.ts(now), .ints(batch.map { outcomes[$0].taskID }), .ints(batch.map { outcomes[$0].owner }),
                       .ints(batch.map { outcomes[$0].attempt }),
-                      .byteas(batch.map { k in if case .succeeded(let out) = outcomes[k].result { return out } else { return [] } })])
+                      .byteas(batch.map { k in if case .succeeded(let out) = outcomes[k].result { return out } else { return [] } }),
+                      .list(batch.map { .opt(outcomes[$0].stderr) }, of: PGType.text, arrayOID: PGType.textArray)])
             var done: [Int64: Bool] = [:]
             for i in 0..<r.count { done[r.int(i, 0)] = r.bool(i, 1) }
             for k in batch {
@@ -102,8 +103,8 @@ extension PostgresTaskStore {
         var values: [PGValue] = [.int(o.taskID), .int(o.owner), .int(o.attempt)]
         switch o.result {
         case .succeeded(let output):
-            set = "state = 'succeeded', finished_at = $4, result = $5"
-            values += [.ts(now), .bytes(output)]
+            set = "state = 'succeeded', finished_at = $4, result = $5, stderr = $6"
+            values += [.ts(now), .bytes(output), .opt(o.stderr)]
         case .failed(let error, let retryAt?):
             set = "state = 'queued', run_at = $4, last_error = $5"
             values += [.ts(retryAt), .text(error)]

@@ -41,7 +41,12 @@ package final class PostgresTaskStore: TaskStore {
                 throw TaskQueueError.unavailable("\(db.location) uses encoding \(encoding); taskq needs UTF8 (create the database with ENCODING 'UTF8')")
             }
             func ms(_ seconds: Double) -> Int { max(1, Int(max(0, min(seconds, 86_400)) * 1000)) }
-            try db.run(script: "SET lock_timeout = \(ms(busyTimeout)); SET idle_in_transaction_session_timeout = \(ms(idleTimeout))")
+            // taskq.writer: the insert trigger is for other writers (migrations/postgres/0007);
+            // taskq writes every column itself.
+            try db.run(script: """
+                SET lock_timeout = \(ms(busyTimeout)); SET idle_in_transaction_session_timeout = \(ms(idleTimeout));
+                SET taskq.writer = 'taskq'
+                """)
             if !create, try PostgresMigrator.version(db) == 0 {
                 throw TaskQueueError.notFound("no taskq database in \(db.location) (create one with 'taskq init')")
             }

@@ -125,10 +125,33 @@ struct PostgresOperationsTests {
         #expect(try q.purge(states: [.failed], finishedBefore: later, batch: 2) == 3)
         for id in old { #expect(try q.task(id) == nil && q.attempts(of: id).isEmpty) }
         #expect(try q.task(kept)?.state == .queued)
-        // The newest task is never purged (ids are never reused).
+        // The newest task goes too, and its id is never given out again.
         let newest = try f.failed(owner: w, supervisor: s)
-        #expect(try q.purge(states: [.failed], finishedBefore: Timestamp.now().adding(seconds: 10)) == 0)
-        #expect(try q.task(newest) != nil)
+        #expect(try q.purge(states: [.failed], finishedBefore: Timestamp.now().adding(seconds: 10)) == 1)
+        #expect(try q.task(newest) == nil)
+        #expect(try f.queued() > newest)
+    }
+
+    /// A succeeded command's stderr is kept beside its result: in attempts(of:) and
+    /// the attempts view; a failed one's is the end of its error.
+    @Test func aSucceededAttemptKeepsItsStderr() throws {
+        let (store, q, url) = try open()
+        let f = RowFactory(store)
+        let s = try f.supervisor(), w = try f.worker(supervisor: s)
+        _ = try (0..<3).map { _ in try f.queued() }
+        let got = try f.claimed(w, supervisor: s, limit: 3)
+        try #require(got.count == 3)
+        let accepted = try store.finishAndClaim([
+            TaskOutcome(taskID: got[0].id, owner: w, attempt: got[0].attempt, result: .succeeded([]), stderr: "warning: slow"),
+            TaskOutcome(taskID: got[1].id, owner: w, attempt: got[1].attempt, result: .succeeded([])),
+            TaskOutcome(taskID: got[2].id, owner: w, attempt: got[2].attempt, result: .failed(error: "exit 1; stderr: no such file", retryAt: nil)),
+        ], claim: nil, now: f.now).accepted
+        #expect(accepted == [true, true, true])
+        #expect(try q.attempts(of: got[0].id).map(\.stderr) == ["warning: slow"])
+        #expect(try q.attempts(of: got[1].id).map(\.stderr) == [nil])
+        let view = try PostgresConnection(url).exec("SELECT task_id, outcome, stderr FROM attempts ORDER BY task_id")
+        #expect(view.rows { "\(view.int($0, 0)) \(view.string($0, 1)) \(view.text($0, 2) ?? "-")" }
+                == ["\(got[0].id) succeeded warning: slow", "\(got[1].id) succeeded -", "\(got[2].id) failed no such file"])
     }
 
     /// A paused queue closes the claim's gate: the claim runs its paused variant,

@@ -119,6 +119,84 @@ struct PostgresSchemaTests {
         try sql.exec("UPDATE tasks SET state = 'queued', finished_at = NULL WHERE id = \(queued)")
     }
 
+    /// A plain INSERT from psql gets what `taskq enqueue` would give it: ready now,
+    /// queue 'default', the kind's policy for each column left NULL, else 3 attempts.
+    @Test func plainInsertsGetEnqueuesDefaults() throws {
+        let url = try TestPostgres.freshSchema()
+        let store = try PostgresTaskStore(url: url)
+        let sql = try admin(url)
+        _ = try store.setKindPolicy("resize", KindPolicy(maxAttempts: 7, backoffBase: 2, onCrash: .fail), clear: [], now: .now())
+        let r = try sql.exec("""
+            INSERT INTO tasks (kind, payload) VALUES ('resize', '{"file":"a.png"}'), ('other', '1') RETURNING id
+            """)
+        let ids = r.rows { r.int($0, 0) }
+        let before = Timestamp.now().adding(seconds: -60)
+        let a = try #require(try store.task(ids[0])), b = try #require(try store.task(ids[1]))
+        #expect(a.state == .queued && a.queue == "default" && a.priority == 0 && a.payload == #"{"file":"a.png"}"#)
+        #expect(a.maxAttempts == 7 && a.backoffBase == 2 && a.backoffCap == nil && a.onCrash == .fail)
+        #expect(a.createdAt > before && a.runAt == a.createdAt)
+        #expect(b.maxAttempts == 3 && b.backoffBase == nil && b.onCrash == nil)
+        // A backoff half given wins over the kind's other half; given columns stay.
+        let c = try sql.exec("""
+            INSERT INTO tasks (kind, backoff_cap_s, max_attempts) VALUES ('resize', 1, 2)
+            RETURNING max_attempts, backoff_base_s, backoff_cap_s, on_crash
+            """)
+        #expect(c.int(0, 0) == 2 && c.double(0, 1) == 1 && c.double(0, 2) == 1 && c.text(0, 3) == "fail")
+        // And the worker claims them.
+        let f = RowFactory(store)
+        let s = try f.supervisor(), w = try f.worker(supervisor: s)
+        #expect(try f.claimed(w, supervisor: s, kinds: ["resize", "other"]).map(\.id).sorted() == (ids + [ids[1] + 1]).sorted())
+    }
+
+    /// Bad rows are refused by named CHECKs (or the json cast, or the reserved-kind
+    /// trigger), with a message that says what was wrong; taskq's own connection
+    /// still writes its stop sentinels.
+    @Test func badInsertsAreRefusedWithReadableMessages() throws {
+        let url = try TestPostgres.freshSchema()
+        let store = try PostgresTaskStore(url: url)
+        let sql = try admin(url)
+        for (bad, says) in [
+            ("INSERT INTO tasks (kind) VALUES ('')", "kind must be 1 to 200 [A-Za-z0-9._:-], not starting with '-'"),
+            ("INSERT INTO tasks (kind) VALUES ('a b')", "kind must be"),
+            ("INSERT INTO tasks (kind) VALUES ('-a')", "kind must be"),
+            ("INSERT INTO tasks (kind, queue) VALUES ('a', 'q/1')", "queue must be 1 to 200"),
+            ("INSERT INTO tasks (kind, payload) VALUES ('a', '{')", "invalid input syntax for type json"),
+            ("INSERT INTO tasks (kind, payload) VALUES ('a', '\"' || repeat('x', 1048576) || '\"')", "payload must be valid JSON of at most 1 MiB"),
+            ("INSERT INTO tasks (kind, max_attempts) VALUES ('a', 0)", "max_attempts must be between 1 and 1000000"),
+            ("INSERT INTO tasks (kind, timeout_s) VALUES ('a', 31536001)", "timeout_s must be more than 0 and at most 31536000 (a year)"),
+            ("INSERT INTO tasks (kind, unique_key) VALUES ('a', '')", "unique_key must be 1 to 1000 bytes"),
+            ("INSERT INTO tasks (kind) VALUES ('taskq.stop')", "kinds starting with 'taskq.' are reserved for taskq itself"),
+        ] {
+            do {
+                try sql.exec(bad)
+                Issue.record("accepted: \(bad)")
+            } catch let e as PostgresError {
+                #expect(e.message.contains(says), "\(bad): \(e)")
+            }
+        }
+        #expect(try sql.exec("SELECT count(*) FROM tasks").int(0, 0) == 0)
+        let s = try RowFactory(store).supervisor()
+        #expect(try store.insertStopSentinels(mode: .drain, supervisorIDs: [s], now: .now()).count == 1)
+    }
+
+    /// queuedCounts reads the two partial indexes, never the finished tasks.
+    @Test func queuedCountsPlanReadsThePartialIndexes() throws {
+        let url = try TestPostgres.freshSchema()
+        let store = try PostgresTaskStore(url: url)
+        let sql = try admin(url)
+        try sql.exec("""
+            INSERT INTO tasks (kind, state, attempts, created_at, started_at, finished_at, max_attempts)
+            SELECT 't', 'succeeded', 1, now(), now(), now(), 3 FROM generate_series(1, 50000)
+            """)
+        try sql.exec("INSERT INTO tasks (kind, max_attempts) SELECT 'r', 3 FROM generate_series(1, 300)")
+        try sql.exec("INSERT INTO tasks (kind, run_at, max_attempts) SELECT 'd', now() + interval '1 hour', 3 FROM generate_series(1, 200)")
+        try sql.exec("ANALYZE tasks")
+        let plan = try sql.exec("EXPLAIN (COSTS OFF) " + PostgresTaskStore.queuedCountsSQL)
+        let text = plan.rows { plan.string($0, 0) }.joined(separator: "\n")
+        #expect(text.contains("tasks_ready") && text.contains("tasks_delayed") && !text.contains("Seq Scan"), "\(text)")
+        #expect(try store.queuedCounts(ids: nil).map { "\($0.kind) \($0.count)" } == ["d 200", "r 300"])
+    }
+
     /// Times come back to the millisecond, as given, across the whole range taskq uses.
     @Test func timesRoundTripToTheMillisecond() throws {
         let store = try PostgresTaskStore(url: try TestPostgres.freshSchema())
@@ -149,6 +227,24 @@ struct PostgresSchemaTests {
         try sql.exec("INSERT INTO taskq_migrations (version, name, applied_at) VALUES (999, 'future', now())")
         let e = taskQueueError { _ = try PostgresTaskStore(url: url) }
         #expect(e?.code == .unavailable && e?.message.contains("newer than this taskq knows") == true, "\(String(describing: e))")
+    }
+
+    /// Rows a version-6 schema holds are kept by 0007 as they are, even ones its
+    /// new CHECKs would refuse (they are NOT VALID: new rows only).
+    @Test func version7KeepsRowsItsChecksWouldRefuse() throws {
+        let url = try TestPostgres.freshSchema()
+        let sql = try admin(url)
+        for m in embeddedPostgresMigrations where m.version <= 6 {
+            try sql.run(script: m.sql)
+            try sql.exec("INSERT INTO taskq_migrations (version, name, applied_at) VALUES ($1, $2, now())", [.int(Int64(m.version)), .text(m.name)])
+        }
+        let r = try sql.exec("INSERT INTO tasks (kind, payload, created_at) VALUES ('a b', 'not json', now()) RETURNING id")
+        let old = r.int(0, 0)
+        let store = try PostgresTaskStore(url: url)
+        #expect(try sql.exec("SELECT max(version) FROM taskq_migrations").int(0, 0) == Int64(PostgresMigrator.latestVersion))
+        let t = try #require(try store.task(old))
+        #expect(t.kind == "a b" && t.payload == "not json" && t.maxAttempts == 3)
+        #expect(try store.insertTasks([NewTask(kind: "t")], now: .now()) == [old + 1])
     }
 
     @Test func aSchemaWithOtherTablesIsRefusedAndAnEmptyOneNotCreatedWithoutCreate() throws {
