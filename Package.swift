@@ -57,3 +57,10 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+// `taskq dashboard`: the browser view and /metrics, served by a small HTTP server
+// over POSIX sockets in the target itself (no Foundation, no dependency).
+package.targets.append(.target(name: "TaskQueueDashboard", dependencies: ["TaskQueue", "TaskQueueSQLite"]))
+for target in package.targets where target.name == "taskq" || target.name == "TaskQueueTests" {
+    target.dependencies.append("TaskQueueDashboard")
+}

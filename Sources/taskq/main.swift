@@ -37,7 +37,7 @@ struct Taskq: ParsableCommand {
         version: taskqVersion,
         subcommands: [Enqueue.self, Supervise.self, Status.self, List.self, Show.self, Result.self, Retry.self, Cancel.self,
                       Purge.self, Pause.self, Resume.self, Stop.self, Init.self, Wait.self, ScheduleCommand.self, KindCommand.self, MapCommand.self,
-                      Top.self])
+                      Top.self, DashboardCommand.self])
 }
 
 // A worker started by a supervisor runs here and never returns.
