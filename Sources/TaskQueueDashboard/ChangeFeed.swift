@@ -8,10 +8,14 @@ import Glibc
 /// signal idle workers sleep on. Changes within `coalesce` seconds become one
 /// version, so a busy queue sends at most a few events a second. It never queries
 /// the database: while nothing changes, nothing is read.
+///
+/// Two counters: `version` counts database changes (the aggregate waits on it),
+/// `events` counts what pages are told: a change, or a fresh aggregate.
 package final class ChangeFeed: @unchecked Sendable {
     private let lock = Mutex()
     private let cond = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var version: UInt64 = 0
+    private var events: UInt64 = 0
     private var stopped = false
     private let directory: String
     private let names: Set<String>
@@ -55,6 +59,15 @@ package final class ChangeFeed: @unchecked Sendable {
     package func bump() {
         lock.locked {
             version &+= 1
+            events &+= 1
+            pthread_cond_broadcast(cond)
+        }
+    }
+
+    /// Tells pages to look again without a database change (a fresh aggregate).
+    package func announce() {
+        lock.locked {
+            events &+= 1
             pthread_cond_broadcast(cond)
         }
     }
@@ -69,20 +82,22 @@ package final class ChangeFeed: @unchecked Sendable {
     private var isStopped: Bool { lock.locked { stopped } }
 
     package var current: UInt64 { lock.locked { version } }
+    package var currentEvent: UInt64 { lock.locked { events } }
 
-    /// Waits until the version is past `seen`, the feed stops, or `timeout`
-    /// seconds pass; returns the version then (nil once stopped).
-    package func wait(after seen: UInt64, timeout: Double) -> UInt64? {
+    /// Waits until the database version (or with `events`, the event count) is
+    /// past `seen`, the feed stops, or `timeout` seconds pass; returns the count
+    /// then (nil once stopped).
+    package func wait(after seen: UInt64, timeout: Double, events: Bool = false) -> UInt64? {
         lock.locked {
             var deadline = timespec()
             clock_gettime(CLOCK_REALTIME, &deadline)
             let ns = Int(deadline.tv_nsec) + Int(timeout * 1e9)
             deadline.tv_sec += ns / 1_000_000_000
             deadline.tv_nsec = ns % 1_000_000_000
-            while version == seen && !stopped {
+            while (events ? self.events : version) == seen && !stopped {
                 if pthread_cond_timedwait(cond, lock.m, &deadline) == ETIMEDOUT { break }
             }
-            return stopped ? nil : version
+            return stopped ? nil : (events ? self.events : version)
         }
     }
 

@@ -29,6 +29,7 @@ package final class Dashboard: @unchecked Sendable {
     let queue: Queue
     let store: SQLiteTaskStore
     let feed: ChangeFeed
+    let aggregator = Aggregator()
     private let dbLock = Mutex()
     /// Put in every form; an action without it is refused.
     let csrfToken = randomHex(16)
@@ -156,9 +157,9 @@ package final class Dashboard: @unchecked Sendable {
     private func events(_ r: HTTPRequest) -> HTTPResponse {
         let feed = self.feed
         return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-store")]) { write in
-            var seen = feed.current
+            var seen = feed.currentEvent
             guard write("retry: 1000\n\n") else { return }
-            while let v = feed.wait(after: seen, timeout: 15) {
+            while let v = feed.wait(after: seen, timeout: 15, events: true) {
                 if v == seen { if !write(": idle\n\n") { return }; continue }
                 seen = v
                 if !write("event: change\ndata: \(v)\n\n") { return }

@@ -2,12 +2,19 @@ import TaskQueue
 import TaskQueueSQLite
 
 extension Dashboard {
+    /// From the aggregate, biggest group first; nil before its first pass.
+    func failureGroups(timeout: Double? = 0.15) throws -> [DashboardFailureGroup]? {
+        try aggregator.current(timeout: timeout)?.0.failureGroups.values.sorted {
+            ($0.count, $1.kind, $1.firstLine) > ($1.count, $0.kind, $0.firstLine)
+        }
+    }
+
     /// `/failures`: failed tasks grouped by kind and the first line of their
     /// error, biggest group first, each with "retry this group".
     func failuresPage() throws -> String {
-        let groups = try read { try store.dashboardFailureGroups() }
         let now = Timestamp.now()
         var body = "<h1>Failures</h1>"
+        guard let groups = try failureGroups() else { return layout("Failures", nav: "/failures", body + counting) }
         if groups.isEmpty {
             body += "<p class=\"empty\">No failed tasks.</p>"
         } else {
@@ -33,7 +40,7 @@ extension Dashboard {
 
     /// `/api/failures`: [{"kind", "error", "count", "first_seen", "last_seen", "newest_id"}].
     func failuresJSON() throws -> String {
-        let groups = try read { try store.dashboardFailureGroups() }
+        let groups = try failureGroups(timeout: nil) ?? []
         return "[" + groups.map { g in
             var o = JSONObjectWriter()
             o.add("kind", g.kind)

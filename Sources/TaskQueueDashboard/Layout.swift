@@ -91,6 +91,11 @@ extension Dashboard {
         return s + "<button type=\"submit\" class=\"\(cssClass)\">\(escape(label))</button></form>"
     }
 
+    /// Shown while the first pass over the table runs; the page updates when it ends.
+    var counting: String {
+        "<p class=\"notice counting\">Counting finished tasks (a first pass over the table); this page updates when it is done.</p>"
+    }
+
     func hidden(_ name: String, _ value: String) -> String {
         "<input type=\"hidden\" name=\"\(escape(name))\" value=\"\(escape(value))\">"
     }

@@ -73,44 +73,64 @@ extension Dashboard {
     /// timestamps.
     func metricsText() throws -> String {
         let now = Timestamp.now()
-        let m = try read { try store.metricsSnapshot(now: now) }
+        // A scrape waits for the first pass: partial counters would look like resets.
+        guard let (agg, _, _) = try aggregator.current(timeout: nil) else { return "" }
+        let l = try read { try store.dashboardLive(now: now) }
+        // Finished tasks from the aggregate, queued and running ones live.
+        var tasks: [String: [TaskState: Int64]] = [:]
+        var enqueued: [String: Int64] = [:], finished: [String: Int64] = [:]
+        for (key, n) in agg.tasks {
+            let p = split(key)
+            enqueued[p[0] + "\u{0}" + p[1], default: 0] += n
+            guard let st = TaskState(rawValue: p[2]) else { continue }
+            if st.isFinished {
+                tasks[p[0], default: [:]][st, default: 0] += n
+                finished[key, default: 0] += n
+            } else if tasks[p[0]] == nil {
+                tasks[p[0]] = [:]
+            }
+        }
+        for (q, n) in l.ready { tasks[q, default: [:]][.queued, default: 0] += n }
+        for (q, n) in l.delayed { tasks[q, default: [:]][.queued, default: 0] += n }
+        for r in l.running { tasks[r.queue, default: [:]][.running, default: 0] += 1 }
         var w = MetricsWriter()
         w.family("taskq_tasks", "gauge", "Tasks in the database by queue and state.")
-        for (queue, states) in m.tasks.sorted(by: { $0.key < $1.key }) {
+        for (queue, states) in tasks.sorted(by: { $0.key < $1.key }) {
             for st in TaskState.allCases { w.sample("taskq_tasks", [("queue", queue), ("state", st.rawValue)], states[st] ?? 0) }
         }
         w.family("taskq_queue_oldest_ready_age_seconds", "gauge", "How long the oldest claimable task of the queue has waited (0 when none).")
-        for queue in m.tasks.keys.sorted() {
-            w.sample("taskq_queue_oldest_ready_age_seconds", [("queue", queue)], max(0, m.oldestReady[queue].map { now.seconds(since: $0) } ?? 0))
+        for queue in tasks.keys.sorted() {
+            w.sample("taskq_queue_oldest_ready_age_seconds", [("queue", queue)], max(0, l.oldestReady[queue].map { now.seconds(since: $0) } ?? 0))
         }
         w.family("taskq_queue_paused", "gauge", "1 when the queue is paused.")
-        for queue in Set(m.tasks.keys).union(m.paused.keys).sorted() {
-            w.sample("taskq_queue_paused", [("queue", queue)], (m.paused[queue] ?? false) ? Int64(1) : Int64(0))
+        for queue in Set(tasks.keys).union(l.paused.keys).sorted() {
+            w.sample("taskq_queue_paused", [("queue", queue)], (l.paused[queue] ?? false) ? Int64(1) : Int64(0))
         }
         w.family("taskq_tasks_enqueued_total", "counter", "Tasks enqueued (rows in the tasks table; purged tasks no longer count).")
-        for (key, n) in m.enqueued.sorted(by: { $0.key < $1.key }) {
+        for (key, n) in enqueued.sorted(by: { $0.key < $1.key }) {
             let p = split(key)
             w.sample("taskq_tasks_enqueued_total", [("queue", p[0]), ("kind", p[1])], n)
         }
         w.family("taskq_attempts_total", "counter", "Attempts that ended, by outcome.")
-        for (key, n) in m.attempts.sorted(by: { $0.key < $1.key }) {
+        for (key, n) in agg.attempts.sorted(by: { $0.key < $1.key }) {
             let p = split(key)
             w.sample("taskq_attempts_total", [("queue", p[0]), ("kind", p[1]), ("outcome", p[2])], n)
         }
         w.family("taskq_tasks_finished_total", "counter", "Tasks that reached an end state.")
-        for (key, n) in m.finished.sorted(by: { $0.key < $1.key }) {
+        for (key, n) in finished.sorted(by: { $0.key < $1.key }) {
             let p = split(key)
             w.sample("taskq_tasks_finished_total", [("queue", p[0]), ("kind", p[1]), ("state", p[2])], n)
         }
         w.family("taskq_attempt_duration_seconds", "histogram", "Run time of attempts that ended (succeeded, failed, timed out, crashed, cancelled).")
-        for (key, b) in m.attemptDuration.sorted(by: { $0.key < $1.key }) {
+        for (key, b) in agg.attemptDuration.sorted(by: { $0.key < $1.key }) {
             let p = split(key)
             w.histogram("taskq_attempt_duration_seconds", [("queue", p[0]), ("kind", p[1])], bounds: attemptDurationBuckets, b)
         }
         w.family("taskq_task_wait_seconds", "histogram", "Time from when a task could run (enqueue, or its start time) to its latest start.")
-        for (queue, b) in m.wait.sorted(by: { $0.key < $1.key }) {
+        for (queue, b) in agg.wait.sorted(by: { $0.key < $1.key }) {
             w.histogram("taskq_task_wait_seconds", [("queue", queue)], bounds: taskWaitBuckets, b)
         }
+        let m = (processes: l.processes, busyWorkers: Set(l.running.map(\.owner)), schedules: l.schedules)
         let live = m.processes.filter { Recovery.deathReason(of: $0, now: now) == nil }
         w.family("taskq_workers", "gauge", "Live worker processes by host and state (busy: holds a running task).")
         var workers: [String: (busy: Int64, idle: Int64)] = [:]

@@ -1,13 +1,51 @@
 import TaskQueue
 import TaskQueueSQLite
 
+/// One queue's row on the overview.
+struct QueueRow {
+    var queue: String
+    var paused = false
+    var ready: Int64 = 0, delayed: Int64 = 0, running: Int64 = 0
+    var succeeded: Int64 = 0, failed: Int64 = 0, cancelled: Int64 = 0
+    var finishedLastMinute: Int64 = 0
+    var oldestReadySince: Timestamp?
+}
+
 extension Dashboard {
+    /// Per queue: queued and running tasks live, finished ones from the aggregate.
+    func queueRows(_ live: DashboardLive, _ agg: DashboardAggregate) -> [QueueRow] {
+        var rows: [String: QueueRow] = [:]
+        func touch(_ q: String) { if rows[q] == nil { rows[q] = QueueRow(queue: q) } }
+        for (key, n) in agg.tasks {
+            let p = key.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
+            touch(p[0])
+            switch TaskState(rawValue: p[2]) {
+            case .succeeded?: rows[p[0]]!.succeeded += n
+            case .failed?: rows[p[0]]!.failed += n
+            case .cancelled?: rows[p[0]]!.cancelled += n
+            default: break
+            }
+        }
+        for (q, n) in live.ready { touch(q); rows[q]!.ready = n }
+        for (q, n) in live.delayed { touch(q); rows[q]!.delayed = n }
+        for (q, t) in live.oldestReady { rows[q]?.oldestReadySince = t }
+        for r in live.running { touch(r.queue); rows[r.queue]!.running += 1 }
+        for (q, n) in agg.finishedLastMinute { rows[q]?.finishedLastMinute = n }
+        for (q, p) in live.paused where p { touch(q); rows[q]!.paused = true }
+        return rows.values.sorted { $0.queue < $1.queue }
+    }
+
     func overviewPage() throws -> String {
         let now = Timestamp.now()
-        let o = try read { try store.dashboardOverview(now: now) }
+        let aggregate = try aggregator.current()
+        let agg = aggregate?.0 ?? DashboardAggregate()
+        let (live, failures) = try read { () -> (DashboardLive, [TaskRecord]) in
+            (try store.dashboardLive(now: now), try agg.latestFailed.compactMap { try queue.task($0.1) }.filter { $0.state == .failed })
+        }
+        let queues = queueRows(live, agg)
         var body = "<h1>Overview</h1>"
         body += "<section><h2>Queues</h2>"
-        if o.queues.isEmpty {
+        if queues.isEmpty {
             body += "<p class=\"empty\">No tasks yet. <code>taskq enqueue KIND PAYLOAD</code> adds one.</p>"
         } else {
             body += """
@@ -15,34 +53,42 @@ extension Dashboard {
                 <th class="n">running</th><th class="n">finished (1 min)</th><th class="n">succeeded</th><th class="n">failed</th>
                 <th class="n">cancelled</th><th class="n">oldest ready</th><th>paused</th></tr></thead><tbody>
                 """
-            for q in o.queues {
+            for q in queues {
                 let key = escape(q.queue)
-                func cell(_ field: String, _ n: Int64, link: String? = nil) -> String {
+                func cell(_ field: String, _ n: Int64, link: String? = nil, counted: Bool = false) -> String {
+                    // Finished counts come from the aggregate: "…" until its first pass.
+                    if counted && aggregate == nil { return "<td class=\"n\">…</td>" }
                     let text = link.map { "<a href=\"\($0)\">\(number(n))</a>" } ?? number(n)
                     return "<td class=\"n\" data-queue=\"\(key)\" data-field=\"\(field)\">\(text)</td>"
                 }
                 let tasksLink = "/tasks?queue=" + percentEncode(q.queue) + "&state="
                 body += "<tr><th scope=\"row\"><a href=\"/tasks?queue=\(percentEncode(q.queue))\">\(key)</a></th>"
                 body += cell("ready", q.ready, link: tasksLink + "queued") + cell("delayed", q.delayed)
-                body += cell("running", q.running, link: tasksLink + "running") + cell("finished_1m", q.finishedLastMinute)
-                body += cell("succeeded", q.succeeded, link: tasksLink + "succeeded")
-                body += cell("failed", q.failed, link: tasksLink + "failed") + cell("cancelled", q.cancelled, link: tasksLink + "cancelled")
+                body += cell("running", q.running, link: tasksLink + "running") + cell("finished_1m", q.finishedLastMinute, counted: true)
+                body += cell("succeeded", q.succeeded, link: tasksLink + "succeeded", counted: true)
+                body += cell("failed", q.failed, link: tasksLink + "failed", counted: true)
+                    + cell("cancelled", q.cancelled, link: tasksLink + "cancelled", counted: true)
                 body += "<td class=\"n\">\(q.oldestReadySince.map { age(now.seconds(since: $0)) } ?? "–")</td><td>"
                 body += q.paused ? "<span class=\"paused\">paused</span> " : ""
                 body += actionForm(q.paused ? "resume" : "pause", label: q.paused ? "resume" : "pause", fields: [("queue", q.queue)], back: "/")
                 body += "</td></tr>"
             }
             body += "</tbody></table>"
+            if let (_, asOf, took) = aggregate {
+                body += "<p class=\"asof\">Finished counts as of \(escape(asOf.iso)) (a pass over the table takes \(formatSeconds(took))); queued and running: now.</p>"
+            } else {
+                body += counting
+            }
         }
         body += "</section>"
-        body += "<section><h2>Finished per minute, last hour</h2>" + chart(o.minutes, now: now) + "</section>"
-        body += processesSection(o, now: now)
+        body += "<section><h2>Finished per minute, last hour</h2>" + chart(Array(agg.minutes.values), now: now) + "</section>"
+        body += processesSection(live, now: now)
         body += "<section><h2>Latest failures</h2>"
-        if o.latestFailures.isEmpty {
+        if failures.isEmpty {
             body += "<p class=\"empty\">No failed tasks.</p>"
         } else {
             body += "<table><thead><tr><th class=\"n\">id</th><th>kind</th><th>queue</th><th>finished</th><th>error</th></tr></thead><tbody>"
-            for t in o.latestFailures {
+            for t in failures {
                 body += "<tr><td class=\"n\"><a href=\"/tasks/\(t.id)\">\(t.id)</a></td><td>\(escape(t.kind))</td><td>\(escape(t.queue))</td>"
                 body += "<td>\(t.finishedAt.map { age(now.seconds(since: $0)) + " ago" } ?? "")</td>"
                 body += "<td class=\"error\">\(escape(firstLine(t.lastError ?? "")))</td></tr>"
@@ -56,7 +102,7 @@ extension Dashboard {
         return layout("Overview", nav: "/", body)
     }
 
-    private func processesSection(_ o: DashboardOverview, now: Timestamp) -> String {
+    private func processesSection(_ o: DashboardLive, now: Timestamp) -> String {
         var body = "<section><h2>Supervisors and workers</h2>"
         let supervisors = o.processes.filter { $0.role == .supervisor }
         let orphans = o.processes.filter { p in p.role == .worker && !supervisors.contains { $0.id == p.supervisorID } }
@@ -117,6 +163,10 @@ extension Dashboard {
 private func fmt(_ x: Double) -> String {
     let v = (x * 10).rounded() / 10
     return v == v.rounded() ? String(Int(v)) : String(v)
+}
+
+func formatSeconds(_ s: Double) -> String {
+    s < 1 ? "\(Int((s * 1000).rounded())) ms" : formatDuration((s * 10).rounded() / 10)
 }
 
 func firstLine(_ s: String) -> String {

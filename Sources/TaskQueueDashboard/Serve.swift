@@ -17,6 +17,7 @@ extension Dashboard {
         signal(SIGPIPE, SIG_IGN)
         let server = try HTTPServer(host: options.host, port: options.port) { [self] in handle($0) }
         feed.start()
+        aggregator.start(self)
         server.start()
         let shown = options.host.contains(":") ? "[\(options.host)]" : options.host
         ready("http://\(shown):\(server.port)/")

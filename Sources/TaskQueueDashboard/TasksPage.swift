@@ -64,9 +64,12 @@ extension Dashboard {
         do { q = try taskQuery(r.query) } catch let e as TaskQueueError {
             return layout("Tasks", nav: "/tasks", "<h1>Tasks</h1><p class=\"error\">\(escape(e.message))</p><p><a href=\"/tasks\">All tasks</a></p>")
         }
-        let (tasks, counts, limited) = try read { () -> ([TaskRecord], [TaskState: Int64]?, Bool) in
+        let counts = try stateCounts(q)
+        let (tasks, limited) = try read { () -> ([TaskRecord], Bool) in
+            // A state the counts say is empty is not looked for in a million rows.
+            if let st = q.state, let counts, (counts[st] ?? 0) == 0 { return ([], false) }
             let page = try store.dashboardTasks(q)
-            return (page.tasks, try store.dashboardStateCounts(q), page.scanLimited)
+            return (page.tasks, page.scanLimited)
         }
         var body = "<h1>Tasks</h1>"
         if let done = r.queryValue("done") { body += "<p class=\"notice\">\(escape(done))</p>" }
@@ -127,6 +130,27 @@ extension Dashboard {
         return layout("Tasks", nav: "/tasks", body)
     }
 
+    /// Counts per state for the tabs: from the aggregate for a queue or kind, in
+    /// the rows for an id range of at most 200,000 ids; none for a search (it
+    /// would read every payload) or a wider range.
+    func stateCounts(_ q: DashboardTaskQuery) throws -> [TaskState: Int64]? {
+        if q.isSearch { return nil }
+        if q.minID == nil && q.maxID == nil {
+            guard var counts = try aggregator.current()?.0.stateCounts(queue: q.queue, kind: q.kind) else { return nil }
+            if q.kind == nil {
+                // Queued and running tasks change fastest: those counts are read now.
+                let live = try read { try store.dashboardLive(now: .now()) }
+                func mine(_ queue: String) -> Bool { q.queue.map { $0 == queue } ?? true }
+                counts[.queued] = live.ready.filter { mine($0.key) }.values.reduce(0, +) + live.delayed.filter { mine($0.key) }.values.reduce(0, +)
+                counts[.running] = Int64(live.running.filter { mine($0.queue) }.count)
+            }
+            return counts
+        }
+        let top = try q.maxID ?? read { try store.idRange()?.1 ?? 0 }
+        if top - (q.minID ?? 1) > 200_000 { return nil }
+        return try read { try store.dashboardStateCounts(q) }
+    }
+
     private func filterForm(_ q: DashboardTaskQuery) -> String {
         func field(_ name: String, _ label: String, _ value: String?, _ placeholder: String = "") -> String {
             "<label>\(label) <input name=\"\(name)\" value=\"\(escape(value ?? ""))\" placeholder=\"\(escape(placeholder))\"></label>"
@@ -174,7 +198,9 @@ extension Dashboard {
         let n: Int
         if action == "purge" {
             guard let st = q.state, st.isFinished else { throw TaskQueueError.usage("purge needs a finished state") }
-            n = try read { Int(try store.dashboardStateCounts(q)?[st] ?? 0) }
+            n = Int(try stateCounts(q)?[st] ?? 0)
+        } else if let st = q.state, st.isFinished, let counts = try stateCounts(q) {
+            n = Int(counts[st] ?? 0)
         } else {
             n = try read { try store.dashboardMatchingIDs(q, limit: maxMatchingAction + 1).count }
         }

@@ -91,6 +91,10 @@ import Glibc
 
         try:
             browser.get(url + "/")
+            # Finished counts come from a first pass over the table; the page updates itself after it.
+            deadline = time.time() + 10
+            while browser.find_elements(By.CSS_SELECTOR, ".counting") and time.time() < deadline:
+                time.sleep(0.05)
             status = json.loads(subprocess.run([taskq, "status", "--json", "--db", db], capture_output=True, check=True).stdout)
             for q in status["queues"]:
                 def cell(field):
