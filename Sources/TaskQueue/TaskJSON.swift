@@ -105,4 +105,26 @@ public enum TaskJSON {
         }.joined(separator: ",") + "]")
         return root.text
     }
+
+    /// One schedule: the shape of `schedule list --json` items.
+    public static func schedule(_ s: Schedule) -> String {
+        var o = JSONObjectWriter()
+        o.add("name", s.name)
+        o.add("cron", s.cron)
+        o.add("tz", s.timeZone)
+        o.add("kind", s.kind)
+        o.addRaw("payload", s.payload)
+        o.add("queue", s.options.queue)
+        o.add("priority", s.options.priority)
+        o.add("max_attempts", s.options.maxAttempts)
+        o.add("timeout", s.options.timeout)
+        o.add("on_crash", s.options.onCrash?.rawValue)
+        o.add("backoff_base", s.options.backoffBase)
+        o.add("backoff_cap", s.options.backoffCap)
+        o.add("created_at", s.createdAt.iso)
+        o.add("next_at", s.nextAt.iso)
+        o.add("last_at", s.lastAt?.iso)
+        o.add("last_task_id", s.lastTaskID)
+        return o.text
+    }
 }

@@ -98,6 +98,7 @@ final class Aggregator: @unchecked Sendable {
                 from = to + 1
             }
         }
+        a.mapGroups = try store.mapGroups()
         return a
     }
 }

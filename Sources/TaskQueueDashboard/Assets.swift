@@ -31,6 +31,9 @@ enum Assets {
         .outcome.failed, .outcome.crashed, .outcome.timed-out { color: var(--bad); }
         .paused, .dead { color: var(--bad); font-weight: 600; }
         tr.dead td { opacity: .75; }
+        tr.late td { background: var(--alt); }
+        .asof { color: var(--muted); font-size: 12px; }
+        progress { width: 8em; vertical-align: middle; }
         .idle, .empty { color: var(--muted); }
         .notice { background: var(--alt); border-left: 3px solid var(--link); padding: .4em .8em; }
         .tabs { display: flex; gap: .3em; margin-bottom: .8em; flex-wrap: wrap; }

@@ -87,6 +87,10 @@ package final class Dashboard: @unchecked Sendable {
             case "/tasks": return html(200, try tasksPage(r))
             case "/tasks/confirm": return html(200, try confirmPage(r))
             case "/failures": return html(200, try failuresPage())
+            case "/schedules": return html(200, try schedulesPage())
+            case "/maps": return html(200, try mapsPage())
+            case "/api/schedules": return json(try schedulesJSON())
+            case "/api/maps": return json(try mapsJSON())
             case "/metrics": return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", try metricsText())
             case "/events": return events(r)
             case "/api/status": return json(try read { TaskJSON.status(database: queue.location, stats: try queue.stats(),

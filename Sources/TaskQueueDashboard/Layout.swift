@@ -50,7 +50,7 @@ extension Dashboard {
     /// token for scripts, the stylesheet and script (separate files: the CSP
     /// allows no inline script or style).
     func layout(_ title: String, nav: String, _ body: String, signedIn: Bool = true) -> String {
-        let links = [("/", "Overview"), ("/tasks", "Tasks"), ("/failures", "Failures")]
+        let links = [("/", "Overview"), ("/tasks", "Tasks"), ("/failures", "Failures"), ("/schedules", "Schedules"), ("/maps", "Map groups")]
         let navHTML = signedIn ? links.map { href, name in
             "<a href=\"\(href)\"\(nav == href ? " class=\"active\" aria-current=\"page\"" : "")>\(name)</a>"
         }.joined() : ""

@@ -35,6 +35,8 @@ package struct DashboardAggregate: Sendable {
     package var failureGroups: [String: DashboardFailureGroup] = [:]
     /// The latest failed tasks: (finished_at, id), newest first, at most 10.
     package var latestFailed: [(String, Int64)] = []
+    /// `taskq map` runs, by group name.
+    package var mapGroups: [DashboardMapGroup] = []
     package init() {}
 
     /// Counts per state of the tasks of `queue` and `kind` (nil: any).
@@ -47,6 +49,19 @@ package struct DashboardAggregate: Sendable {
         }
         return out
     }
+}
+
+/// The progress of one `taskq map` run.
+package struct DashboardMapGroup: Sendable, Equatable {
+    package var name: String
+    package var lines: Int64
+    package var states: [TaskState: Int64]
+    /// Lines whose task was purged since.
+    package var purged: Int64
+    package var firstTaskID: Int64
+    package var lastTaskID: Int64
+    package var createdAt: Timestamp?
+    package var lastFinishedAt: Timestamp?
 }
 
 /// What is cheap to read at every request: queued tasks through their partial
@@ -169,6 +184,22 @@ extension SQLiteTaskStore {
                     a.attemptDuration[qk]!.sum += max(0, s.double(5))
                 }
             }
+        }
+    }
+
+    /// Every map group's progress, in one read transaction (a row of
+    /// `task_groups` per input line, each joined to its task by primary key).
+    package func mapGroups() throws -> [DashboardMapGroup] {
+        try db.prepare("""
+            SELECT g.group_name, count(*), sum(t.state = 'queued'), sum(t.state = 'running'), sum(t.state = 'succeeded'),
+                   sum(t.state = 'failed'), sum(t.state = 'cancelled'), sum(t.id IS NULL), min(g.task_id), max(g.task_id), min(t.created_at), max(t.finished_at)
+            FROM task_groups g LEFT JOIN tasks t ON t.id = g.task_id GROUP BY g.group_name ORDER BY min(g.task_id) DESC
+            """).rows { r in
+            var states: [TaskState: Int64] = [:]
+            for (i, st) in TaskState.allCases.enumerated() { states[st] = r.int(Int32(2 + i)) }
+            return DashboardMapGroup(name: r.string(0), lines: r.int(1), states: states, purged: r.int(7), firstTaskID: r.int(8),
+                                     lastTaskID: r.int(9), createdAt: r.text(10).flatMap(Timestamp.init(iso:)),
+                                     lastFinishedAt: r.text(11).flatMap(Timestamp.init(iso:)))
         }
     }
 

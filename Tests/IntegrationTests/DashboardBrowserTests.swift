@@ -38,6 +38,8 @@ import Glibc
         let r = s.taskq(["supervise", "--workers", "1", "--until-empty", "--handler", "ok=cat", "--handler", "boom=echo broken >&2; exit 3"])
         precondition(r.status == 0, "\(r)")
         s.enqueue("later", "{\"user\":{\"id\":7}}", ["--queue", "other"])
+        precondition(s.taskq(["map", "--group", "nightly", "--workers", "1", "--handler", "cat"], stdin: "a\nb\n").status == 0)
+        precondition(s.taskq(["schedule", "add", "hourly-report", "--cron", "@hourly", "report"]).status == 0)
         return (s, failed)
     }
 
@@ -106,8 +108,9 @@ import Glibc
             shot("overview")
             browser.get(url + "/tasks")
             shot("tasks")
-            browser.get(url + "/failures")
-            shot("failures")
+            for page in ["failures", "schedules", "maps"]:
+                browser.get(url + "/" + page)
+                shot(page)
             browser.get(url + f"/tasks/{failed}")
             payload = browser.find_element(By.CSS_SELECTOR, "pre.payload").text
             check("<script>alert(1)</script>" in payload, f"payload shown as text: {payload!r}")
@@ -116,7 +119,7 @@ import Glibc
             actions = browser.find_elements(By.CSS_SELECTOR, 'form[action="/actions"], a[href^="/tasks/confirm"]')
             if mode == "read-only":
                 check(not actions, "read-only page offers an action")
-                for page in ["/", "/tasks", "/tasks?state=failed", "/failures"]:
+                for page in ["/", "/tasks", "/tasks?state=failed", "/failures", "/schedules", "/maps"]:
                     browser.get(url + page)
                     check(not browser.find_elements(By.CSS_SELECTOR, 'form[action="/actions"], a[href^="/tasks/confirm"]'),
                           f"read-only {page} offers an action")

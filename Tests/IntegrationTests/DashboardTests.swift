@@ -190,4 +190,19 @@ import Glibc
         s.enqueue("y")
         #expect(eventually(timeout: 5) { seen += readAvailable(fd, timeout: 0.1); return seen.contains("event: change") }, "\(seen)")
     }
+
+    @Test func schedulesAndMapGroups() throws {
+        let s = Scenario()
+        defer { s.close() }
+        let m = s.taskq(["map", "--group", "nightly", "--workers", "1", "--handler", "cat"], stdin: "a\nb\nc\n")
+        #expect(m.status == 0, "\(m)")
+        #expect(s.taskq(["schedule", "add", "hourly-report", "--cron", "@hourly", "report"]).status == 0)
+        let d = try #require(DashboardProcess(s))
+        #expect(d.get("/api/schedules").body == s.taskq(["schedule", "list", "--json"]).stdout)
+        let page = d.get("/schedules").body
+        #expect(page.contains("hourly-report") && page.contains("never"), "\(page)")
+        let maps = d.get("/api/maps").body
+        #expect(maps.contains("\"group\":\"nightly\",\"lines\":3,\"queued\":0,\"running\":0,\"succeeded\":3"), "\(maps)")
+        #expect(d.get("/maps").body.contains("nightly"))
+    }
 }
