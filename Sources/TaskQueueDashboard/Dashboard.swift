@@ -49,6 +49,12 @@ package final class Dashboard: @unchecked Sendable {
 
     package func handle(_ r: HTTPRequest) -> HTTPResponse {
         var response = route(r)
+        // What the action just done did, shown once on the page it returned to.
+        if let done = r.queryValue("done"), response.status == 200,
+           response.headers.contains(where: { $0 == ("Content-Type", "text/html; charset=utf-8") }) {
+            let page = String(decoding: response.body, as: UTF8.self)
+            response.body = Array(page.replacing("<main id=\"main\">\n", with: "<main id=\"main\">\n<p class=\"notice\">\(escape(done))</p>", maxReplacements: 1).utf8)
+        }
         response.headers += securityHeaders
         return response
     }

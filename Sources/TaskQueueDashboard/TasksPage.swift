@@ -72,7 +72,6 @@ extension Dashboard {
             return (page.tasks, page.scanLimited)
         }
         var body = "<h1>Tasks</h1>"
-        if let done = r.queryValue("done") { body += "<p class=\"notice\">\(escape(done))</p>" }
         // Tabs: one per state, counts under the other filters.
         var all = q
         all.state = nil

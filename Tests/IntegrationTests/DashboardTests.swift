@@ -139,6 +139,7 @@ import Glibc
         let done = d.post("/actions", form: form, ["Origin": "http://127.0.0.1:\(d.port)"])
         #expect(done.status == 303 && done.headers["location"]?.hasPrefix("/tasks/\(failed)?done=retried") == true, "\(done)")
         #expect(s.sql("SELECT state || ':' || attempts FROM tasks WHERE id = \(failed)") == "queued:0")
+        #expect(d.get(done.headers["location"] ?? "/").body.contains("<p class=\"notice\">retried 1 task</p>"))
         // Pause and resume a queue; cancel everything a filter matches.
         let pause = [("csrf", csrf), ("action", "pause"), ("queue", "other"), ("back", "/")]
         #expect(d.post("/actions", form: pause, ["Sec-Fetch-Site": "same-origin"]).status == 303)
