@@ -141,11 +141,12 @@ extension Dashboard {
             return (key, byMinute[key]?.succeeded ?? 0, byMinute[key]?.failed ?? 0)
         }
         let peak = max(1, slots.map { $0.1 + $0.2 }.max() ?? 1)
-        let w = 600.0, h = 120.0, bar = w / 60
+        // Bars from y = top to y = h; the scale's label above them, the time axis below.
+        let w = 600.0, h = 134.0, top = 14.0, bar = w / 60
         var svg = "<svg class=\"chart\" viewBox=\"0 0 \(Int(w)) \(Int(h) + 16)\" role=\"img\" aria-label=\"tasks finished per minute\">"
         for (i, s) in slots.enumerated() {
             let x = Double(i) * bar
-            let hs = h * Double(s.1) / Double(peak), hf = h * Double(s.2) / Double(peak)
+            let hs = (h - top) * Double(s.1) / Double(peak), hf = (h - top) * Double(s.2) / Double(peak)
             let label = "\(s.0.suffix(5)) UTC: \(s.1) succeeded, \(s.2) failed"
             svg += "<g><title>\(escape(label))</title>"
             if s.1 > 0 { svg += "<rect class=\"ok\" x=\"\(fmt(x))\" y=\"\(fmt(h - hs))\" width=\"\(fmt(bar - 1))\" height=\"\(fmt(hs))\"/>" }
