@@ -31,14 +31,16 @@ package final class ChangeFeed: @unchecked Sendable {
         pthread_cond_init(cond, nil)
     }
 
-    /// Starts watching on a thread of its own. False when inotify is unavailable
-    /// (pages then only change when reloaded).
-    @discardableResult
-    package func start() -> Bool {
+    /// Starts watching on a thread of its own. Where inotify is unavailable it
+    /// looks at the files' size and modification time once a second instead
+    /// (still no query).
+    package func start() {
         let fd = inotify_init1(Int32(IN_CLOEXEC))
-        guard fd >= 0 else { return false }
         let mask = UInt32(IN_MODIFY) | UInt32(IN_CREATE) | UInt32(IN_MOVED_TO)
-        guard inotify_add_watch(fd, directory, mask) >= 0 else { close(fd); return false }
+        guard fd >= 0, inotify_add_watch(fd, directory, mask) >= 0 else {
+            if fd >= 0 { close(fd) }
+            return startPolling()
+        }
         spawnThread { [self] in
             var buffer = [UInt8](repeating: 0, count: 16384)
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -52,7 +54,25 @@ package final class ChangeFeed: @unchecked Sendable {
             }
             close(fd)
         }
-        return true
+    }
+
+    private func startPolling() {
+        let paths = names.map { directory + "/" + $0 }
+        func signature() -> [Int] {
+            paths.flatMap { path -> [Int] in
+                var st = stat()
+                guard stat(path, &st) == 0 else { return [0, 0, 0] }
+                return [Int(st.st_size), Int(st.st_mtim.tv_sec), Int(st.st_mtim.tv_nsec)]
+            }
+        }
+        spawnThread { [self] in
+            var last = signature()
+            while !isStopped {
+                usleep(1_000_000)
+                let now = signature()
+                if now != last { last = now; bump() }
+            }
+        }
     }
 
     /// Counts a change (also called after the dashboard's own actions).
