@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 // The product is synchronous multi-process code (posix_spawn, signals, waitpid) with
@@ -12,25 +12,51 @@ let package = Package(
         .library(name: "TaskQueueSQLite", targets: ["TaskQueueSQLite"]),
         .executable(name: "taskq", targets: ["taskq"]),
     ],
+    // Which SQLite taskq is built on (see the CSQLite target). `--traits BundledSQLite`
+    // replaces the default; enabling both links both, and the bundled one is used.
+    traits: [
+        .trait(name: "SystemSQLite", description: "Use the system's SQLite (libsqlite3-dev): the default."),
+        .trait(name: "BundledSQLite", description: "Compile in the bundled SQLite 3.54.1 (Sources/CSQLiteBundled): no libsqlite3 at run time."),
+        .default(enabledTraits: ["SystemSQLite"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
-        // SQLite 3.54.1, bundled (Sources/CSQLite/README.md says why and how it is built),
-        // reached through its C API.
-        // Its options are in csqlite.c, which includes sqlite3.c. -O2 in debug builds too:
-        // the tests drive thousands of tasks through it.
-        .target(name: "CSQLite", path: "Sources/CSQLite", exclude: ["README.md", "sqlite3.c"],
-                cSettings: [.unsafeFlags(["-O2", "-Wno-everything"])], linkerSettings: [.linkedLibrary("m")]),
-        // sqlite3_config (variadic) for process-wide SQLite settings.
+        // SQLite, reached through its C API as the one module CSQLite (its header picks
+        // the SQLite; Sources/CSQLite/README.md says what each choice gives):
+        // - by default the system's (pkg-config sqlite3; libsqlite3-dev on Debian), so
+        //   the distribution's SQLite fixes reach taskq without a taskq release;
+        // - with the BundledSQLite trait (swift build --traits BundledSQLite), SQLite
+        //   3.54.1 compiled in (Sources/CSQLiteBundled): no libsqlite3 at run time.
+        .target(name: "CSQLite", dependencies: [
+            .target(name: "CSQLiteSystem", condition: .when(traits: ["SystemSQLite"])),
+            .target(name: "CSQLiteBundled", condition: .when(traits: ["BundledSQLite"])),
+        ], exclude: ["README.md"]),
+        .systemLibrary(name: "CSQLiteSystem", path: "Sources/CSQLiteSystem", pkgConfig: "sqlite3",
+                       providers: [.apt(["libsqlite3-dev"])]),
+        // Its options are in csqlite.c, which includes sqlite3.c (only with the trait,
+        // hence the define). -O2 in debug builds too: the tests drive thousands of tasks
+        // through it.
+        .target(name: "CSQLiteBundled", path: "Sources/CSQLiteBundled", exclude: ["sqlite3.c"],
+                cSettings: [.define("TASKQ_BUNDLED_SQLITE", .when(traits: ["BundledSQLite"])),
+                            .unsafeFlags(["-O2", "-Wno-everything"])],
+                linkerSettings: [.linkedLibrary("m")]),
+        // sqlite3_config (variadic) for process-wide SQLite settings; taskq's busy
+        // handler, checkpoint thread and batch-outcome SQL functions.
         .target(name: "CSQLiteTuning", dependencies: ["CSQLite"], path: "Sources/CSQLiteTuning"),
         // A few lines of C for what Swift cannot import: prctl, posix_spawn with a
         // reset signal state, sigaction with a plain C handler.
         .target(name: "CTaskQSystem", path: "Sources/CTaskQSystem"),
         // The core: task model, the storage seam, worker loop, supervisor. No SQL here.
         .target(name: "TaskQueue", dependencies: ["CTaskQSystem"]),
-        // The SQLite store: connection, statements, embedded migrations.
-        .target(name: "TaskQueueSQLite", dependencies: ["TaskQueue", "CSQLite", "CSQLiteTuning"]),
+        // The SQLite store: connection, statements, and the schema's migrations, embedded
+        // in the binary from migrations/*.sql (Sources/TaskQueueSQLite/migrations links
+        // there) and listed in order by the MigrationList plugin, so a new file needs no step.
+        .target(name: "TaskQueueSQLite", dependencies: ["TaskQueue", "CSQLite", "CSQLiteTuning"],
+                exclude: ["migrations/postgres"],
+                resources: [.embedInCode("migrations")], plugins: ["MigrationList"]),
+        .plugin(name: "MigrationList", capability: .buildTool(), path: "Plugins/MigrationList"),
         .executableTarget(name: "taskq", dependencies: [
             "TaskQueue", "TaskQueueSQLite",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -42,9 +68,13 @@ let package = Package(
                           path: "examples/swift-worker"),
         // Shared by the tests: spawn real processes, wait with deadlines, read rows.
         .target(name: "TaskQueueTestSupport", dependencies: ["TaskQueue", "CTaskQSystem"]),
+        // The benchmarks' worker program: a supervisor whose one Swift handler,
+        // bench-noop, writes the harness's audit line.
+        .executableTarget(name: "taskq-bench-worker", dependencies: ["TaskQueue", "TaskQueueSQLite"],
+                          path: "Benchmarks/taskq-bench-worker"),
         // taskq's own benchmark (every workload row: W1-W4, CLI, memory, scale) as a
         // release-mode executable that drives the built `taskq` and
-        // `taskq-example-worker` as processes:
+        // `taskq-bench-worker` as processes:
         //   swift build -c release --static-swift-stdlib && .build/release/taskq-bench --help
         .executableTarget(name: "taskq-bench", dependencies: [
             "TaskQueue", "TaskQueueTestSupport", "CTaskQSystem",
@@ -53,10 +83,21 @@ let package = Package(
         .testTarget(name: "TaskQueueTests", dependencies: ["TaskQueue", "TaskQueueSQLite", "TaskQueueTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TaskQueue", "TaskQueueTestSupport",
                                                              "taskq", "taskq-example-producer", "taskq-example-worker",
-                                                             "taskq-bench"]),
+                                                             "taskq-bench", "taskq-bench-worker"]),
     ],
     swiftLanguageModes: [.v5]
 )
+
+// PostgreSQL: libpq (Debian's libpq-dev) as a system library, and the store built on it.
+package.targets += [
+    .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+    .target(name: "TaskQueuePostgres", dependencies: ["TaskQueue", "CLibPQ"],
+            resources: [.embedInCode("migrations")], plugins: ["MigrationList"]),
+]
+package.products += [.library(name: "TaskQueuePostgres", targets: ["TaskQueuePostgres"])]
+if let tests = package.targets.first(where: { $0.name == "TaskQueueTests" }) {
+    tests.dependencies.append("TaskQueuePostgres")
+}
 
 // `taskq dashboard`: the browser view and /metrics, served by a small HTTP server
 // over POSIX sockets in the target itself: no package dependency, and no Foundation

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # W1 and W1b four ways, interleaved, REPS times (default 5): the harness's C limit
 # program (its minimal table) on the system's SQLite, as the harness runs it; the
-# same program on the SQLite taskq bundles (Sources/CSQLite: a like-for-like
+# same program on the SQLite taskq can bundle (Sources/CSQLiteBundled: a like-for-like
 # limit); the statements taskq runs, in C on taskq's own schema and taskq's SQLite
 # (Benchmarks/ceiling/schema_ceiling.c: the ceiling for taskq's schema); and
 # `taskq enqueue --lines` itself. Prints medians and ratios to the harness's limit.
 #   Benchmarks/schema_ceiling.sh [REPS]
 # Needs cc and the system's SQLite headers (libsqlite3-dev); BENCH_DIR (default
 # ../shared/bench beside the checkout) for limit/limit.c; the release taskq in
-# $TASKQ_BIN_DIR or .build/release (built when missing).
+# $TASKQ_BIN_DIR or .build/release (built when missing: the default build, on the
+# system's SQLite; for the bundled one, build with --traits BundledSQLite and set
+# TASKQ_BIN_DIR, Sources/CSQLite/README.md).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 reps=${1:-5}
@@ -18,9 +20,9 @@ if [ ! -x "$bin/taskq" ]; then (cd "$here" && swift build -c release --static-sw
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 cc -O2 -o "$work/limit" "$bench/limit/limit.c" -lsqlite3
 echo "compiling taskq's SQLite (about a minute)" >&2
-cc -O2 -w -c -o "$work/sqlite3.o" "$here/Sources/CSQLite/csqlite.c"
-cc -O2 -I "$here/Sources/CSQLite/include" -o "$work/limit_t" "$bench/limit/limit.c" "$work/sqlite3.o" -lm
-cc -O2 -I "$here/Sources/CSQLite/include" -o "$work/ceiling" "$here/Benchmarks/ceiling/schema_ceiling.c" "$work/sqlite3.o" -lm
+cc -O2 -w -c -DTASKQ_BUNDLED_SQLITE -o "$work/sqlite3.o" "$here/Sources/CSQLiteBundled/csqlite.c"
+cc -O2 -I "$here/Sources/CSQLiteBundled/include" -o "$work/limit_t" "$bench/limit/limit.c" "$work/sqlite3.o" -lm
+cc -O2 -I "$here/Sources/CSQLiteBundled/include" -o "$work/ceiling" "$here/Benchmarks/ceiling/schema_ceiling.c" "$work/sqlite3.o" -lm
 python3 -c '
 for i in range(20000):
     head = "{\"seq\":%d,\"enq_ns\":0,\"pad\":\"" % i

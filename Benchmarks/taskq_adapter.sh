@@ -5,8 +5,8 @@
 # builds them once with `swift build -c release --static-swift-stdlib`.
 #   enqueue: the taskq CLI (`enqueue bench-noop --lines`): one durable commit per
 #            line read, or per --commit-every B lines.
-#   drain/serve: the Swift worker example (examples/swift-worker), whose
-#            "bench-noop" handler is Swift code inside the worker process that
+#   drain/serve: the benchmarks' worker program (Benchmarks/taskq-bench-worker),
+#            whose "bench-noop" handler is Swift code inside the worker process that
 #            writes the audit line and returns the payload length.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,8 +14,8 @@ if [ -n "${TASKQ_BIN_DIR:-}" ]; then bin=$TASKQ_BIN_DIR
 elif [ -n "${TASKQ:-}" ]; then bin=$(dirname "$TASKQ")
 else
   bin=$here/.build/release
-  if [ ! -x "$bin/taskq" ] || [ ! -x "$bin/taskq-example-worker" ]; then
-    (cd "$here" && swift build -c release --static-swift-stdlib --product taskq >&2 && swift build -c release --static-swift-stdlib --product taskq-example-worker >&2)
+  if [ ! -x "$bin/taskq" ] || [ ! -x "$bin/taskq-bench-worker" ]; then
+    (cd "$here" && swift build -c release --static-swift-stdlib --product taskq >&2 && swift build -c release --static-swift-stdlib --product taskq-bench-worker >&2)
   fi
 fi
 case "${BENCH_SYNC:-NORMAL}" in FULL) sync=full ;; *) sync=normal ;; esac
@@ -36,8 +36,8 @@ case "$sub" in
            [ -s "$db" ] || "$bin/taskq" init --db "$db" >/dev/null
            exec "$bin/taskq" enqueue bench-noop --lines --commit-every "$batch" --quiet --report \
              --db "$db" --synchronous "$sync" ;;
-  drain)   exec "$bin/taskq-example-worker" --db "$db" --workers "$workers" --until-empty --report --synchronous "$sync" ;;
-  serve)   exec "$bin/taskq-example-worker" --db "$db" --workers "$workers" --synchronous "$sync" ;;
+  drain)   exec "$bin/taskq-bench-worker" --db "$db" --workers "$workers" --until-empty --report --synchronous "$sync" ;;
+  serve)   exec "$bin/taskq-bench-worker" --db "$db" --workers "$workers" --synchronous "$sync" ;;
   results) exec sqlite3 "$db" "SELECT count(*) FROM tasks WHERE kind = 'bench-noop' AND state = 'succeeded'" ;;
   info)
     [ -s "$db" ] || "$bin/taskq" init --db "$db" >/dev/null

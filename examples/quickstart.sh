@@ -4,8 +4,8 @@
 #
 #   ./examples/quickstart.sh          (from any directory; Debian 12 with Swift 6)
 #
-# 1. Installs the sqlite3 shell with apt-get if it is missing (as root, or through
-#    sudo); taskq carries its own SQLite, the shell is for looking at the file.
+# 1. Installs with apt-get what is missing (as root, or through sudo): libsqlite3-dev,
+#    the SQLite taskq is built against, and the sqlite3 shell, to look at the file.
 # 2. Builds the release binary: swift build -c release --static-swift-stdlib --product taskq
 #    (the Swift runtime linked in: taskq starts in a few milliseconds)
 # 3. Installs it as /usr/local/bin/taskq when that directory is writable, else as
@@ -26,6 +26,8 @@ die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
 
 # --- 1. system packages ------------------------------------------------------
 need=()
+if ! pkg-config --exists sqlite3 2>/dev/null && [ ! -e /usr/include/sqlite3.h ]; then need+=(libsqlite3-dev); fi
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 if [ ${#need[@]} -gt 0 ]; then
   command -v apt-get >/dev/null 2>&1 || die "missing ${need[*]} and no apt-get: install them with your package manager"

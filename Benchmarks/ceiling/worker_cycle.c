@@ -17,9 +17,11 @@
  *
  *   valgrind --tool=callgrind --callgrind-out-file=/dev/null ./worker_cycle copy.db 5120
  *
- * Built against the system's SQLite (cc … -lsqlite3) and against taskq's
- * (cc -I Sources/CSQLite/include -I Sources/CSQLiteTuning/include worker_cycle.c
- * Sources/CSQLiteTuning/outcomes.c csqlite.o -lm), the one-by-one cycle gave 35.7k
+ * Built against the system's SQLite (cc -I Sources/CSQLite/include
+ * -I Sources/CSQLiteTuning/include worker_cycle.c Sources/CSQLiteTuning/outcomes.c
+ * -lsqlite3) and against the bundled one (the same with -I Sources/CSQLiteBundled/include,
+ * and csqlite.o from cc -c -DTASKQ_BUNDLED_SQLITE Sources/CSQLiteBundled/csqlite.c
+ * instead of -lsqlite3, plus -lm), the one-by-one cycle gave 35.7k
  * and 29.6k instructions per task with the workers' 4 MiB page cache (35.7k and
  * 29.2k with the 32 MiB they had before; Sources/CSQLite/README.md); 30.0k on
  * taskq's with schema 6's two-part claim. On 2026-11-27, this program: 30.8k one by

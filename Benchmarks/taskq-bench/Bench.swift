@@ -33,7 +33,7 @@ final class Bench {
     private var background: [Child] = []
 
     var taskq: String { bin + "/taskq" }
-    var worker: String { bin + "/taskq-example-worker" }
+    var worker: String { bin + "/taskq-bench-worker" }
 
     init(bin: String, quick: Bool) throws {
         self.bin = bin
@@ -42,11 +42,11 @@ final class Bench {
         tmp = Harness.tempDir("taskq-bench")
     }
 
-    /// The directory holding `taskq` and `taskq-example-worker`: $TASKQ_BIN_DIR, else
+    /// The directory holding `taskq` and `taskq-bench-worker`: $TASKQ_BIN_DIR, else
     /// this executable's own directory (.build/release beside a release build).
     static func binaries() throws -> String {
         let dir = Harness.binDir
-        let missing = ["taskq", "taskq-example-worker"].filter { access("\(dir)/\($0)", X_OK) != 0 }
+        let missing = ["taskq", "taskq-bench-worker"].filter { access("\(dir)/\($0)", X_OK) != 0 }
         if !missing.isEmpty {
             throw BenchError("""
                 \(missing.map { "\(dir)/\($0)" }.joined(separator: " and ")) not found. Build them with
@@ -157,9 +157,9 @@ final class Bench {
         return s
     }
 
-    /// Drains `db` with `taskq-example-worker --until-empty --report`: the seconds it reports.
+    /// Drains `db` with `taskq-bench-worker --until-empty --report`: the seconds it reports.
     func drain(_ db: String, workers: Int) throws -> Double {
         let r = try runChecked(worker, ["--db", db, "--workers", String(workers), "--until-empty", "--report"])
-        return try reportedSeconds(r.result.stdout, of: "taskq-example-worker")
+        return try reportedSeconds(r.result.stdout, of: "taskq-bench-worker")
     }
 }

@@ -26,7 +26,7 @@ struct TaskqBench: ParsableCommand {
                       run alternately, medians of 3.
                       Goal: W1 >= 85%, W1b >= 70% of the limit.
               w2      W2: drain 20,000 queued no-op tasks (a Swift handler in
-                      taskq-example-worker) with 2 and with 4 workers.
+                      taskq-bench-worker) with 2 and with 4 workers.
                       Goal: >= 100,000 tasks/s.
               w3      W3: 1,000 tasks enqueued 2 ms apart (one commit each) into 2 idle
                       workers: enqueue-to-start latency. Goal: p50 <= 1 ms, p99 <= 5 ms.
@@ -47,7 +47,7 @@ struct TaskqBench: ParsableCommand {
             --quick: W3 200 tasks, W4 500, CLI 30 runs, memory 50,000 tasks, scale
             100,000 finished + 20,000 queued and 100,000 through (W1, W2 as they are).
 
-            taskq and taskq-example-worker are taken from this executable's directory,
+            taskq and taskq-bench-worker are taken from this executable's directory,
             or from $TASKQ_BIN_DIR. W1-W3 beside the peers (huey, persist-queue,
             litequeue, multiprocessing.Queue) come from ../shared/bench: see
             docs/performance.md.

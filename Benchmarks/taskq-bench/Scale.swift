@@ -8,7 +8,7 @@ extension Bench {
     /// Scale: W2 (2 workers) on a table that already holds `finished` succeeded tasks
     /// and `queued` new ones, against the same drain on a fresh table; then `big`
     /// tasks enqueued in 10 slices (rate per slice) and drained by a long-running
-    /// worker example (rate per second, from the count of succeeded tasks), and the
+    /// taskq-bench-worker (rate per second, from the count of succeeded tasks), and the
     /// RSS of its supervisor and workers after.
     func scale(finished: Int, queued: Int, big: Int) throws {
         say("scale: W2 with \(grouped(finished)) finished + \(grouped(queued)) queued vs a fresh table; then \(grouped(big)) through")
@@ -44,7 +44,7 @@ extension Bench {
         let deadline = tLast + 1200
         while last < big {
             guard System.monotonic() < deadline else {
-                throw BenchError("the worker example drained \(last) of \(big) in 1,200 s: \(sup.stderrSoFar)")
+                throw BenchError("taskq-bench-worker drained \(last) of \(big) in 1,200 s: \(sup.stderrSoFar)")
             }
             sleepSeconds(1.0)
             try checkInterrupted()

@@ -1,7 +1,7 @@
 import TaskQueueTestSupport
 
 extension Bench {
-    /// W2: drain `n` queued no-op tasks (the Swift worker example's `bench-noop`
+    /// W2: drain `n` queued no-op tasks (taskq-bench-worker's `bench-noop`
     /// handler) with 2 and 4 workers, each from a copy of one database. The figure is
     /// the worker's own `--report` time: supervisor and workers started and stopped.
     func w2(_ n: Int) throws {

@@ -17,7 +17,7 @@ extension Bench {
         try runChecked(taskq, ["init", "--db", db])
         let workers = start(worker, ["--db", db, "--workers", "2"], env: ["BENCH_AUDIT_DIR": audit])
         guard try waitFor(10, { children(of: workers.pid).count == 2 }) else {
-            throw BenchError("the worker example did not start 2 workers in 10 s: \(workers.stderrSoFar)")
+            throw BenchError("taskq-bench-worker did not start 2 workers in 10 s: \(workers.stderrSoFar)")
         }
         // The producer starts before the warm-up, as the shared harness's does: the
         // first lines are then not stamped while it is still opening the database.

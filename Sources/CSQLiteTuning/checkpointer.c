@@ -19,7 +19,9 @@
  * Should writers outrun the thread until the WAL is four times its length, a
  * commit copies it all itself, as SQLite would have, which bounds the WAL.
  * How much is copied is read from SQLite (a NOOP checkpoint), never remembered:
- * other connections and processes checkpoint and restart the same WAL.
+ * other connections and processes checkpoint and restart the same WAL. A SQLite
+ * without NOOP checkpoints (before 3.51: Debian 12 has 3.40) answers SQLITE_MISUSE;
+ * the same figure is then read where SQLite keeps it (taskq_wal_backfilled).
  */
 #define _GNU_SOURCE
 #include "CSQLiteTuning.h"
@@ -45,7 +47,24 @@ struct taskq_checkpointer {
                                sqlite3_interrupt) */
     int retry_at;           /* after a failed one (another process held the checkpoint
                                lock): WAL length before asking again */
+    int no_noop;            /* this SQLite has no NOOP checkpoint */
 };
+
+#ifndef SQLITE_CHECKPOINT_NOOP
+#define SQLITE_CHECKPOINT_NOOP -1   /* SQLite 3.51's; older headers lack it */
+#endif
+
+/* nBackfill is the first u32 of the WAL-index's checkpoint information, at byte 96
+   of the -shm file's first region, in native byte order
+   (https://sqlite.org/walformat.html). */
+int taskq_wal_backfilled(sqlite3 *db, const char *schema) {
+    sqlite3_file *file = NULL;
+    if (sqlite3_file_control(db, schema, SQLITE_FCNTL_FILE_POINTER, &file) != SQLITE_OK || !file
+        || !file->pMethods || file->pMethods->iVersion < 2 || !file->pMethods->xShmMap) return -1;
+    volatile void *region = NULL;   /* mapped already, if the connection uses the WAL */
+    if (file->pMethods->xShmMap(file, 0, 32768, 0, &region) != SQLITE_OK || !region) return -1;
+    return (int)((volatile const unsigned int *)region)[24];
+}
 
 static void *run(void *arg) {
     taskq_checkpointer *c = arg;
@@ -98,7 +117,14 @@ static int after_commit(void *arg, sqlite3 *db, const char *schema, int length) 
     if (!inline_now) {
         /* How much of the WAL is copied already, by anyone: read, nothing done. */
         int log = -1, copied = -1;
-        if (sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_NOOP, &log, &copied) == SQLITE_OK && copied >= 0) {
+        int rc = c->no_noop ? SQLITE_MISUSE : sqlite3_wal_checkpoint_v2(db, schema, SQLITE_CHECKPOINT_NOOP, &log, &copied);
+        if (rc == SQLITE_MISUSE) {
+            c->no_noop = 1;   /* (written by committing threads only: one per connection) */
+            log = length;
+            copied = taskq_wal_backfilled(db, schema);
+            rc = SQLITE_OK;
+        }
+        if (rc == SQLITE_OK && copied >= 0) {
             /* The rest is small: copy it here, so the WAL starts over. Or the WAL has
                grown four times over because the thread never catches up with the
                writers: copy it here too, holding this committer back as SQLite would. */

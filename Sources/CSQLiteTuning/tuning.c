@@ -1,12 +1,19 @@
 #include "CSQLiteTuning.h"
-#include "sqlite3.h"
+#include "CSQLite.h"
 
 int taskq_sqlite_tune(void) {
     static int done = 0, rc = 0;
     if (done) return rc;
     done = 1;
+    /* The bundled SQLite is compiled this way (SQLITE_THREADSAFE=2,
+       SQLITE_DEFAULT_MEMSTATUS=0); a system library (Debian's: serialized, memory
+       statistics on) is switched to it here. */
     rc = sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
     if (rc == SQLITE_OK) rc = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    /* Debian's SQLite is compiled with SQLITE_USE_URI=1: it would read a database
+       path such as "file:q.db" as a URI, naming ./q.db. Paths are file names here;
+       taskq asks for a URI itself where it means one (SQLITE_OPEN_URI). */
+    if (rc == SQLITE_OK) rc = sqlite3_config(SQLITE_CONFIG_URI, 0);
     return rc;
 }
 

@@ -5,22 +5,44 @@ import Glibc
 
 /// Runs one shell-command handler attempt: `/bin/sh -c COMMAND` in its own process
 /// group, payload on stdin, stdout captured (bounded) as the result, the tail of
-/// stderr kept for the error, the whole group killed on timeout and when the shell
-/// exits (so a forked daemon cannot outlive its task).
+/// stderr kept (in the error of a failed attempt, beside the result of a successful
+/// one), the whole group killed on timeout and when the shell exits (so a forked
+/// daemon cannot outlive its task).
 struct CommandRunner {
     /// Largest result kept; more output fails the attempt (see docs/reliability.md).
     static let maxResultBytes = 16 << 20
-    /// How much of stderr's end goes into the error message.
+    /// How much of stderr's end is kept, for failed and successful attempts alike.
     static let stderrTailBytes = 2048
+    /// The exit status by which a handler fails its task for good, without retries:
+    /// sysexits' EX_DATAERR, "the input data was incorrect", which a retry of the
+    /// same payload cannot fix (taskq itself exits 65 for bad data).
+    static let badDataStatus: Int32 = 65
+    /// What a task's error says when its handler failed it for good.
+    static let notRetried = "(bad data: failed for good, not retried)"
 
     enum Outcome: Equatable {
-        case succeeded([UInt8])
+        /// `stderr`: the end of what the handler wrote to stderr, nil when nothing.
+        case succeeded([UInt8], stderr: String?)
         /// `timedOut`: the attempt's --timeout passed (kept as "timed out" in the history).
-        case failed(String, timedOut: Bool = false)
+        /// `badData`: it exited `badDataStatus`: no retry.
+        case failed(String, timedOut: Bool = false, badData: Bool = false)
     }
 
     let command: String
     let environment: [String]
+    /// Hand a JSON-string payload over as its text plus a newline (`SupervisorOptions.textInput`).
+    var textInput = false
+
+    /// The bytes the handler reads on stdin: the payload's JSON, or with
+    /// `textInput` the text of a JSON-string payload and a newline.
+    func input(_ payload: String) -> [UInt8] {
+        if textInput, case .string(let text)? = try? JSON.parse(payload) { return Array((text + "\n").utf8) }
+        return Array(payload.utf8)
+    }
+
+    /// Also echo each line the handler writes (stdout and stderr) to this
+    /// process's stderr, prefixed `[task ID KIND] ` (`supervise --log-output`).
+    var logOutput = false
 
     /// Runs the command for `task`. `tick` is called about every `tickInterval`
     /// seconds while it runs; when it returns false (stop at once) the group is
@@ -57,13 +79,14 @@ struct CommandRunner {
         let pidfd = taskq_pidfd_open(pid)
         var stdinFD: Int32 = inPipe[1]
         _ = fcntl(stdinFD, F_SETFL, fcntl(stdinFD, F_GETFL) | O_NONBLOCK)
-        let payload = Array(task.payload.utf8)
+        let payload = input(task.payload)
         var written = 0
         if payload.isEmpty { close(stdinFD); stdinFD = -1 }
 
         var output: [UInt8] = []
         var overflow = false
         var errTail: [UInt8] = []
+        var echo = logOutput ? LineEcho(prefix: "[task \(task.id) \(task.kind)] ") : nil
         var outOpen = true, errOpen = true, exited = false
         var status: Int32 = 0
         let start = System.monotonic()
@@ -95,9 +118,11 @@ struct CommandRunner {
                     if r <= 0 {
                         if r == 0 || (errno != EINTR && errno != EAGAIN) {
                             if f.fd == outPipe[0] { outOpen = false } else { errOpen = false }
+                            echo?.end(stream: f.fd == outPipe[0] ? 0 : 1)
                         }
                         continue
                     }
+                    echo?.add(buf[0..<r], stream: f.fd == outPipe[0] ? 0 : 1)
                     if f.fd == outPipe[0] {
                         if output.count + r <= Self.maxResultBytes {
                             output += buf[0..<r]
@@ -142,6 +167,8 @@ struct CommandRunner {
             }
         }
         if !exited { killGroup(pid); waitpid(pid, &status, 0) }
+        echo?.end(stream: 0)
+        echo?.end(stream: 1)
         if stdinFD >= 0 { close(stdinFD) }
         if pidfd >= 0 { close(pidfd) }
         close(outPipe[0]); close(errPipe[0])
@@ -150,24 +177,72 @@ struct CommandRunner {
             return .failed("handler wrote more than \(Self.maxResultBytes >> 20) MiB to stdout (the result limit): its process group was killed and the output discarded")
         }
         if let abortReason { return .failed(abortReason + stderrSuffix(errTail), timedOut: timedOut) }
-        if status == 0 { return .succeeded(output) }
+        if status == 0 { return .succeeded(output, stderr: stderrText(errTail)) }
         var how = System.describe(waitStatus: status)
         let code = (status >> 8) & 0xff
         if status & 0x7f == 0 && code > 128 && code < 160 {
             // /bin/sh reports a command it ran that died of signal N as exit 128+N.
             how += " (a command in it was killed by signal \(code - 128) (\(System.signalName(code - 128))))"
         }
-        return .failed("handler " + how + stderrSuffix(errTail))
+        let badData = status & 0x7f == 0 && code == Self.badDataStatus
+        if badData { how += " " + Self.notRetried }
+        return .failed("handler " + how + stderrSuffix(errTail), badData: badData)
     }
 
     private func killGroup(_ pgid: pid_t) { kill(-pgid, SIGKILL) }
 
-    private func stderrSuffix(_ tail: [UInt8]) -> String {
+    /// The end of stderr as kept: its last `stderrTailBytes` ("…" first when there
+    /// was more), trailing blank space dropped; nil when that leaves nothing.
+    private func stderrText(_ tail: [UInt8]) -> String? {
         var t = tail.suffix(Self.stderrTailBytes)
         while let last = t.last, last == 10 || last == 13 || last == 32 { t.removeLast() }
-        if t.isEmpty { return "" }
-        let text = String(decoding: t, as: UTF8.self).replacingNewlines()
-        return "; stderr: " + (tail.count > Self.stderrTailBytes ? "…" : "") + text
+        if t.isEmpty { return nil }
+        return (tail.count > Self.stderrTailBytes ? "…" : "") + String(decoding: t, as: UTF8.self)
+    }
+
+    /// The end of stderr for a failed attempt's one-line error.
+    private func stderrSuffix(_ tail: [UInt8]) -> String {
+        stderrText(tail).map { "; stderr: " + $0.replacingNewlines() } ?? ""
+    }
+}
+
+/// `--log-output`: a handler's output, line by line, each line prefixed and written
+/// to stderr with one write (so lines of workers sharing the terminal do not mix).
+/// Stdout and stderr keep separate partial lines.
+struct LineEcho {
+    let prefix: [UInt8]
+    private var partial: [[UInt8]] = [[], []]
+    /// A line longer than this is echoed in pieces rather than held.
+    private static let maxLine = 16384
+
+    init(prefix: String) { self.prefix = Array(prefix.utf8) }
+
+    mutating func add(_ bytes: ArraySlice<UInt8>, stream: Int) {
+        var rest = bytes
+        while let nl = rest.firstIndex(of: 10) {
+            emit(partial[stream] + rest[rest.startIndex...nl])
+            partial[stream] = []
+            rest = rest[(nl + 1)...]
+        }
+        partial[stream] += rest
+        if partial[stream].count > Self.maxLine { emit(partial[stream] + [10]); partial[stream] = [] }
+    }
+
+    /// The stream ended: a last line without its newline is echoed with one.
+    mutating func end(stream: Int) {
+        if !partial[stream].isEmpty { emit(partial[stream] + [10]); partial[stream] = [] }
+    }
+
+    private func emit(_ line: [UInt8]) {
+        let all = prefix + line
+        var off = 0
+        all.withUnsafeBytes { raw in
+            while off < raw.count {
+                let n = write(2, raw.baseAddress! + off, raw.count - off)
+                if n < 0 { if errno == EINTR { continue }; return }
+                off += n
+            }
+        }
     }
 }
 

@@ -28,9 +28,11 @@ public struct RetryPolicy: Sendable, Equatable {
         return RetryPolicy(base: b, cap: task.backoffCap ?? (task.backoffBase == nil ? cap : max(cap, b)))
     }
 
-    /// The outcome for a failed attempt: retry later, or give up when attempts are spent.
-    package func outcome(for task: ClaimedTask, error: String, now: Timestamp) -> TaskOutcome.Result {
-        if task.attempt >= task.maxAttempts { return .failed(error: error, retryAt: nil) }
+    /// The outcome for a failed attempt: retry later, or give up when attempts are
+    /// spent or the handler failed the task for good (`permanent`: a shell handler's
+    /// exit 65, a Swift handler's thrown `TaskQueueError.badData`).
+    package func outcome(for task: ClaimedTask, error: String, permanent: Bool = false, now: Timestamp) -> TaskOutcome.Result {
+        if permanent || task.attempt >= task.maxAttempts { return .failed(error: error, retryAt: nil) }
         return .failed(error: error, retryAt: now.adding(seconds: applying(task).delay(afterAttempt: task.attempt)))
     }
 

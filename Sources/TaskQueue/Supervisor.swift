@@ -23,6 +23,10 @@ public struct SupervisorOptions: Sendable {
     public var retain: Double? = 7 * 86_400
     /// kind → shell command.
     public var commands: [String: String] = [:]
+    /// Kinds whose shell command reads a JSON-string payload as the text it holds,
+    /// plus a newline, rather than as JSON (`taskq map`'s lines; other payloads
+    /// reach it as JSON all the same).
+    public var textInput: Set<String> = []
     /// Seconds a claim lives without a heartbeat. Default 30.
     public var lease: Double = 30
     /// On SIGTERM/SIGINT/stop --now: how long running tasks may finish. Default 30.
@@ -30,6 +34,9 @@ public struct SupervisorOptions: Sendable {
     public var retry: RetryPolicy = .init()
     /// Exit once no task is ready (workers exit when they find nothing to claim).
     public var untilEmpty: Bool = false
+    /// Echo each line a command handler writes (stdout and stderr) to the
+    /// supervisor's stderr, prefixed `[task ID KIND] `. The stored result is unchanged.
+    public var logOutput: Bool = false
 
     public init(database: String) { self.database = database }
 
@@ -80,6 +87,10 @@ public final class Supervisor {
     private enum Phase: Equatable { case running, draining, stopping, aborting }
     private var phase = Phase.running
     private var sentinel: StopSentinel?
+    /// What `run` returns once its workers are gone; set by the first cause of a
+    /// stop that is not orderly.
+    private var exitStatus = Exit.stopped
+    private var leaseLost = false
     private var stopDeadline = 0.0
     private var killDeadline = 0.0
     private lazy var scheduler = (store as? any ScheduleStore).map { Scheduler(store: $0, log: { [unowned self] in self.log($0) }) }
@@ -101,7 +112,7 @@ public final class Supervisor {
 
     private static let signals: [Int32] = [SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT]
 
-    /// Runs until stopped. Returns the exit status: 0 for every orderly stop.
+    /// Runs until stopped. Returns the exit status (`Exit`): 0 for every orderly stop.
     public func run() throws -> Int32 {
         for s in Self.signals { taskq_block_signal(s, 1) }
         signal(SIGPIPE, SIG_IGN)
@@ -112,8 +123,8 @@ public final class Supervisor {
             startTicks: System.startTicks(of: getpid()) ?? 0, queues: servedQueues, kinds: kinds,
             now: .now(), lease: options.lease)
         let poolText = pools.count == 1 && pools[0].queues == nil ? "\(pools[0].workers) workers"
-            : "workers " + pools.map { "\($0.workers) for \($0.queues?.joined(separator: "+") ?? "all queues")" }.joined(separator: ", ")
-        log("started as process \(processID) with \(poolText), handling \(kinds.joined(separator: ", ")), on \(options.database)")
+            : "workers " + pools.map { "\($0.workers) for \($0.queues.map { Self.shortList($0, "+", "queues") } ?? "all queues")" }.joined(separator: ", ")
+        log("started as process \(processID) with \(poolText), handling \(Self.shortList(kinds, ", ", "kinds")), on \(options.database)")
         recover()
         desired = pools.map(\.workers)
         var nextPrune = System.monotonic() + 2
@@ -141,10 +152,12 @@ public final class Supervisor {
             let t = System.monotonic()
             if t >= nextHeartbeat {
                 nextHeartbeat = t + heartbeatEvery
-                if (try? store.heartbeat(processID: processID, now: .now(), lease: options.lease)) == false {
-                    log("lease lost: another supervisor declared this one dead; stopping its workers")
-                    killAll()
-                    return 1
+                if !leaseLost, (try? store.heartbeat(processID: processID, now: .now(), lease: options.lease)) == false {
+                    // Its workers are healthy and still own their tasks (their own
+                    // rows and leases are alive): they finish or give back what they
+                    // run, as on SIGTERM; nothing more counts as a crash.
+                    leaseLost = true
+                    stop(exiting: Exit.leaseLost, "lease lost: another supervisor declared this one dead (it was stopped or stalled longer than --lease) and recovered its row")
                 }
             }
             checkSentinel()
@@ -182,6 +195,23 @@ public final class Supervisor {
 
     private func stopGracefully(_ why: String) {
         log("\(why): finishing running tasks (up to \(formatDuration(options.shutdownTimeout))), then exiting")
+        signalStop()
+    }
+
+    /// A stop that is not orderly: exit with `status` once the workers have stopped
+    /// as on SIGTERM. Only the first cause counts.
+    private func stop(exiting status: Int32, _ why: String) {
+        guard exitStatus == Exit.stopped else { return }
+        exitStatus = status
+        guard phase == .running || phase == .draining else {
+            log("\(why); exiting with status \(status) once stopped")
+            return
+        }
+        log("\(why); stopping workers as on SIGTERM (running tasks get up to \(formatDuration(options.shutdownTimeout)) to finish), then exiting with status \(status)")
+        signalStop()
+    }
+
+    private func signalStop() {
         phase = .stopping
         stopDeadline = System.monotonic() + options.shutdownTimeout
         for pid in workers.keys { kill(pid, SIGTERM) }
@@ -211,8 +241,8 @@ public final class Supervisor {
             try? store.completeStopSentinel(s.id, note: "supervisor pid \(getpid()) (process \(processID)) stopped", now: .now())
         }
         try? store.removeProcess(processID)
-        log("stopped")
-        return 0
+        log(exitStatus == Exit.stopped ? "stopped" : "stopped; exit status \(exitStatus)")
+        return exitStatus
     }
 
     // MARK: workers
@@ -225,7 +255,7 @@ public final class Supervisor {
         if System.monotonic() < nextSpawnAt { return }
         for (i, want) in desired.enumerated() {
             let active = workers.values.filter { !$0.retired && $0.pool == i }.count
-            if active < want { for _ in active..<want { spawnWorker(pool: i) } }
+            if active < want { for _ in active..<want where phase == .running || phase == .draining { spawnWorker(pool: i) } }
         }
     }
 
@@ -249,23 +279,37 @@ public final class Supervisor {
         config.busyTimeout = options.busyTimeout
         config.queues = pools[pool].queues
         config.commands = options.commands
+        config.textInput = options.textInput.sorted()
         config.lease = options.lease
         config.retry = options.retry
         config.untilEmpty = options.untilEmpty
+        config.logOutput = options.logOutput
         // Spawn /proc/self/exe, not the path it points to: after an upgrade in
         // place that path names the new file (or "… (deleted)"), and a running
         // supervisor must keep starting workers of its own version.
         let current = CurrentTaskSlot.create()
         config.currentTaskFD = current?.descriptor ?? -1
-        let argv = [System.executablePath, WorkerConfig.argument, config.json]
+        // The configuration goes in a memfd, not in argv (see WorkerConfig).
+        let configFD = config.descriptor()
+        var rc = configFD < 0 ? errno : 0
         var pid: pid_t = 0
-        let rc = withCStrings(argv) { a in
-            withCStrings(currentEnvironment()) { e in taskq_spawn(&pid, "/proc/self/exe", a, e, 1, 0, -1, -1, -1, nil, 0) }
+        if configFD >= 0 {
+            let argv = [System.executablePath, WorkerConfig.argument,
+                        WorkerConfig.launchArgument(database: options.database, descriptor: configFD)]
+            rc = withCStrings(argv) { a in
+                withCStrings(currentEnvironment()) { e in taskq_spawn(&pid, "/proc/self/exe", a, e, 1, 0, -1, -1, -1, nil, 0) }
+            }
+            close(configFD)
         }
         // The worker has its copy; ours must not leak into the next worker.
         current?.closeDescriptor()
         if rc != 0 {
-            log("cannot start a worker (\(String(cString: strerror(rc)))); retrying")
+            let why = "cannot start a worker (\(configFD < 0 ? "memfd for its configuration: " : "")\(String(cString: strerror(rc))))"
+            if Self.isPermanent(spawnError: rc) {
+                stop(exiting: Exit.permanentFailure, "\(why), and retrying cannot heal this")
+                return
+            }
+            log("\(why); retrying")
             noteCrash()
             return
         }
@@ -295,6 +339,9 @@ public final class Supervisor {
         let how = System.describe(waitStatus: status)
         let clean = status == 0
         let deliberate = phase == .aborting || slot.retired
+        // It stopped on an error it could not get past, not while running a task:
+        // what it still held goes back without counting an attempt.
+        let permanent = status & 0x7f == 0 && (status >> 8) & 0xff == Worker.Exit.permanentFailure
         let now = Timestamp.now()
         if let rows = try? store.processes().filter({ $0.role == .worker && $0.supervisorID == processID && $0.pid == pid }) {
             for row in rows {
@@ -302,12 +349,12 @@ public final class Supervisor {
                 // the crash; the others never started and go back as they were.
                 let running = slot.current?.taskID ?? 0
                 let held = (try? store.recoverProcess(row.id, now: now, startedTaskID: running != 0 ? running : nil) { t in
-                    if clean || deliberate { return .released }
+                    if clean || deliberate || permanent { return .released }
                     return self.options.retry.crashOutcome(
                         for: t, error: "worker pid \(pid) \(how) while running task \(t.id), attempt \(t.attempt)/\(t.maxAttempts)",
                         policy: Recovery.crashPolicy(t, self.options.onCrash), now: now)
                 }) ?? []
-                if !held.isEmpty && !clean && !deliberate {
+                if !held.isEmpty && !clean && !deliberate && !permanent {
                     let hit = running != 0 ? held.filter { $0.id == running } : held
                     log("worker pid \(pid) \(how) while running task \(hit.map { String($0.id) }.joined(separator: ", "))"
                         + Recovery.fates(hit, options.onCrash))
@@ -315,6 +362,11 @@ public final class Supervisor {
             }
         }
         if deliberate { return }
+        if permanent {
+            stop(exiting: Exit.permanentFailure,
+                 "worker pid \(pid) stopped on an error that retrying cannot heal (\(slot.current?.failure ?? "see its log line above"))")
+            return
+        }
         if clean {
             // A worker exits 0 only when told to stop or when it found nothing
             // left (until-empty, a drain sentinel): it is done, not replaced.

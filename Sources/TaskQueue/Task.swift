@@ -36,8 +36,13 @@ public struct EnqueueOptions: Sendable, Equatable {
     public var queue: String = "default"
     /// Higher runs first. Default 0.
     public var priority: Int64 = 0
-    /// Not started before this time. `nil`: now.
+    /// Not started before this time. `nil`: now. At most `latestRunAt`.
     public var runAt: Timestamp? = nil
+
+    /// The latest `runAt` accepted, 9999-12-31T23:59:59.998Z: the next
+    /// millisecond, the last one a stored time can show, marks tasks blocked
+    /// behind `after` (`Timestamp.blocked`).
+    public static let latestRunAt = Timestamp(milliseconds: Timestamp.blocked.milliseconds - 1)
     /// Attempts before the task ends `failed`; `nil`: its kind's policy
     /// (`Queue.setKindPolicy`), else 3.
     public var maxAttempts: Int64? = nil
@@ -78,6 +83,10 @@ public struct EnqueueOptions: Sendable, Equatable {
     /// command-line option).
     public func validate(asOptions: Bool = false) throws {
         try validateName(queue, what: "queue")
+        if let r = runAt, r > Self.latestRunAt {
+            let why = r == Timestamp.blocked ? ": \(r.iso) marks tasks waiting for --after" : ", not a time past year 9999"
+            throw TaskQueueError.usage("\(asOptions ? "--at" : "runAt") must be at most \(Self.latestRunAt.iso)\(why)")
+        }
         try KindPolicy(maxAttempts: maxAttempts, backoffBase: backoffBase, backoffCap: backoffCap).validate(asOptions: asOptions)
         if let t = timeout, !(t > 0 && t <= 31_536_000) {
             throw TaskQueueError.usage("\(asOptions ? "--timeout" : "timeout") must be more than 0 and at most 1 year (365d), not \(formatDuration(t))")
@@ -181,10 +190,13 @@ public struct TaskFilter: Sendable {
     public var limit: Int = 100
     /// Newest finish first instead of newest id first.
     public var latestFinishedFirst = false
+    /// Whether stop sentinels (kind `taskq.stop`, rows `taskq stop` writes) are listed.
+    public var includeStopSentinels = true
     public init(states: [TaskState] = [], queue: String? = nil, kind: String? = nil, limit: Int = 100,
-                latestFinishedFirst: Bool = false) {
+                latestFinishedFirst: Bool = false, includeStopSentinels: Bool = true) {
         self.states = states; self.queue = queue; self.kind = kind; self.limit = limit
         self.latestFinishedFirst = latestFinishedFirst
+        self.includeStopSentinels = includeStopSentinels
     }
 }
 

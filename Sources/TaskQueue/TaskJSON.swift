@@ -44,13 +44,15 @@ public enum TaskJSON {
             h.add("host", a.workerHost)
             h.add("outcome", a.outcome)
             h.add("error", a.error)
+            h.add("stderr", a.stderr)
             return h.text
         }.joined(separator: ",") + "]")
         return o.text
     }
 
-    /// `status --json`, from `Queue.stats()` and `Queue.pausedQueues()`.
-    public static func status(database: String, stats s: QueueStats, paused: [QueueSetting], now: Timestamp) -> String {
+    /// `status --json`, from `Queue.stats()`, `Queue.pausedQueues()` and `Queue.unservedTasks()`.
+    public static func status(database: String, stats s: QueueStats, paused: [QueueSetting], unserved: [UnservedTasks],
+                              now: Timestamp) -> String {
         let pausedNames = Set(paused.map(\.name))
         var perQueue: [String: [TaskState: Int64]] = [:]
         for c in s.counts { perQueue[c.queue, default: [:]][c.state] = c.count }
@@ -103,7 +105,24 @@ public enum TaskJSON {
             o.addRaw("workers", "[" + s.processes.filter { $0.supervisorID == sup.id }.map { processJSON($0).text }.joined(separator: ",") + "]")
             return o.text
         }.joined(separator: ",") + "]")
+        root.addRaw("unserved", Self.unserved(unserved))
         return root.text
+    }
+
+    /// `status --json`'s "unserved" array.
+    public static func unserved(_ unserved: [UnservedTasks]) -> String {
+        "[" + unserved.map { u in
+            var o = JSONObjectWriter()
+            o.add("queue", u.queue)
+            o.add("kind", u.kind)
+            o.add("queued", u.count)
+            switch u.reason {
+            case .noSupervisor: o.add("reason", "no supervisor")
+            case .noHandler: o.add("reason", "no handler")
+            case .queueNotServed: o.add("reason", "queue not served")
+            }
+            return o.text
+        }.joined(separator: ",") + "]"
     }
 
     /// One schedule: the shape of `schedule list --json` items.

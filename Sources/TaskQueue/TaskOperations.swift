@@ -23,12 +23,15 @@ public struct TaskAttempt: Sendable, Equatable {
     public var finishedAt: Timestamp?
     public var workerPID: Int64?
     public var workerHost: String?
+    /// Why it failed; a failed command's stderr is at its end ("…; stderr: …").
     public var error: String?
+    /// The end of a succeeded command handler's stderr (nil when it wrote none).
+    public var stderr: String?
 
     public init(outcome: String, attempt: Int64, startedAt: Timestamp?, finishedAt: Timestamp?,
-                workerPID: Int64?, workerHost: String?, error: String?) {
+                workerPID: Int64?, workerHost: String?, error: String?, stderr: String? = nil) {
         self.outcome = outcome; self.attempt = attempt; self.startedAt = startedAt; self.finishedAt = finishedAt
-        self.workerPID = workerPID; self.workerHost = workerHost; self.error = error
+        self.workerPID = workerPID; self.workerHost = workerHost; self.error = error; self.stderr = stderr
     }
 }
 
@@ -83,10 +86,17 @@ package protocol TaskOperationsStore: TaskStore {
     /// one the task row describes.
     func attempts(of taskID: Int64) throws -> [TaskAttempt]
 
+    /// The state of each task among `ids` that exists (sentinels excluded), read
+    /// in one snapshot: what `taskq wait` polls for thousands of ids.
+    func states(of ids: [Int64]) throws -> [Int64: TaskState]
+
     /// In one transaction: each failed or cancelled task among `ids` becomes
     /// queued, ready now, with a fresh attempt budget (attempts 0); others are
     /// left as they are with a note. A task whose unique key is held by another
-    /// queued or running task is left too.
+    /// queued or running task is left too. A task enqueued `after` others waits
+    /// again (blocked) for those still queued or running, and is left while one
+    /// is failed, cancelled or gone. Ids are worked oldest first, each once; the
+    /// changes follow the order given.
     func retryTasks(_ ids: [Int64], now: Timestamp) throws -> [TaskChange]
 
     /// The ids of tasks in `state` (failed or cancelled), optionally of one queue
@@ -97,7 +107,10 @@ package protocol TaskOperationsStore: TaskStore {
     /// `cancelled` with `reason` as its error (a running one loses its owner, so
     /// the worker's late result is refused by the fence; the running attempt is
     /// kept in history as cancelled). Its dependants are cancelled too. Finished
-    /// tasks are left as they are with a note.
+    /// tasks are left as they are with a note. A cancelled task keeps the list
+    /// of dependencies it still waited for, for `retryTasks`. Ids are worked
+    /// newest first (dependants before their dependencies), each once; the
+    /// changes follow the order given.
     func cancelTasks(_ ids: [Int64], reason: String, now: Timestamp) throws -> [TaskChange]
 
     /// Cheap (one primary-key read): is `taskID` still running with this owner
@@ -106,7 +119,8 @@ package protocol TaskOperationsStore: TaskStore {
 
     /// Deletes up to `limit` finished tasks in one of `states` whose finished_at
     /// is before `before`, with their history rows, in one short transaction.
-    /// Never deletes the task with the highest id, so ids are never reused.
+    /// Deletes every one that matches, the newest too; an id it deleted is never
+    /// given to a new task.
     /// Returns how many it deleted.
     func purgeTasks(states: [TaskState], finishedBefore before: Timestamp, limit: Int) throws -> Int
 
@@ -133,6 +147,10 @@ extension Queue {
     /// Every attempt of a task, oldest first.
     public func attempts(of id: Int64) throws -> [TaskAttempt] { try operations.attempts(of: id) }
 
+    /// The state of each task among `ids` that exists, read in one snapshot;
+    /// ids with no task are absent.
+    public func states(of ids: [Int64]) throws -> [Int64: TaskState] { try operations.states(of: ids) }
+
     /// Puts failed or cancelled tasks back as queued with a fresh attempt budget.
     @discardableResult
     public func retry(_ ids: [Int64]) throws -> [TaskChange] { try operations.retryTasks(ids, now: .now()) }
@@ -152,9 +170,9 @@ extension Queue {
         return changes
     }
 
-    /// Cancels queued or running tasks.
+    /// Cancels queued or running tasks; `reason` becomes each one's `last_error`.
     @discardableResult
-    public func cancel(_ ids: [Int64], reason: String = "cancelled by taskq cancel") throws -> [TaskChange] {
+    public func cancel(_ ids: [Int64], reason: String = "cancelled") throws -> [TaskChange] {
         try operations.cancelTasks(ids, reason: reason, now: .now())
     }
 

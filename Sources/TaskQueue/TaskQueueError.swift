@@ -31,10 +31,28 @@ public struct TaskQueueError: Error, CustomStringConvertible, Sendable, Equatabl
 
     public let code: Code
     public let message: String
+    /// The lower-level failure this error reports, if any: for a failed SQLite call
+    /// the store's `SQLiteError` (result code, extended code, SQLite's message, the
+    /// statement), for code that decides by result code rather than by message text.
+    /// Nil for taskq's own checks. Not compared by `==`.
+    public let underlying: (any Error & Sendable)?
+    /// Whether the same operation may succeed when tried again later with nothing
+    /// changed but time: a lock held past the busy timeout, a full disk, an I/O
+    /// error. False for what stays wrong until someone acts: a bad argument, a
+    /// missing, read-only or corrupt database, a refused constraint.
+    public let isTransient: Bool
 
-    public init(_ code: Code, _ message: String) {
+    /// `isTransient` defaults to true for `.busy` and `.noSpace`, else false.
+    public init(_ code: Code, _ message: String, underlying: (any Error & Sendable)? = nil, isTransient: Bool? = nil) {
         self.code = code
         self.message = message
+        self.underlying = underlying
+        self.isTransient = isTransient ?? (code == .busy || code == .noSpace)
+    }
+
+    /// Same code, same message.
+    public static func == (a: TaskQueueError, b: TaskQueueError) -> Bool {
+        a.code == b.code && a.message == b.message
     }
 
     public var description: String { message }

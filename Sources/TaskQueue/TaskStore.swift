@@ -66,9 +66,13 @@ package struct TaskOutcome: Sendable, Equatable {
     /// unless this is `notStarted`: claimed in a batch, never run, nothing to keep.)
     package var failure: String
     package static let notStarted = "not started"
+    /// The end of a successful command handler's stderr (stored in `tasks.stderr`);
+    /// nil when it wrote none. A failed attempt's stderr is part of its error.
+    package var stderr: String?
 
-    package init(taskID: Int64, owner: Int64, attempt: Int64, result: Result, failure: String = "failed") {
+    package init(taskID: Int64, owner: Int64, attempt: Int64, result: Result, failure: String = "failed", stderr: String? = nil) {
         self.taskID = taskID; self.owner = owner; self.attempt = attempt; self.result = result; self.failure = failure
+        self.stderr = stderr
     }
 }
 
@@ -184,6 +188,10 @@ package protocol TaskStore: AnyObject {
 
     /// Counts per queue and state, and the registered processes.
     func stats(now: Timestamp) throws -> QueueStats
+
+    /// Queued tasks (stop sentinels left out) per queue and kind, ids among `ids`
+    /// only when given.
+    func queuedCounts(ids: [Int64]?) throws -> [(queue: String, kind: String, count: Int64)]
 
     /// The path or address of the database, for messages.
     var location: String { get }

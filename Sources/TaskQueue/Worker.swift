@@ -4,8 +4,8 @@ import Glibc
 #endif
 
 /// A worker process: claim, run, finish (fenced), repeat. Started by a supervisor
-/// as `<exe> __taskq-worker '<config>'`, in its own session, so the supervisor can
-/// kill it together with every handler it started.
+/// as `<exe> __taskq-worker '{"database":…,"config_fd":…}'` (see WorkerConfig), in
+/// its own session, so the supervisor can kill it together with every handler it started.
 ///
 /// Signals: SIGTERM/SIGINT finish the task in hand, then exit 0. SIGUSR1 aborts
 /// the task in hand (its handler group is killed, the task released without
@@ -17,7 +17,12 @@ public final class Worker {
         public static let clean: Int32 = 0
         public static let parentGone: Int32 = 2
         public static let leaseLost: Int32 = 3
+        /// Could not start for an error that may heal (the database locked past the
+        /// busy timeout, say): the supervisor tries again after a delay.
         public static let failedToStart: Int32 = 70
+        /// Stopped by an error that retrying cannot heal (see `isPermanent`); its
+        /// message is in the shared slot. The supervisor stops too.
+        public static let permanentFailure: Int32 = 78
     }
 
     let config: WorkerConfig
@@ -62,10 +67,7 @@ public final class Worker {
         signal(SIGPIPE, SIG_IGN)
 
         let kinds = handlers.kinds
-        if kinds.isEmpty {
-            System.log("taskq worker \(getpid()): no handlers; nothing to do")
-            return Exit.failedToStart
-        }
+        if kinds.isEmpty { return stop(permanently: "this worker program has no handlers") }
         do {
             store = try makeStore()
             processID = try store.registerProcess(
@@ -73,6 +75,7 @@ public final class Worker {
                 bootID: System.bootID, startTicks: System.startTicks(of: getpid()) ?? 0,
                 queues: config.queues, kinds: kinds, now: .now(), lease: config.lease)
         } catch {
+            if Self.isPermanent(error) { return stop(permanently: "cannot start: \(error)") }
             System.log("taskq worker \(getpid()): cannot start: \(error)")
             return Exit.failedToStart
         }
@@ -108,6 +111,13 @@ public final class Worker {
                 System.log("taskq worker \(getpid()): lease lost (\(gone)); exiting")
                 return Exit.leaseLost
             } catch {
+                if Self.isPermanent(error) {
+                    // It would fail the same way every time. Write what it can, give
+                    // back what it claimed, and stop, so its supervisor stops too.
+                    if !pending.isEmpty { _ = try? store.finishAndClaim(pending, claim: nil, now: .now()) }
+                    try? store.removeProcess(processID)
+                    return stop(permanently: "\(error)")
+                }
                 // "database is locked" past the busy timeout, a full disk: keep
                 // the outcomes and try again, backing off from 0.5 s to 5 s; never
                 // die of it. (Not on the waiter: the failed write itself touched
@@ -159,9 +169,10 @@ public final class Worker {
                     continue
                 }
                 currentTask?.taskID = task.id
-                let (result, failure) = execute(task)
+                let (result, failure, stderr) = execute(task)
                 currentTask?.taskID = 0
-                pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: result, failure: failure))
+                pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: result, failure: failure,
+                                           stderr: stderr))
             }
             // Claim more at once while the backlog is deep (a full claim) and its
             // tasks are quick (the batch ran in under 10 ms, so a bigger one only
@@ -175,6 +186,24 @@ public final class Worker {
         flush(pending)
         try? store.removeProcess(processID)
         return Exit.clean
+    }
+
+    /// Whether retrying cannot heal `error`: the one place that decides. A statement
+    /// SQLite refuses (SQLITE_ERROR or SQLITE_MISUSE: a missing index, a statement
+    /// past SQLite's limits), a file that is not a database or is corrupt, and a bad
+    /// configuration fail the same way every time. A lock held too long, a full disk,
+    /// an I/O error, a read-only or missing file may heal, and are retried.
+    package static func isPermanent(_ error: any Error) -> Bool {
+        guard let e = error as? TaskQueueError, !e.isTransient else { return false }
+        return e.code == .failed || e.code == .badData || e.code == .usage
+    }
+
+    /// Logs why this worker cannot go on, leaves it in the slot for the supervisor,
+    /// and returns the status that says so.
+    private func stop(permanently why: String) -> Int32 {
+        System.log("taskq worker \(getpid()): \(why); retrying cannot heal this: exiting (status \(Exit.permanentFailure))")
+        currentTask?.failure = why
+        return Exit.permanentFailure
     }
 
     private func readSignals() {
@@ -199,14 +228,22 @@ public final class Worker {
         }
     }
 
-    /// Runs one attempt and says how it ended.
-    private func execute(_ task: ClaimedTask) -> (TaskOutcome.Result, String) {
+    /// Runs one attempt and says how it ended: the result, how a failure failed
+    /// (for the history), and the end of a successful command's stderr.
+    private func execute(_ task: ClaimedTask) -> (TaskOutcome.Result, String, String?) {
         let error: String
         var failure = "failed"
+        var permanent = false
         if let f = handlers.functions[task.kind] {
-            do { return (.succeeded(try f(task)), "") } catch let e { error = "handler threw: \(e)" }
+            do { return (.succeeded(try f(task)), "", nil) } catch let e {
+                // A thrown TaskQueueError.badData fails the task for good, as exit 65 does.
+                permanent = (e as? TaskQueueError)?.code == .badData
+                error = "handler threw: \(e)" + (permanent ? " " + CommandRunner.notRetried : "")
+            }
         } else if let command = handlers.commands[task.kind] {
-            let runner = CommandRunner(command: command, environment: baseEnvironment)
+            var runner = CommandRunner(command: command, environment: baseEnvironment,
+                                       textInput: !config.textInput.isEmpty && config.textInput.contains(task.kind))
+            runner.logOutput = config.logOutput
             let env = ["TASKQ_TASK_ID=\(task.id)", "TASKQ_KIND=\(task.kind)", "TASKQ_QUEUE=\(task.queue)",
                        "TASKQ_ATTEMPT=\(task.attempt)"]
             let ops = operations
@@ -228,24 +265,26 @@ public final class Worker {
                 } else {
                     System.log("taskq worker \(getpid()): task \(task.id) attempt \(task.attempt) was recovered from this worker (its lease expired) and is no longer its to finish: its handler's process group was killed and its result rejected")
                 }
-                return (.released, "")
+                return (.released, "", nil)
             }
             switch outcome {
-            case .succeeded(let out): return (.succeeded(out), "")
-            case .failed(let e, let timedOut):
-                if aborting { return (.released, "") }
+            case .succeeded(let out, let stderr): return (.succeeded(out), "", stderr)
+            case .failed(let e, let timedOut, let badData):
+                if aborting { return (.released, "", nil) }
                 error = e
                 if timedOut { failure = "timed out" }
+                permanent = badData
             }
         } else {
             error = "no handler for kind \(task.kind)"
         }
-        let result = config.retry.outcome(for: task, error: "attempt \(task.attempt)/\(task.maxAttempts): \(error)", now: .now())
+        let message = "attempt \(task.attempt)/\(task.maxAttempts): \(error)"
+        let result = config.retry.outcome(for: task, error: message, permanent: permanent, now: .now())
         if case .failed(let message, let retryAt) = result {
             System.log("taskq worker \(getpid()): task \(task.id) (\(task.kind)) \(message)"
-                       + (retryAt.map { "; retry at \($0.iso)" } ?? "; no attempts left, task failed"))
+                       + (retryAt.map { "; retry at \($0.iso)" } ?? (permanent ? "; task failed" : "; no attempts left, task failed")))
         }
-        return (result, failure)
+        return (result, failure, nil)
     }
 
     // MARK: heartbeat

@@ -62,7 +62,11 @@ extension Dashboard {
                 body += "<tr><td class=\"n\">\(a.attempt)</td><td><span class=\"outcome \(escape(a.outcome.replacing(" ", with: "-")))\">\(escape(a.outcome))</span></td>"
                 body += "<td>\(escape(a.startedAt?.iso ?? "–"))</td><td>\(escape(a.finishedAt?.iso ?? "–"))</td>"
                 body += "<td>\(a.workerPID.map { "pid \($0)" + (a.workerHost.map { " on " + escape($0) } ?? "") } ?? "–")</td>"
-                body += "<td><pre class=\"error\">\(escape(a.error ?? ""))</pre></td></tr>"
+                body += "<td><pre class=\"error\">\(escape(a.error ?? ""))</pre>"
+                if let err = a.stderr, !err.isEmpty, !options.hidePayloads {
+                    body += "<details><summary>stderr</summary><pre>\(escape(err))</pre></details>"
+                }
+                body += "</td></tr>"
             }
             body += "</tbody></table>"
         }

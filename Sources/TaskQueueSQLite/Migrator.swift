@@ -4,7 +4,23 @@ import TaskQueue
 /// one BEGIN IMMEDIATE transaction (all or nothing; and a new database costs one
 /// commit, not one per migration), and refuses a database written by a newer taskq.
 enum Migrator {
-    static var latestVersion: Int { embeddedMigrations.last?.version ?? 0 }
+    /// The numbered migrations, migrations/NNNN_name.sql, as SwiftPM embeds them in
+    /// the binary (`.embedInCode` in Package.swift), listed in file-name order by the
+    /// MigrationList build plugin: the files are the one source of truth, and a new
+    /// or edited one is in the next build.
+    static let files: [(name: String, bytes: [UInt8])] = migrationFiles
+
+    /// `files` in order, as (version, file name, SQL); the version is the number the
+    /// name starts with.
+    static let migrations: [(version: Int, name: String, sql: String)] = files.map { f in
+        (version: version(of: f.name), name: f.name, sql: String(decoding: f.bytes, as: UTF8.self))
+    }
+
+    /// The newest version, from the last file's name: opening a current database
+    /// decodes no migration.
+    static let latestVersion = files.last.map { version(of: $0.name) } ?? 0
+
+    private static func version(of name: String) -> Int { Int(name.prefix { $0.isNumber }) ?? 0 }
 
     /// Looks without changing anything, in one read snapshot (another process may
     /// be migrating the same new file right now). True for an empty database
@@ -31,13 +47,35 @@ enum Migrator {
             let v = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
             try checkNotNewer(v, db: db)
             if v == 0 { try checkIsTaskqOrEmpty(db) }
-            for m in embeddedMigrations where m.version > v {
+            let own = try ownIndexesAndTriggers(db)
+            // A migration that rebuilds a table copies its rows as they are: a CHECK it
+            // adds is for rows written from then on, and an older row that fails it
+            // (put in by hand) must not leave the database unopenable.
+            let checks = try db.scalarInt("PRAGMA ignore_check_constraints") == 0
+            if checks { try db.exec("PRAGMA ignore_check_constraints=ON") }
+            defer { if checks { try? db.exec("PRAGMA ignore_check_constraints=OFF") } }
+            for m in migrations where m.version > v {
                 try db.exec(m.sql)
                 try db.prepare("INSERT INTO taskq_migrations(version, name, applied_at) VALUES (?, ?, ?)")
                     .bind(.int(Int64(m.version)), .text(m.name), .ts(now)).run()
             }
+            // A migration that rebuilds a table drops its indexes and triggers with it:
+            // those somebody added by hand are created again, as they were.
+            for o in own where try db.prepare("SELECT 1 FROM sqlite_master WHERE name = ?").bind(.text(o.name)).firstRow({ _ in true }) == nil {
+                try db.exec(o.sql)
+            }
             if v < latestVersion { try db.exec("PRAGMA user_version=\(latestVersion)") }
         }
+    }
+
+    /// Indexes and triggers whose names no migration mentions: added by hand.
+    private static func ownIndexesAndTriggers(_ db: SQLiteConnection) throws -> [(name: String, sql: String)] {
+        let ours = Set(migrations.flatMap { m in
+            m.sql.split { !($0.isLetter || $0.isNumber || $0 == "_") }.map { $0.lowercased() }
+        })
+        return try db.prepare("SELECT name, sql FROM sqlite_master WHERE (type = 'index' OR type = 'trigger') AND sql IS NOT NULL")
+            .rows { (name: $0.string(0), sql: $0.string(1)) }
+            .filter { !ours.contains($0.name.lowercased()) }
     }
 
     private static func checkNotNewer(_ version: Int, db: SQLiteConnection) throws {

@@ -38,14 +38,16 @@ extension Queue {
 /// ```
 public enum TaskQueueProcess {
     /// If this process was started by a supervisor as a worker
-    /// (`<exe> __taskq-worker '<config>'`), runs the worker and exits; otherwise
-    /// returns at once. Call it first thing in `main`, before any threads start.
+    /// (`<exe> __taskq-worker '{"database":…,"config_fd":…}'`, its configuration in
+    /// an inherited descriptor), runs the worker and exits; otherwise returns at once.
+    /// Call it first thing in `main`, before any threads start (the descriptor is
+    /// read and closed here, so no handler inherits it).
     public static func runWorkerIfRequested(handlers: HandlerSet, arguments: [String] = CommandLine.arguments) {
         guard arguments.count >= 3, arguments[1] == WorkerConfig.argument else { return }
         let config: WorkerConfig
-        do { config = try WorkerConfig(json: arguments[2]) } catch {
-            System.log("taskq worker: \(error)")
-            exit(Worker.Exit.failedToStart)
+        do { config = try WorkerConfig(launchArgument: arguments[2]) } catch {
+            System.log("taskq worker \(getpid()): \(error); retrying cannot heal this: exiting (status \(Worker.Exit.permanentFailure))")
+            exit(Worker.Exit.permanentFailure)
         }
         let worker = Worker(config: config, handlers: handlers) {
             try SQLiteTaskStore(path: config.database, create: false,
@@ -60,6 +62,13 @@ public enum TaskQueueProcess {
     public static func supervise(_ options: SupervisorOptions, handlers: HandlerSet) throws -> Int32 {
         var options = options
         options.database = absolutePath(options.database)
+        // A handler that surely cannot run is refused before anything is written.
+        let path = getenv("PATH").map { String(cString: $0) }
+        for (kind, command) in options.commands.merging(handlers.commands, uniquingKeysWith: { a, _ in a }).sorted(by: { $0.key < $1.key }) {
+            if let problem = HandlerCheck.problem(with: command, path: path) {
+                throw TaskQueueError.usage("handler for kind \(kind) cannot run: \(problem)")
+            }
+        }
         let sync = Synchronous(rawValue: options.synchronous) ?? .normal
         // Create and migrate once up front, so workers only ever open. The
         // supervisor keeps this connection: closing it, as the last one, would

@@ -45,7 +45,11 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         // Look before changing anything: a stranger's file is refused untouched,
         // and a read-only command on an empty file creates no schema.
         if try Migrator.isUninitialized(db) && !create {
-            throw TaskQueueError.notFound("no taskq database at \(path) (the file is empty; create one with 'taskq init')")
+            // A killed `taskq init` leaves either an empty file or a bare SQLite
+            // header (a 4 KiB page, WAL mode set, no tables yet).
+            throw TaskQueueError.notFound(st.st_size == 0
+                ? "no taskq database at \(path) (the file is empty; create one with 'taskq init')"
+                : "\(path) is a SQLite database without taskq's tables (left by an interrupted 'taskq init'?); run 'taskq init' to create them")
         }
         try db.configure(synchronous: synchronous, cacheKiB: cacheKiB, skipChecks: !checks)
         // Before any statement is prepared: defining a function expires every prepared
@@ -65,15 +69,19 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// `sharing`: every row takes the first row's parameters but its payload,
     /// which is ?12+r for row r ≥ 1 (?4 for the first): rows of one kind and one
     /// set of options cost one bind each.
-    static func insertSQL(rows: Int = 1, unique: Bool = false, sharing: Bool = false) -> String {
+    /// The id is SQLite's, max(id) + 1, unless `firstID`: then the first row's id
+    /// is the parameter after the others (`idFloor`), and the other rows' max(id) + 1.
+    /// (An id column in every insert would cost each row a seek: SQLite checks a
+    /// given id is free, and appends without seeking only the rows it numbers.)
+    static func insertSQL(rows: Int = 1, unique: Bool = false, sharing: Bool = false, firstID: Bool = false) -> String {
         let values = (0..<rows).map { r in
-            "(" + (1...insertParameters).map { k in
+            "(" + (firstID ? (r == 0 ? "?\(idParameter(rows: rows, sharing: sharing)), " : "NULL, ") : "") + (1...insertParameters).map { k in
                 if !sharing { return "?\(r * insertParameters + k)" }
                 return k == payloadParameter && r > 0 ? "?\(insertParameters + r)" : "?\(k)"
             }.joined(separator: ", ") + ")"
         }
         return """
-        INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash,
+        INSERT INTO tasks (\(firstID ? "id, " : "")kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash,
                            unique_key, backoff_base_s, backoff_cap_s)
         VALUES \(values.joined(separator: ",\n       "))
         """ + (unique ? """
@@ -84,11 +92,20 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     }
     static let insertParameters = 12
     static let payloadParameter: Int32 = 4
+    /// The parameter of the first row's id (`firstID`), after the row parameters.
+    static func idParameter(rows: Int, sharing: Bool) -> Int32 {
+        Int32(sharing ? insertParameters + rows : rows * insertParameters + 1)
+    }
     lazy var insertStmt = try! db.prepare(Self.insertSQL())
     /// Multi-row inserts by row count (2 … `rowsPerInsert`; negative: `sharing`),
     /// prepared when first used.
     private var multiInsertStmts: [Int: Statement] = [:]
     private lazy var maxIDStmt = try! db.prepare("SELECT max(id) FROM tasks")
+    private lazy var idFloorStmt = try! db.prepare("""
+        SELECT max_id + 1 FROM task_id_high_water WHERE max_id > coalesce((SELECT max(id) FROM tasks), 0)
+        """)
+    /// The file's data version at which `idFloor` was last nil.
+    var noIDFloorVersion: UInt32?
     lazy var kindPolicyStmt = try! db.prepare("SELECT \(Self.kindColumns) FROM kinds WHERE kind = ?1")
     /// Kind policies read on this connection (`.some(nil)`: the kind has none),
     /// good while the file's data version is `kindCacheVersion` (`kindPolicy(of:_:)`).
@@ -155,6 +172,31 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                     backoffBase: r.optionalDouble(8), backoffCap: r.optionalDouble(9))
     }
 
+    /// Lists of up to this many kinds (or queues) are matched with `kind = ?4 OR
+    /// kind = ?5 …`, longer ones with one parameter, a JSON array:
+    /// `kind IN (SELECT value FROM json_each(?4))`. The chain is the faster (SQLite
+    /// builds a temporary table for an IN list on every execution), but it nests one
+    /// level deeper per value, and past SQLite's expression depth (1,000) the statement
+    /// cannot be prepared at all.
+    static let orChainLimit = 8
+
+    /// SQL that holds when `column` equals one of `count` values bound by `bindList`
+    /// from parameter `first` on, and how many parameters it takes.
+    static func listMatch(_ column: String, count: Int, first: Int) -> (sql: String, parameters: Int) {
+        if count > orChainLimit { return ("\(column) IN (SELECT value FROM json_each(?\(first)))", 1) }
+        return ((0..<count).map { "\(column) = ?\(first + $0)" }.joined(separator: " OR "), count)
+    }
+
+    /// Binds `values` from parameter `i` on, as `listMatch` reads them.
+    private func bindList(_ s: Statement, _ i: inout Int32, _ values: [String]) {
+        if values.count > Self.orChainLimit {
+            s.bind(i, jsonArray(values))
+            i += 1
+        } else {
+            for v in values { s.bind(i, v); i += 1 }
+        }
+    }
+
     /// The claim's first half: which tasks, in claim order, from one of the two
     /// partial indexes (migrations/0006): `tasks_ready` (run_at '', in id order
     /// within a priority) or, with `delayed`, `tasks_delayed` (a run_at that has
@@ -168,12 +210,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         if let s = claimStmts[key] { return s }
         // Numbered parameters throughout: a bare "?" would take the number after the
         // highest seen so far, colliding with ?3 further down.
-        // `kind = ?4 OR kind = ?5 …` rather than IN (…): SQLite builds a temporary
-        // table for an IN list of three or more values on every execution.
-        let kindList = (0..<kinds).map { "kind = ?\(4 + $0)" }.joined(separator: " OR ")
-        let queueClause = queues.map { n in
-            "AND (\((0..<n).map { "queue = ?\(4 + kinds + $0)" }.joined(separator: " OR ")))"
-        } ?? ""
+        let kindList = Self.listMatch("kind", count: kinds, first: 4)
+        let queueClause = queues.map { "AND (\(Self.listMatch("queue", count: $0, first: 4 + kindList.parameters).sql))" } ?? ""
         // Paused queues: subqueries on the tiny `queues` table, each evaluated once per
         // claim; the list of paused names is only built when some queue is paused.
         // A SELECT, then one UPDATE of the rows it chose: `UPDATE … WHERE id IN
@@ -191,7 +229,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
               AND id <= coalesce((SELECT min(id) - 1 FROM tasks INDEXED BY tasks_stop_sentinels
                                  WHERE kind = 'taskq.stop' AND state = 'queued'
                                    AND json_extract(payload, '$.supervisor') = ?2), 9223372036854775807)
-              AND (\(kindList)) \(queueClause)
+              AND (\(kindList.sql)) \(queueClause)
               AND (NOT EXISTS (SELECT 1 FROM queues WHERE paused_at IS NOT NULL)
                    OR queue NOT IN (SELECT name FROM queues WHERE paused_at IS NOT NULL))
             ORDER BY priority DESC, \(delayed ? "run_at, " : "")id
@@ -214,7 +252,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 for r in 0..<rows { try bindInsert(s, tasks[first + r], nowText: nowText, &kinds, row: r) }
             }
         }
-        if !tasks.isEmpty { keepKindCache() }
+        if !tasks.isEmpty { keepKindCache(); keepNoIDFloor() }
         return ids
     }
 
@@ -230,7 +268,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 }
             }
         }
-        if !payloads.isEmpty { keepKindCache() }
+        if !payloads.isEmpty { keepKindCache(); keepNoIDFloor() }
         return ids
     }
 
@@ -252,7 +290,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// A multi-row insert reports only its last id; the others precede it one by
     /// one, because a new row's id is max(id) + 1 and this transaction holds the
     /// write lock. (SQLite picks a random id only once max(id) is 2^63 - 1: checked
-    /// first, and such a table gets one row per statement.)
+    /// first, and such a table gets one row per statement.) After a purge of the
+    /// newest tasks the first row's id is given (`idFloor`).
     private func insertRows(_ count: Int, sharing: Bool,
                             bind: (_ s: Statement, _ first: Int, _ rows: Int) throws -> Void) throws -> [Int64] {
         var ids: [Int64] = []
@@ -260,6 +299,14 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         var chunk = rowsPerInsert
         if count > 1, let top = try maxIDStmt.firstRow({ $0.optionalInt(0) }) ?? nil, top >= Int64.max - Int64(count) { chunk = 1 }
         var i = 0
+        if count > 0, let floor = try idFloor() {
+            let s = try db.prepare(Self.insertSQL(sharing: sharing, firstID: true))
+            try bind(s, 0, 1)
+            s.bind(Self.idParameter(rows: 1, sharing: sharing), floor)
+            try s.run()
+            ids.append(db.lastInsertRowID)
+            i = 1
+        }
         while i < count {
             let rows = min(chunk, count - i)
             let s = try multiInsert(rows: rows, sharing: sharing)
@@ -313,9 +360,11 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 if let key = o.uniqueKey {
                     var blocked = t
                     if !deps.isEmpty { blocked.options.runAt = .blocked }
-                    let s = insertUniqueStmt
+                    let floor = try idFloor()
+                    let s = floor == nil ? insertUniqueStmt : try db.prepare(Self.insertSQL(unique: true, firstID: true))
                     s.reset()
                     try bindInsert(s, blocked, nowText: nowText, &kinds)
+                    if let floor { s.bind(Self.idParameter(rows: 1, sharing: false), floor) }
                     if let id = try s.firstRow({ $0.int(0) }) {
                         try addDependencies(id, deps)
                         out.append(EnqueuedTask(id: id, existing: false))
@@ -367,11 +416,36 @@ package final class SQLiteTaskStore: TaskOperationsStore {
 
     /// One INSERT with the kept statement; returns the new id.
     func insert(_ t: NewTask, nowText: String, _ kinds: inout KindLookup) throws -> Int64 {
-        let s = insertStmt
+        let floor = try idFloor()
+        let s = floor == nil ? insertStmt : try db.prepare(Self.insertSQL(firstID: true))
         s.reset()
         try bindInsert(s, t, nowText: nowText, &kinds)
+        if let floor { s.bind(Self.idParameter(rows: 1, sharing: false), floor) }
         try s.run()
         return db.lastInsertRowID
+    }
+
+    // MARK: - ids after a purge
+
+    /// Ids are max(id) + 1 (no AUTOINCREMENT: it costs a page write per insert
+    /// statement). When purge has deleted the newest tasks, the highest id it
+    /// deleted is in `task_id_high_water` (migrations/0007), and this is the id the
+    /// next task must take so that none is given out twice; nil when SQLite's
+    /// max(id) + 1 is right, as nearly always. Read in the write transaction, at
+    /// most once per data version of the file: `noIDFloorVersion` is the version at
+    /// which it was nil, kept across this connection's own commits of new tasks
+    /// (`keepNoIDFloor`), so a producer that commits task after task reads it once.
+    func idFloor() throws -> Int64? {
+        let version = db.dataVersion
+        if version == noIDFloorVersion { return nil }
+        let floor = try idFloorStmt.firstRow { $0.int(0) }
+        if floor == nil { noIDFloorVersion = version }
+        return floor
+    }
+
+    /// After a commit of new tasks: none can be under the mark any more.
+    func keepNoIDFloor() {
+        noIDFloorVersion = db.dataVersion
     }
 
     // MARK: - workers
@@ -381,6 +455,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         try db.writeTransaction {
             var accepted = try finishInRange(outcomes, now: now)
             for (k, o) in outcomes.enumerated() where !accepted[k] { accepted[k] = try apply(o, now: now) }
+            // A successful command's stderr: a statement only for the tasks that wrote some.
+            for (k, o) in outcomes.enumerated() where accepted[k] && o.stderr != nil { try keepStderr(o) }
             var claimed: [ClaimedTask] = []
             if let claim, claim.limit > 0 { claimed = try self.claim(claim, now: now) }
             try updateClaimedLists(reported: outcomes, claimed: claimed, owner: claim?.owner)
@@ -397,8 +473,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
             s.bind(2, claim.supervisorID)
             s.bind(3, Int64(claim.limit))
             var i: Int32 = 4
-            for k in claim.kinds { s.bind(i, k); i += 1 }
-            for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
+            bindList(s, &i, claim.kinds)
+            if let queues = claim.queues { bindList(s, &i, queues) }
             return try s.rows(read)
         }
         // Usually no task with a start time is due: one probe of a small index, and
@@ -672,6 +748,18 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         return true
     }
 
+    /// Stores the end of a successful attempt's stderr beside its result (migration 0007).
+    private func keepStderr(_ o: TaskOutcome) throws {
+        let s = stderrStmt
+        s.reset()
+        s.bind(1, o.stderr ?? "")
+        s.bind(2, o.taskID)
+        s.bind(3, o.attempt)
+        try s.run()
+    }
+
+    private lazy var stderrStmt = try! db.prepare("UPDATE tasks SET stderr = ?1 WHERE id = ?2 AND attempts = ?3 AND state = 'succeeded'")
+
     /// Copies the attempt that just ended into task_attempts.
     private func keepAttempt(_ taskID: Int64, attempt: Int64, outcome: String, error: String?, now: Timestamp) throws {
         let s = attemptStmt
@@ -712,9 +800,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
                 try db.prepare("""
                     UPDATE tasks SET state = 'cancelled', finished_at = ?, last_error = ? WHERE id = ? AND state = 'queued'
                     """).bind(.ts(now), .text(why), .int(d)).run()
-                let changed = db.changes == 1
-                try db.prepare("DELETE FROM task_dependencies WHERE task_id = ?").bind(.int(d)).run()
-                if changed {
+                // Its task_dependencies rows stay: a retry makes it wait for them again.
+                if db.changes == 1 {
                     cancelled.append(d)
                     work.append((d, "task \(d), which it was to run after, was cancelled"))
                 }
@@ -733,13 +820,11 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         let key = "\(claim.kinds.count)/\(claim.queues?.count ?? -1)/\(retriesOnly)"
         let s: Statement
         if let cached = nextRunAtStmts[key] { s = cached } else {
-            let kinds = (0..<claim.kinds.count).map { "kind = ?\(3 + $0)" }.joined(separator: " OR ")
-            let queues = claim.queues.map { q in
-                "AND (\((0..<q.count).map { "queue = ?\(3 + claim.kinds.count + $0)" }.joined(separator: " OR ")))"
-            } ?? ""
+            let kinds = Self.listMatch("kind", count: claim.kinds.count, first: 3)
+            let queues = claim.queues.map { "AND (\(Self.listMatch("queue", count: $0.count, first: 3 + kinds.parameters).sql))" } ?? ""
             s = try db.prepare("""
                 SELECT min(run_at) FROM tasks INDEXED BY tasks_delayed
-                WHERE state = 'queued' AND run_at > '' AND run_at > ?1 AND run_at < ?2 AND (\(kinds)) \(queues)\(retriesOnly ? " AND attempts > 0" : "")
+                WHERE state = 'queued' AND run_at > '' AND run_at > ?1 AND run_at < ?2 AND (\(kinds.sql)) \(queues)\(retriesOnly ? " AND attempts > 0" : "")
                 """)
             nextRunAtStmts[key] = s
         }
@@ -747,8 +832,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         s.bind(1, now.iso)
         s.bind(2, "9999")   // tasks waiting on others (--after) are parked in year 9999
         var i: Int32 = 3
-        for k in claim.kinds { s.bind(i, k); i += 1 }
-        for q in claim.queues ?? [] { s.bind(i, q); i += 1 }
+        bindList(s, &i, claim.kinds)
+        if let queues = claim.queues { bindList(s, &i, queues) }
         return try s.firstRow { $0.text(0).flatMap { Timestamp(iso: $0) } } ?? nil
     }
 
@@ -938,6 +1023,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         }
         if let q = filter.queue { clauses.append("queue = ?"); values.append(.text(q)) }
         if let k = filter.kind { clauses.append("kind = ?"); values.append(.text(k)) }
+        if !filter.includeStopSentinels { clauses.append("kind <> 'taskq.stop'") }
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         values.append(.int(Int64(filter.limit)))
         return try db.prepare("SELECT \(Self.taskColumns()) FROM tasks \(whereSQL) ORDER BY \(filter.latestFinishedFirst ? "finished_at DESC, " : "")id DESC LIMIT ?")

@@ -16,11 +16,15 @@ struct DatabaseOptions: ParsableArguments {
         """, valueName: "level"))
     var synchronous: String = "normal"
 
+    // Optional, so that --help prints the default as documented ("10"), not as
+    // Swift prints a Double ("10.0").
     @Option(name: .customLong("busy-timeout"), parsing: .unconditional, help: ArgumentHelp(
-        "Seconds to wait for the database's write lock before giving up with exit 69.", valueName: "seconds"))
-    var busyTimeout: Double = DatabaseOptions.defaultBusyTimeout
+        "Seconds to wait for the database's write lock before giving up with exit 69. (default: 10)", valueName: "seconds"))
+    var busyTimeoutOption: Double?
 
     static let defaultBusyTimeout: Double = 10
+
+    var busyTimeout: Double { busyTimeoutOption ?? Self.defaultBusyTimeout }
 
     var path: String { Self.path(db) }
 
@@ -119,6 +123,117 @@ func asUsageError<T>(_ prefix: String = "", _ body: () throws -> T) throws -> T 
 /// A task id given on the command line: ids start at 1.
 func checkID(_ id: Int64) throws {
     if id < 1 { throw ValidationError("task ids are positive integers, not \(id)") }
+}
+
+/// The ids of `wait`, `cancel` and `retry`: each argument holds one or more ids
+/// separated by whitespace (`packingTaskIDs` joins runs of them), and `-` reads
+/// more, whitespace- or newline-separated, from stdin. Repeated ids count once;
+/// the order is kept. A bad id anywhere is a usage error naming it (exit 64).
+struct TaskIDArguments {
+    let arguments: [String]
+
+    init(_ arguments: [String]) { self.arguments = arguments }
+
+    /// Checks the arguments themselves (not stdin): for `validate()`.
+    func check() throws {
+        if arguments.filter({ $0 == "-" }).count > 1 { throw ValidationError("give - (read ids from stdin) at most once") }
+        var ids = TaskIDReader(source: "")
+        for a in arguments where a != "-" { try ids.read(a.utf8); try ids.endToken() }
+    }
+
+    /// The ids, reading stdin for `-`.
+    func read() throws -> [Int64] {
+        var ids = TaskIDReader(source: "")
+        for a in arguments {
+            if a != "-" { try ids.read(a.utf8); try ids.endToken(); continue }
+            ids.source = " (on stdin)"
+            var buf = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = Glibc.read(0, &buf, buf.count)
+                if n < 0 && errno == EINTR { continue }
+                if n < 0 { throw TaskQueueError.unavailable("cannot read task ids from stdin: \(String(cString: strerror(errno)))") }
+                if n == 0 { break }
+                try ids.read(buf[0..<n])
+            }
+            try ids.endToken()
+            ids.source = ""
+        }
+        return ids.ids
+    }
+}
+
+/// Splits bytes into task ids, one token at a time (input may come in chunks).
+private struct TaskIDReader {
+    var source: String
+    private(set) var ids: [Int64] = []
+    private var seen = Set<Int64>()
+    private var token: [UInt8] = []
+
+    init(source: String) { self.source = source }
+
+    mutating func read<C: Collection>(_ bytes: C) throws where C.Element == UInt8 {
+        for b in bytes {
+            if b == 32 || (b >= 9 && b <= 13) { try endToken() } else {
+                token.append(b)
+                // No id is this long: stop early on garbage (`taskq wait - < /dev/zero`).
+                if token.count > 64 { try endToken() }
+            }
+        }
+    }
+
+    mutating func endToken() throws {
+        if token.isEmpty { return }
+        defer { token.removeAll(keepingCapacity: true) }
+        guard token.allSatisfy({ $0 >= 48 && $0 <= 57 }), let id = Int64(String(decoding: token, as: UTF8.self)), id > 0 else {
+            let text = String(decoding: token.prefix(40), as: UTF8.self).unicodeScalars
+                .map { $0.properties.generalCategory == .control ? "?" : String($0) }.joined()
+            throw ValidationError("task ids are positive integers, not '\(text)\(token.count > 40 ? "…" : "")'\(source)")
+        }
+        if seen.insert(id).inserted { ids.append(id) }
+    }
+}
+
+/// Ids for a message: the first ten, then how many more.
+func idList(_ ids: [Int64]) -> String {
+    ids.prefix(10).map(String.init).joined(separator: ", ") + (ids.count > 10 ? " and \(ids.count - 10) more" : "")
+}
+
+/// `wait`, `cancel` and `retry` take thousands of ids (`taskq wait $(cat ids.txt)`),
+/// but swift-argument-parser's cost grows with the square of a repeated
+/// argument's count (for each value it copies the array and the set of input
+/// positions gathered so far): 20,000 ids took 13 s. So before parsing, each run
+/// of bare numbers that cannot be an option's value (none follows an option
+/// name) is joined into one argument, which those commands split again
+/// (`TaskIDArguments`). Other commands' arguments are returned as they are.
+func packingTaskIDs(_ args: [String]) -> [String] {
+    guard let command = args.first, ["wait", "cancel", "retry"].contains(command) else { return args }
+    var out: [String] = [command]
+    var run: [String] = []
+    var previous = command
+    for a in args.dropFirst() {
+        let isNumber = !a.isEmpty && a.utf8.allSatisfy { $0 >= 48 && $0 <= 57 }
+        let optionName = previous.hasPrefix("-") && previous != "-" && !previous.contains("=")
+        if isNumber && !optionName {
+            run.append(a)
+        } else {
+            if !run.isEmpty { out.append(run.joined(separator: " ")); run = [] }
+            out.append(a)
+        }
+        previous = a
+    }
+    if !run.isEmpty { out.append(run.joined(separator: " ")) }
+    return out
+}
+
+/// Seconds since this process started (its start time in /proc, against the
+/// boot-time clock), so a --timeout also counts reading arguments, stdin and
+/// opening the database. 0 when /proc cannot tell.
+func secondsSinceStart() -> Double {
+    guard let ticks = System.startTicks(of: getpid()) else { return 0 }
+    var ts = timespec()
+    clock_gettime(CLOCK_BOOTTIME, &ts)
+    let now = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    return max(0, now - Double(ticks) / Double(sysconf(Int32(_SC_CLK_TCK))))
 }
 
 /// A fixed-width text table.

@@ -79,7 +79,7 @@ struct DashboardCommand: ParsableCommand {
         options.port = port
         options.readOnly = readOnly
         options.hidePayloads = hidePayloads
-        options.version = taskqVersion
+        options.version = TaskQueueVersion.current
         options.busyTimeout = database.busyTimeout
         if let tokenFile {
             let fd = open(tokenFile, O_RDONLY | O_CLOEXEC)

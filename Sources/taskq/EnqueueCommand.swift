@@ -13,7 +13,8 @@ struct Enqueue: ParsableCommand {
             (or omit it while stdin is not a terminal) to read it from stdin; empty stdin \
             without '-' means null. Everything is validated before anything is written, and \
             the database is created if it is missing. On success only the new id and a \
-            newline are printed.
+            newline are printed. Into a paused queue ('taskq pause') the task is enqueued all \
+            the same, and stderr says that it waits for 'taskq resume'.
 
             KIND and --queue names use letters, digits, '.', '_', '-' and ':'. Kinds starting \
             with 'taskq.' are reserved.
@@ -126,6 +127,7 @@ struct Enqueue: ParsableCommand {
         if let delay { o.runAt = Timestamp.now().adding(seconds: try seconds(delay, option: "--delay")) }
         if let at {
             do { o.runAt = try Timestamp.parseUserTime(at) } catch { throw ValidationError("--at: \(error)") }
+            try asUsageError { try o.validate(asOptions: true) }
         }
         if let unique {
             if unique.isEmpty || unique.utf8.count > 1000 { throw ValidationError("--unique: the key must be 1 to 1000 bytes long") }
@@ -161,14 +163,29 @@ struct Enqueue: ParsableCommand {
             if text.isEmpty { throw TaskQueueError.badData("payload is empty; give JSON, e.g. null or {}") }
         }
         let task = NewTask(kind: kind, payload: text, options: options)
-        try Queue.validate(task)
+        do { try Queue.validate(task) } catch let e as TaskQueueError where e.code == .badData && payload != "-" && payload != nil {
+            throw shellHint(text) ?? e
+        }
         let queue = try open()
         if task.options.uniqueKey == nil && task.options.after.isEmpty && !json {
             let id = try queue.enqueue([task])[0]
             if !quiet { out("\(id)\n") }
+            warnIfPaused(queue, [task.options.queue])
             return
         }
         printEnqueued(try queue.enqueueReportingExisting([task]), [task], json: json, quiet: quiet)
+        warnIfPaused(queue, [task.options.queue])
+    }
+
+    /// For a PAYLOAD argument that is a bare word (`taskq enqueue email hello`):
+    /// the JSON error with the fix as it is typed in a shell, `'"hello"'`.
+    private static func shellHint(_ text: String) -> TaskQueueError? {
+        guard text.utf8.count <= 60, !text.contains("'"), text.unicodeScalars.allSatisfy({ $0.value >= 0x20 }),
+              let first = text.unicodeScalars.first, first.properties.isAlphabetic, first.isASCII else { return nil }
+        do { try JSON.validate(text) } catch {
+            return TaskQueueError.badData("payload is not valid JSON: \(error.message) at byte \(error.offset) (a JSON string needs quotes: '\(JSON.quote(text))')")
+        }
+        return nil
     }
 
     /// Prints ids (or --json objects); an existing unique task is named on stderr.
@@ -204,7 +221,9 @@ struct Enqueue: ParsableCommand {
             }
         }
         if tasks.isEmpty { throw TaskQueueError.badData("no tasks on stdin: --batch expects one JSON object per line, e.g. {\"kind\": \"resize\", \"payload\": {}}") }
-        Self.printEnqueued(try database.openForEnqueue().enqueueReportingExisting(tasks), tasks, json: json, quiet: quiet)
+        let queue = try database.openForEnqueue()
+        Self.printEnqueued(try queue.enqueueReportingExisting(tasks), tasks, json: json, quiet: quiet)
+        warnIfPaused(queue, Array(Set(tasks.map(\.options.queue))).sorted())
     }
 
     private func batchTask(_ line: String, defaults: EnqueueOptions) throws -> NewTask {
@@ -298,6 +317,7 @@ struct Enqueue: ParsableCommand {
             committed += ids.count
             pending.removeAll()
             if !quiet { out(ids.map { "\($0)\n" }.joined()) }
+            if committed == ids.count { warnIfPaused(queue!, [template.options.queue]) }   // once, at the first commit
         }
         // Kind and options are the same for every line: checked once here; each
         // line's payload is checked as it is read (so a bad line is named before
@@ -337,71 +357,5 @@ struct Enqueue: ParsableCommand {
             let elapsed = System.monotonic() - (first ?? start)
             out("{\"enqueued\": \(count), \"elapsed_s\": \(elapsed)}\n")
         }
-    }
-}
-
-/// Reads a file descriptor line by line, as bytes (a line that is not UTF-8 is
-/// reported, not silently repaired as `readLine` would).
-struct LineReader {
-    let fd: Int32
-    private var buffer: [UInt8] = []
-    private var start = 0
-    private var eof = false
-    /// One read buffer for the reader's life, not one per read.
-    private var chunk = [UInt8](repeating: 0, count: 65536)
-
-    init(fd: Int32) { self.fd = fd }
-
-    /// The next line without its "\n", or nil at the end of input. The slice
-    /// shares the reader's buffer (no copy per line); drop it before the next call.
-    mutating func next() throws -> ArraySlice<UInt8>? {
-        while true {
-            let from = start
-            let newline = buffer.withUnsafeBufferPointer { b -> Int? in
-                guard from < b.count, let p = memchr(b.baseAddress! + from, 0x0A, b.count - from) else { return nil }
-                return b.baseAddress!.distance(to: p.assumingMemoryBound(to: UInt8.self))
-            }
-            if let nl = newline {
-                let line = buffer[start..<nl]
-                start = nl + 1
-                return line
-            }
-            if eof {
-                if start < buffer.count { let line = buffer[start...]; start = buffer.count; return line }
-                return nil
-            }
-            if start > 0 { buffer.removeFirst(start); start = 0 }
-            let got = read(fd, &chunk, chunk.count)
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw TaskQueueError.unavailable("cannot read stdin: \(String(cString: strerror(errno)))")
-            }
-            if got == 0 { eof = true } else { buffer += chunk[0..<got] }
-        }
-    }
-}
-
-/// `bytes` without surrounding spaces, tabs, CRs and newlines.
-func trimmed(_ bytes: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
-    func isSpace(_ b: UInt8) -> Bool {
-        b == UInt8(ascii: " ") || b == UInt8(ascii: "\n") || b == UInt8(ascii: "\t") || b == UInt8(ascii: "\r")
-    }
-    var lo = bytes.startIndex, hi = bytes.endIndex
-    while lo < hi && isSpace(bytes[lo]) { lo += 1 }
-    while hi > lo && isSpace(bytes[hi - 1]) { hi -= 1 }
-    return bytes[lo..<hi]
-}
-
-/// `bytes` without surrounding spaces, tabs, CRs and newlines, as text; nil when
-/// they are not UTF-8. Trimmed on the bytes (the whitespace is ASCII), then
-/// decoded, and compared with the input: decoding repairs bad bytes (U+FFFD in
-/// their place), so a difference means the line was not UTF-8. (The standard
-/// library's `String(validating:)` instantiates generic metadata on every call:
-/// a quarter of a line's cost outside SQLite.)
-func trimmedText(_ bytes: ArraySlice<UInt8>) -> String? {
-    trimmed(bytes).withUnsafeBufferPointer { input -> String? in
-        if input.isEmpty { return "" }
-        var text = String(decoding: input, as: UTF8.self)
-        return text.withUTF8 { $0.count == input.count && memcmp($0.baseAddress!, input.baseAddress!, input.count) == 0 } ? text : nil
     }
 }

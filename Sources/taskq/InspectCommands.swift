@@ -35,7 +35,11 @@ struct Status: ParsableCommand {
             "running", "succeeded", "failed", "cancelled"}], "totals": {same counts}, \
             "paused_queues": [{"queue", "paused_at"}], \
             "supervisors": [{"id", "pid", "host", "alive", "started_at", "heartbeat_at", "queues", \
-            "kinds", "workers": [{"id", "pid", "host", "alive", "started_at", "heartbeat_at"}]}]}. \
+            "kinds", "workers": [{"id", "pid", "host", "alive", "started_at", "heartbeat_at"}]}], \
+            "unserved": [{"queue", "kind", "queued", "reason"}]}. \
+            "unserved" lists queued tasks no live supervisor will run: reason "no supervisor", \
+            "no handler" (no live supervisor has a handler for the kind) or "queue not served" \
+            (those that have one serve other queues). \
             "waiting" counts queued tasks whose start time (delay or retry backoff) is still ahead. \
             "alive" is false for a process that died without cleaning up (its pid is gone, or \
             its lease expired while it was stopped); the next supervisor recovers its tasks. \
@@ -70,7 +74,7 @@ struct Status: ParsableCommand {
         let now = Timestamp.now()
         let dead = Set(s.processes.filter { Recovery.deathReason(of: $0, now: now) != nil }.map(\.id))
         if json {
-            out(TaskJSON.status(database: q.location, stats: s, paused: paused, now: now) + "\n")
+            out(TaskJSON.status(database: q.location, stats: s, paused: paused, unserved: try q.unservedTasks(), now: now) + "\n")
             return
         }
         var text = "database: \(q.location)\n\n"
@@ -101,6 +105,7 @@ struct Status: ParsableCommand {
                 text += "\n"
             }
         }
+        text += unservedLines(try q.unservedTasks())
         if !dead.isEmpty {
             let pids = s.processes.filter { dead.contains($0.id) }.map { "\($0.role.rawValue) pid \($0.pid)" }
             text += "\(dead.count) dead process\(dead.count == 1 ? "" : "es") not cleaned up yet (\(pids.joined(separator: ", "))): "
@@ -115,14 +120,17 @@ struct List: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List tasks, newest first.",
         discussion: """
-            Filters combine: every given filter must match. --json prints a JSON array of \
-            task objects, each shaped as in 'taskq show --json'.
+            Filters combine: every given filter must match. Stop sentinels (kind \
+            taskq.stop, the rows 'taskq stop' writes) are left out unless --all or \
+            --kind taskq.stop asks for them, as 'taskq status' leaves them out. --json \
+            prints a JSON array of task objects, each shaped as in 'taskq show --json'.
 
             Examples:
               taskq list
               taskq list --state failed --limit 20
               taskq list --state queued --state running --queue emails
               taskq list --kind resize --json | jq '.[].id'
+              taskq list --all --limit 5
             """)
 
     @OptionGroup var database: DatabaseOptions
@@ -131,6 +139,7 @@ struct List: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Only this queue.", valueName: "name")) var queue: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("Only this kind.", valueName: "kind")) var kind: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("At most this many tasks (1 to 1000000).", valueName: "n")) var limit: Int = 100
+    @Flag(help: "Include stop sentinels (kind taskq.stop).") var all = false
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {
@@ -146,7 +155,8 @@ struct List: ParsableCommand {
 
     func run() throws {
         let q = try database.open(create: false)
-        let tasks = try q.tasks(TaskFilter(states: state.compactMap(TaskState.init(rawValue:)), queue: queue, kind: kind, limit: limit))
+        let tasks = try q.tasks(TaskFilter(states: state.compactMap(TaskState.init(rawValue:)), queue: queue, kind: kind, limit: limit,
+                                           includeStopSentinels: all || kind == stopSentinelKind))
         if json {
             out("[" + tasks.map(taskJSON).joined(separator: ",\n") + "]\n")
             return
@@ -168,7 +178,9 @@ struct Show: ParsableCommand {
             (seconds; null: the supervisor's), "owner", "created_at", "started_at", \
             "finished_at", "result" (text), "error", "worker_pid", "worker_host", "on_crash", \
             "unique_key", "after" (ids it still waits for), "attempts_history": [{"attempt", \
-            "started_at", "finished_at", "worker_pid", "host", "outcome", "error"}]}; times are \
+            "started_at", "finished_at", "worker_pid", "host", "outcome", "error", "stderr"}]}; \
+            "stderr" is the end (2 KiB) of a succeeded command handler's stderr (a failed \
+            attempt's is at the end of its "error"); times are \
             UTC ISO 8601, absent values null. "outcome" is failed, timed out, crashed, released \
             (put back at shutdown, not counted), cancelled, or running / succeeded for the \
             attempt in hand. Every attempt is listed, oldest first; in sqlite3: \
@@ -214,11 +226,13 @@ struct Show: ParsableCommand {
         if let e = t.lastError { lines.append(("error", e)) }
         lines.append(("payload", t.payload))
         if let r = t.result { lines.append(("result", String(decoding: r, as: UTF8.self))) }
+        if let e = history.last(where: { $0.stderr != nil })?.stderr { lines.append(("stderr", e)) }
         var text = lines.map { "\($0.0):" + String(repeating: " ", count: 10 - $0.0.count) + $0.1 + "\n" }.joined()
         if !history.isEmpty {
             text += "\nattempt history:\n" + table(["#", "OUTCOME", "STARTED", "FINISHED", "WORKER", "ERROR"], history.map { a in
                 [String(a.attempt), a.outcome, a.startedAt?.iso ?? "-", a.finishedAt?.iso ?? "-",
-                 a.workerPID.map { "pid \($0)" + (a.workerHost.map { " on \($0)" } ?? "") } ?? "-", a.error ?? ""]
+                 a.workerPID.map { "pid \($0)" + (a.workerHost.map { " on \($0)" } ?? "") } ?? "-",
+                 a.error ?? a.stderr.map { "stderr: " + $0.split(separator: "\n").joined(separator: " ⏎ ") } ?? ""]
             }).split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : "  " + $0 }.joined(separator: "\n")
         }
         out(text)

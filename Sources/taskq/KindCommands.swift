@@ -26,15 +26,26 @@ struct KindCommand: ParsableCommand {
         subcommands: [KindSet.self, KindList.self, KindRemove.self])
 }
 
-/// One line for people: "max attempts 5, backoff 2s doubling up to 10m, on crash fail".
-private func describe(_ p: KindPolicy) -> String {
+/// What `kind set` prints, as a sentence: "Tasks of kind email enqueued from now on
+/// get at most 10 attempts, wait 30s before their second attempt (doubling up to
+/// 1h00m) and are retried when their worker crashes."
+private func describe(_ kind: String, _ p: KindPolicy) -> String {
     var parts: [String] = []
-    if let m = p.maxAttempts { parts.append("max attempts \(m)") }
+    if let m = p.maxAttempts { parts.append(m == 1 ? "get 1 attempt" : "get at most \(m) attempts") }
     if p.backoffBase != nil || p.backoffCap != nil {
-        parts.append("backoff \(p.backoffBase.map(formatDuration) ?? "(supervisor's)") doubling up to \(p.backoffCap.map(formatDuration) ?? "(supervisor's)")")
+        parts.append("wait \(p.backoffBase.map(formatDuration) ?? "the supervisor's backoff") before their second attempt "
+                     + "(doubling up to \(p.backoffCap.map(formatDuration) ?? "the supervisor's cap"))")
     }
-    if let c = p.onCrash { parts.append("on crash \(c.rawValue)") }
-    return parts.isEmpty ? "no policy (defaults)" : parts.joined(separator: ", ")
+    switch p.onCrash {
+    case .fail?: parts.append("end failed, not retried, when their worker crashes")
+    case .retry?: parts.append("are retried when their worker crashes")
+    case nil: break
+    }
+    guard let last = parts.popLast() else {
+        return "Kind \(kind) has no policy now: its tasks get their own options, else the supervisor's, else the defaults."
+    }
+    let list = parts.isEmpty ? last : parts.joined(separator: ", ") + " and " + last
+    return "Tasks of kind \(kind) enqueued from now on \(list)."
 }
 
 /// The documented JSON shape of a kind's policy.
@@ -110,7 +121,7 @@ struct KindSet: ParsableCommand {
             // The merge with the stored policy is invalid (a cap below the base).
             throw TaskQueueError.usage("kind \(kind): \(e.message); nothing was changed")
         }
-        out(json ? policyJSON(kind, stored) + "\n" : "kind \(kind): \(describe(stored)) (for tasks enqueued from now on)\n")
+        out(json ? policyJSON(kind, stored) + "\n" : describe(kind, stored) + "\n")
     }
 }
 

@@ -11,9 +11,9 @@ struct MapCommand: ParsableCommand {
         commandName: "map",
         abstract: "Run a command over every stdin line, durably and in parallel; print the results in input order.",
         discussion: """
-            Each stdin line becomes one task of kind 'map' (or --kind) whose payload is the \
-            line as a JSON string (with --json: the line itself, which must be JSON). All of \
-            them are enqueued in one transaction (a bad line is refused, named by its number, \
+            Each stdin line becomes one task of kind 'map' (or --kind), stored as a JSON \
+            string (with --json: the line itself, which must be JSON). All of them are \
+            enqueued in one transaction (a bad line is refused, named by its number, \
             before anything is written), then map runs its own supervisor with --workers \
             workers (default: the CPUs) until every one has finished, and prints each \
             result in input order, as 'parallel -k' does: the handler's stdout, with a \
@@ -25,35 +25,41 @@ struct MapCommand: ParsableCommand {
             tried once (--max-attempts 1) unless the option or the kind's policy says \
             otherwise, and map's workers serve only its --queue.
 
-            The handler is COMMAND run with /bin/sh -c, the payload on stdin (so a plain \
-            line arrives as a JSON string: use jq -r . to get the text back), as for \
-            'taskq supervise --handler'.
+            The handler is COMMAND run with /bin/sh -c, as for 'taskq supervise \
+            --handler', with the line itself and a newline on stdin, as xargs and parallel \
+            users expect (with --json: the JSON value as it is).
 
             It is resumable: the run is the group --group NAME (default: a name derived \
             from the handler, kind, queue and input). Running the same map again after \
             Ctrl-C, kill -9 or a reboot runs only what has not succeeded yet (failed lines \
-            get a fresh try) and prints the full ordered output. The tasks are ordinary rows: \
-            'taskq status', 'taskq list --kind map' and sqlite3 show them (table task_groups \
-            gives each group's order), and a 'taskq supervise' with a handler for the kind \
-            helps drain them. Two different maps at once on the same database should use \
-            different --kind values, since a kind names its handler.
+            get a fresh try) and prints the full ordered output; stderr says how many \
+            results were replayed from the earlier run. --fresh starts over: every line \
+            runs again, as the group's next generation (NAME:2, NAME:3…), and the earlier \
+            run's rows stay as they are. The tasks are ordinary rows: 'taskq status', \
+            'taskq list --kind map' and sqlite3 show them (table task_groups gives each \
+            group's order; a plain line is stored as a JSON string). A 'taskq supervise' \
+            with a handler for the kind helps drain them, its handler getting the JSON \
+            string. Two different maps at once on the same database should use different \
+            --kind values, since a kind names its handler.
 
             Examples:
-              seq 1 100 | taskq map --handler 'jq ". * ."'
-              ls *.png | taskq map --handler 'f=$(jq -r .); convert "$f" "${f%.png}.jpg" && echo "$f"'
-              cat urls.txt | taskq map --workers 8 --max-attempts 3 --handler 'curl -fsS "$(jq -r .)" | wc -c'
+              seq 1 100 | taskq map --handler 'n=$(cat); echo $((n * n))'
+              ls *.png | taskq map --handler 'read -r f; convert "$f" "${f%.png}.jpg" && echo "$f"'
+              cat urls.txt | taskq map --workers 8 --max-attempts 3 --handler 'read -r u; curl -fsS "$u" | wc -c'
               printf '%s\\n' '{"n":1}' '{"n":2}' | taskq map --json --handler 'jq .n'
               taskq map --group nightly-thumbs --handler ./thumb.sh < files.txt   # re-run to resume
+              taskq map --group nightly-thumbs --fresh --handler ./thumb.sh < files.txt
 
             Exit status: 0 every line succeeded; 1 at least one failed (each named on \
-            stderr); 64 usage; 65 bad input line, or --group holds different input; 130 \
+            stderr); 64 usage; 65 bad input line, or --group holds different input (use \
+            --fresh to start it over with this input); 130 \
             interrupted: lines still running get 2 s to finish, then go back to the queue \
             for the next run (run the same command again to resume).
             """)
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("The command run for each line (with /bin/sh -c; the payload on stdin).", valueName: "command"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("The command run for each line (with /bin/sh -c; the line on stdin).", valueName: "command"))
     var handler: String
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Worker processes. Default: the CPUs this process may use (\(System.cpuCount) here).", valueName: "n"))
@@ -65,8 +71,11 @@ struct MapCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Name of this run, to resume it. Default: derived from the handler, kind, queue and input.", valueName: "name"))
     var group: String?
 
-    @Flag(help: "Each line is a JSON value, passed as is (default: each line is text, passed as a JSON string).")
+    @Flag(help: "Each line is a JSON value, passed as is (default: each line is text, passed as it is).")
     var json = false
+
+    @Flag(help: "Run every line again, even those an earlier run of this map finished (default: replay their results).")
+    var fresh = false
 
     @OptionGroup var task: TaskOptions
 
@@ -98,7 +107,7 @@ struct MapCommand: ParsableCommand {
             if json {
                 let text = line.trimmingCharacters(in: " \t")
                 do { try JSON.validate(text) } catch {
-                    throw TaskQueueError.badData("line \(n): not valid JSON (\(error)); nothing was enqueued")
+                    throw TaskQueueError.badData("line \(n): not valid JSON: \(error); nothing was enqueued")
                 }
                 payload = text
             } else {
@@ -110,8 +119,8 @@ struct MapCommand: ParsableCommand {
             tasks.append(NewTask(kind: kind, payload: payload, options: o))
         }
         if tasks.isEmpty { return }
-        let groupName = group ?? "map-\(hash.hex)"
         let q = try database.open(create: true)
+        let groupName = try generation(of: group ?? "map-\(hash.hex)", in: q)
         if o.maxAttempts == nil {
             // A line is tried once unless the kind's policy says otherwise: a map's
             // user watches the outcome and re-runs the map to retry failures.
@@ -121,7 +130,7 @@ struct MapCommand: ParsableCommand {
         let opened = try q.openGroup(groupName, tasks: tasks)
         if !opened.created {
             if opened.ids.count != tasks.count {
-                throw TaskQueueError.badData("map group \(JSON.quote(groupName)) holds \(opened.ids.count) lines, this input has \(tasks.count): give another --group, or the same input")
+                throw TaskQueueError.badData("map group \(JSON.quote(groupName)) holds \(opened.ids.count) lines, this input has \(tasks.count): give another --group, the same input, or --fresh")
             }
             try checkSameInput(opened.group, tasks)
             // Give back what dead processes (a map killed with -9) still hold, so a
@@ -129,15 +138,34 @@ struct MapCommand: ParsableCommand {
             _ = try? Recovery.recoverDead(store: q.store, retry: RetryPolicy(), skip: []) { _ in }
             let again = try opened.group.requeueFailures(options: o)
             let done = try opened.group.counts()[.succeeded] ?? 0
-            let restored = opened.restored > 0
-                ? ", \(opened.restored) line\(opened.restored == 1 ? "" : "s") whose task was purged run\(opened.restored == 1 ? "s" : "") again" : ""
-            System.log("taskq: resuming map group \(groupName): \(done) of \(tasks.count) already succeeded\(again > 0 ? ", \(again) failed line\(again == 1 ? "" : "s") retried" : "")\(restored)")
+            var also: [String] = []
+            if again > 0 { also.append("\(again) failed line\(again == 1 ? "" : "s") run again") }
+            if opened.restored > 0 { also.append("\(opened.restored) line\(opened.restored == 1 ? "" : "s") whose task was purged run again") }
+            let detail = " (map group \(groupName)" + also.map { ", " + $0 }.joined() + ")"
+            if done > 0 {
+                System.log("taskq: \(done) of \(tasks.count) result\(tasks.count == 1 ? "" : "s") replayed from an earlier run\(detail); use --fresh to run \(done == 1 ? "it" : "them") again")
+            } else {
+                System.log("taskq: resuming an earlier run of this map\(detail)")
+            }
         }
         if try q.pausedQueues().contains(where: { $0.name == queue }) {
             System.log("taskq: queue \(queue) is paused: the lines wait until 'taskq resume \(queue)'")
         }
         let code = try runWorkers(database: database, groupName: groupName, total: tasks.count)
         if code != 0 { throw ExitCode(code) }
+    }
+
+    /// The group this run uses: `base`'s latest generation (`base`, `base:2`,
+    /// `base:3`…), or with --fresh a new one after it (`base` itself when unused).
+    private func generation(of base: String, in q: Queue) throws -> String {
+        var latest: String?
+        var n = 1
+        while true {
+            let name = n == 1 ? base : "\(base):\(n)"
+            if try q.group(name) == nil { return fresh ? name : latest ?? base }
+            latest = name
+            n += 1
+        }
     }
 
     /// Every line the group still has a task for must equal the input's line.
@@ -148,7 +176,7 @@ struct MapCommand: ParsableCommand {
             if page.isEmpty { break }
             for (p, t) in page {
                 if p > tasks.count || tasks[p - 1].payload != t.payload || tasks[p - 1].kind != t.kind {
-                    throw TaskQueueError.badData("map group \(JSON.quote(g.name)) holds a different input (line \(p) differs): give another --group, or the same input")
+                    throw TaskQueueError.badData("map group \(JSON.quote(g.name)) holds a different input (line \(p) differs): give another --group, the same input, or --fresh")
                 }
                 position = p + 1
             }
@@ -165,6 +193,8 @@ struct MapCommand: ParsableCommand {
         options.workers = workers ?? System.cpuCount
         options.queues = [task.queue]
         options.commands = [kind: handler]
+        // A plain line reaches the handler as the text it is, not as its JSON string.
+        if !json { options.textInput = [kind] }
         // Ctrl-C: running lines get 2 s to finish, then go back to the queue
         // (not counted as an attempt) for the next run.
         options.shutdownTimeout = 2

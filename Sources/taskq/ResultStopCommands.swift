@@ -71,10 +71,19 @@ struct Stop: ParsableCommand {
             --now: like SIGTERM: running tasks get --shutdown-timeout to finish, then are put \
             back as queued. With no live supervisor, nothing is written and the exit status is 1.
 
+            --wait prints 'stopped' once every supervisor has stopped. A supervisor that dies \
+            instead (SIGKILL, a crash) is named on stderr with the tasks it still held, which \
+            stay running in the database until the next 'taskq supervise' recovers them; the \
+            exit status is then 1.
+
             Examples:
               taskq stop                       # drain, then exit
               taskq stop --wait --timeout 60   # ... and block until they have exited
               taskq stop --now
+
+            Exit status: 0 stopped (without --wait: sentinels written); 1 no supervisor was \
+            running, or (--wait) one died before it had stopped; 64 usage; 66 no database; \
+            75 --timeout passed first.
             """)
 
     @OptionGroup var database: DatabaseOptions
@@ -94,9 +103,9 @@ struct Stop: ParsableCommand {
         if sentinels.isEmpty {
             throw TaskQueueError.failed("no supervisor is running on \(q.location); nothing to stop")
         }
-        let pids = Dictionary(uniqueKeysWithValues: try q.stats().processes.map { ($0.id, $0.pid) })
+        let supervisors = Dictionary(uniqueKeysWithValues: try q.stats().processes.map { ($0.id, $0) })
         for s in sentinels {
-            out("stop sentinel \(s.id) written for supervisor pid \(pids[s.supervisorID].map(String.init) ?? "?") (\(now ? "now" : "drain"))\n")
+            out("stop sentinel \(s.id) written for supervisor pid \(supervisors[s.supervisorID].map { String($0.pid) } ?? "?") (\(now ? "now" : "drain"))\n")
         }
         guard wait else { return }
         let ids = Set(sentinels.map(\.supervisorID))
@@ -106,6 +115,29 @@ struct Stop: ParsableCommand {
             return live.isDisjoint(with: ids) ? true : nil
         }
         if done == nil { throw TaskQueueError(.notFinished, "supervisors still running after waiting \(formatDuration(limit ?? 0)) (--timeout); the sentinels stay in place") }
+        let died = try sentinels.compactMap { try deathNote($0, supervisor: supervisors[$0.supervisorID], q) }
+        if !died.isEmpty { throw TaskQueueError.failed(died.joined(separator: "; ")) }
         out("stopped\n")
+    }
+
+    /// Nil when the supervisor stopped as asked: it completes its sentinel and
+    /// removes its process row on the way out. One that died (SIGKILL, a crash)
+    /// left its row, or was recovered by another supervisor, which cancels the
+    /// sentinel: says what became of its running tasks.
+    private func deathNote(_ sentinel: StopSentinel, supervisor: ProcessRecord?, _ q: Queue) throws -> String? {
+        let sentinelState = try q.task(sentinel.id)?.state
+        if sentinelState == .succeeded { return nil }
+        let processes = try q.stats().processes
+        let left = processes.contains { $0.id == sentinel.supervisorID }
+        if sentinelState == .queued && !left { return nil }   // exited, but could not mark the sentinel
+        let who = "supervisor pid \(supervisor.map { String($0.pid) } ?? "?") on \(supervisor?.host ?? "?")"
+        guard left else { return "\(who) died before it had stopped; another supervisor has recovered its tasks" }
+        let reason = supervisor.flatMap { Recovery.deathReason(of: $0, now: .now()) } ?? "died"
+        let workers = Set(processes.filter { $0.supervisorID == sentinel.supervisorID }.map(\.id))
+        let running = try q.tasks(TaskFilter(states: [.running], limit: 1_000_000))
+            .filter { $0.owner.map(workers.contains) ?? false }.map(\.id).sorted()
+        let tasks = running.isEmpty ? "it held no running task"
+            : "its running task\(running.count == 1 ? "" : "s") \(idList(running)) wait\(running.count == 1 ? "s" : "") for the next 'taskq supervise' to recover \(running.count == 1 ? "it" : "them")"
+        return "\(who) \(reason) before it had stopped: \(tasks)"
     }
 }

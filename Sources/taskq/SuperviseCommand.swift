@@ -12,11 +12,19 @@ struct Supervise: ParsableCommand {
             Each --handler KIND=COMMAND runs COMMAND with /bin/sh -c for tasks of KIND, in its own \
             process group, in this directory, with the task's JSON payload on stdin and \
             TASKQ_TASK_ID, TASKQ_KIND, TASKQ_QUEUE, TASKQ_ATTEMPT and TASKQ_DB in its environment. \
-            Exit 0: the task succeeded and its stdout is the result. Anything else: the attempt \
-            failed; it is retried with exponential backoff until the task's max attempts are \
-            spent, then ends failed. --backoff-base, --backoff-cap and --on-crash KIND=... \
-            apply to tasks that have no setting of their own (from 'enqueue' or the kind's \
-            policy, 'taskq kind set').
+            Exit 0: the task succeeded and its stdout is the result (the end of its stderr is \
+            kept beside it: 'taskq show ID'). Exit 65 (bad data): the task ends failed at once, \
+            without retries. Anything else: the attempt failed; it is retried with exponential \
+            backoff until the task's max attempts are spent, then ends failed. --backoff-base, \
+            --backoff-cap and --on-crash KIND=... apply to tasks that have no setting of their \
+            own (from 'enqueue' or the kind's policy, 'taskq kind set').
+
+            Output: nothing a handler writes reaches the terminal unless --log-output is given; \
+            then each line (stdout and stderr) is printed on stderr as [task ID KIND] LINE.
+
+            Checked at start: a handler whose program is surely missing or not executable (its \
+            first word a path that is not an executable file, or a plain word that is neither a \
+            shell builtin nor in PATH) is refused with exit 64 before anything is written.
 
             Stopping: 'taskq stop' drains what was ready before it, then every process exits 0. \
             SIGTERM or SIGINT (Ctrl-C) lets running tasks finish for up to --shutdown-timeout, \
@@ -42,6 +50,7 @@ struct Supervise: ParsableCommand {
               taskq supervise --handler t=./t.sh --queue default=4 --queue emails=1
               taskq supervise --handler charge=./charge.sh --on-crash charge=fail --retain 30d
               taskq supervise --handler square='jq ".n * .n"' --until-empty
+              taskq supervise --workers 4 --log-output --handler show='echo "number $(cat)"'
             """)
 
     @OptionGroup var database: DatabaseOptions
@@ -72,6 +81,9 @@ struct Supervise: ParsableCommand {
 
     @Option(name: .customLong("backoff-cap"), parsing: .unconditional, help: ArgumentHelp("Longest retry delay, for tasks without their own. Default: 5m, or --backoff-base when that is longer.", valueName: "duration"))
     var backoffCap: String?
+
+    @Flag(name: .customLong("log-output"), help: "Also print each line a handler writes (stdout and stderr) to this command's stderr, prefixed [task ID KIND]. The stored result stays byte-exact.")
+    var logOutput = false
 
     @Flag(name: .customLong("until-empty"), help: "A batch run: exit 0 once no task is ready for these handlers and none waits out a retry backoff (tasks delayed at enqueue are left).")
     var untilEmpty = false
@@ -147,6 +159,7 @@ struct Supervise: ParsableCommand {
         o.retry = RetryPolicy(base: base, cap: try backoffCap.map { try seconds($0, option: "--backoff-cap") } ?? max(300, base))
         try asUsageError { try KindPolicy(backoffBase: o.retry.base, backoffCap: o.retry.cap).validate(asOptions: true) }
         o.untilEmpty = untilEmpty
+        o.logOutput = logOutput
         return o
     }
 

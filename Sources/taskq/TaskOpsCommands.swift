@@ -28,10 +28,10 @@ private func report(_ changes: [TaskChange], verb: String, location: String, bul
         }
     }
     let done = changes.filter { $0.after != nil }.count
-    if bulk || changes.count > 1 { text += "\(verb) \(done)\(what) task\(done == 1 ? "" : "s")\(scope)\n" }
+    if bulk || changes.count != 1 { text += "\(verb) \(done)\(what) task\(done == 1 ? "" : "s")\(scope)\n" }
     out(text)
     if !missing.isEmpty {
-        throw TaskQueueError.notFound("no task \(missing.map(String.init).joined(separator: ", ")) in \(location)")
+        throw TaskQueueError.notFound("no task \(idList(missing)) in \(location)")
     }
     if refused > 0 {
         throw TaskQueueError.failed("\(refused) task\(refused == 1 ? " was" : "s were") left as \(refused == 1 ? "it was" : "they were") (see above)")
@@ -47,7 +47,12 @@ struct Retry: ParsableCommand {
             its attempt count back at 0; its earlier attempts stay in its history ('taskq show'). \
             A task in any other state is left as it is, with a message on stderr. Tasks that \
             were cancelled because a task they ran --after failed are not revived by retrying \
-            that task: retry them too.
+            that task: retry them too. A retried task waits again for its --after tasks that \
+            have not succeeded; while one of them is failed, cancelled or purged it is left \
+            as it is (retry that one first, or in the same call: ids are retried oldest first).
+
+            Ids: as many as needed, separated by spaces or newlines; - reads more from stdin. \
+            A repeated id counts once; a bad id is exit 64 before anything is done.
 
             Prints one line per retried task (and the count for several ids); with --state, \
             only the count, e.g. 'retried 7 failed tasks (queue emails)'.
@@ -55,15 +60,16 @@ struct Retry: ParsableCommand {
             Examples:
               taskq retry 42
               taskq retry 42 43 44
+              taskq retry - < ids.txt
               taskq retry --state failed
               taskq retry --state failed --queue emails --kind send
 
-            Exit status: 0 all retried; 1 some task was not failed or cancelled; 64 usage; \
+            Exit status: 0 all retried; 1 some task was left as it was; 64 usage; \
             66 no such task or database.
             """)
 
     @OptionGroup var database: DatabaseOptions
-    @Argument(help: ArgumentHelp("Task ids.", valueName: "id")) var ids: [Int64] = []
+    @Argument(help: ArgumentHelp("Task ids; - reads more from stdin (whitespace-separated).", valueName: "id")) var ids: [String] = []
     @Option(parsing: .unconditional, help: ArgumentHelp("Retry every task in this state: failed or cancelled.", valueName: "state"))
     var state: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("With --state: only this queue.", valueName: "name")) var queue: String?
@@ -76,7 +82,7 @@ struct Retry: ParsableCommand {
         if let state, state != "failed" && state != "cancelled" {
             throw ValidationError("--state must be failed or cancelled (only those can be retried), not '\(state)'")
         }
-        for id in ids { try checkID(id) }
+        try TaskIDArguments(ids).check()
         try asUsageError {
             if let queue { try validateName(queue, what: "queue") }
             if let kind { try validateName(kind, what: "kind", allowReserved: true) }
@@ -84,6 +90,7 @@ struct Retry: ParsableCommand {
     }
 
     func run() throws {
+        let ids = try TaskIDArguments(self.ids).read()
         let q = try database.open(create: false)
         if let state {
             let changes = try q.retryAll(state: TaskState(rawValue: state)!, queue: queue, kind: kind)
@@ -107,26 +114,31 @@ struct Cancel: ParsableCommand {
             refused when they return.) Tasks waiting for a cancelled task (--after) are \
             cancelled too. Finished tasks are left as they are, with a message on stderr.
 
+            Ids: as many as needed, separated by spaces or newlines; - reads more from stdin \
+            (empty stdin cancels nothing). A repeated id counts once; a bad id is exit 64 \
+            before anything is done.
+
             Examples:
               taskq cancel 42
               taskq cancel 42 43 44
-              taskq list --state queued --kind report --json | jq '.[].id' | xargs taskq cancel
+              taskq list --state queued --kind report --json | jq '.[].id' | taskq cancel -
 
             Exit status: 0 all cancelled; 1 some task had already finished; 64 usage; 66 no \
             such task or database.
             """)
 
     @OptionGroup var database: DatabaseOptions
-    @Argument(help: ArgumentHelp("Task ids.", valueName: "id")) var ids: [Int64] = []
+    @Argument(help: ArgumentHelp("Task ids; - reads more from stdin (whitespace-separated).", valueName: "id")) var ids: [String] = []
 
     func validate() throws {
         if ids.isEmpty { throw ValidationError("give the ids of the tasks to cancel: taskq cancel ID...") }
-        for id in ids { try checkID(id) }
+        try TaskIDArguments(ids).check()
     }
 
     func run() throws {
+        let ids = try TaskIDArguments(self.ids).read()
         let q = try database.open(create: false)
-        try report(try q.cancel(ids), verb: "cancelled", location: q.location, bulk: false)
+        try report(try q.cancel(ids, reason: "cancelled by taskq cancel"), verb: "cancelled", location: q.location, bulk: false)
     }
 }
 
@@ -137,8 +149,8 @@ struct Purge: ParsableCommand {
             Deletes succeeded, failed and cancelled tasks (or only the --state ones) whose \
             finished_at is older than --older-than, with their attempt history, in small \
             transactions so workers are never held up for long. Queued and running tasks are \
-            never touched. The task with the highest id is always kept, even when it matches: \
-            task ids are max(id)+1, so keeping it means an id is never used twice. \
+            never touched; every task that matches is deleted, the newest too (the database \
+            remembers the highest id it deleted, so no id is ever given out twice). \
             'taskq supervise' does this on its own (--retain, default 7d).
 
             Examples:
@@ -177,8 +189,9 @@ struct Pause: ParsableCommand {
         discussion: """
             Persisted in the database (table queues), so every worker of every supervisor \
             sees it at its next claim, and it survives restarts. Running tasks finish; tasks \
-            can still be enqueued. 'taskq status' lists paused queues. A queue can be paused \
-            before it has any task.
+            can still be enqueued ('taskq enqueue' warns on stderr). 'taskq status' and \
+            'taskq top' mark paused queues. A queue can be paused before it has any task, \
+            even before the database exists (pause and resume create it, as enqueue does).
 
             Examples:
               taskq pause emails
@@ -190,7 +203,7 @@ struct Pause: ParsableCommand {
     var queue: String { target.queue }
 
     func run() throws {
-        let q = try database.open(create: false)
+        let q = try database.open(create: true)   // a queue can be paused before its first task
         if try q.pause(queue) { out("paused queue \(queue): no new claims until 'taskq resume \(queue)'\n") }
         else { out("queue \(queue) was already paused\n") }
     }
@@ -211,7 +224,7 @@ struct Resume: ParsableCommand {
     var queue: String { target.queue }
 
     func run() throws {
-        let q = try database.open(create: false)
+        let q = try database.open(create: true)
         if try q.resume(queue) { out("resumed queue \(queue)\n") } else { out("queue \(queue) was not paused\n") }
     }
 }

@@ -12,7 +12,8 @@ struct Top: ParsableCommand {
         discussion: """
             Redraws every --interval seconds: per queue the tasks queued (ready and \
             waiting), running, succeeded, failed and cancelled, and how many finished in \
-            the last minute; the live supervisors; the running tasks with their age (oldest \
+            the last minute (a paused queue is marked "(paused)"); the live supervisors, and \
+            queued tasks of a kind no live supervisor runs; the running tasks with their age (oldest \
             first); the latest failures with their error. On a terminal it uses the \
             alternate screen and hides the cursor; Ctrl-C (or q then Enter, or SIGTERM) \
             restores both and exits 0. When stdout is not a terminal it prints a plain \
@@ -104,6 +105,8 @@ struct LiveView {
             minuteTotal[r.state, default: 0] += r.count
             if perQueue[r.queue] == nil { perQueue[r.queue] = [:] }
         }
+        let paused = Set(try q.pausedQueues().map(\.name))
+        for name in paused where perQueue[name] == nil { perQueue[name] = [:] }   // listed even without tasks, as in status
         let queues = perQueue.keys.sorted()
         var text = "taskq top - \(q.location) - \(now.iso) - every \(formatDuration(interval)), Ctrl-C to quit\n\n"
         if queues.isEmpty {
@@ -112,7 +115,7 @@ struct LiveView {
             let rows = queues.map { name -> [String] in
                 let m = perQueue[name]!
                 let waiting = stats.waiting[name] ?? 0
-                return [name, String((m[.queued] ?? 0) - waiting), String(waiting), String(m[.running] ?? 0),
+                return [name + (paused.contains(name) ? " (paused)" : ""), String((m[.queued] ?? 0) - waiting), String(waiting), String(m[.running] ?? 0),
                         String(m[.succeeded] ?? 0), String(m[.failed] ?? 0), String(m[.cancelled] ?? 0), String(lastMinute[name] ?? 0)]
             }
             text += table(["QUEUE", "READY", "WAITING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "DONE/MIN"], rows)
@@ -126,6 +129,7 @@ struct LiveView {
             let n = stats.processes.filter { $0.supervisorID == s.id && !dead.contains($0.id) }.count
             return "supervisor pid \(s.pid) on \(s.host): \(n) workers, kinds \(s.kinds.joined(separator: ", "))\n"
         }.joined()
+        text += unservedLines(try q.unservedTasks())
         let running = try q.tasks(TaskFilter(states: [.running], limit: 1000))
             .sorted { ($0.startedAt ?? now) < ($1.startedAt ?? now) }
         text += "\nRUNNING (\(running.count))\n"

@@ -12,12 +12,16 @@ struct Wait: ParsableCommand {
             With IDs: waits until each of those tasks has finished (succeeded, failed or \
             cancelled). With --queue: until that queue has no queued or running task left \
             (delayed and retrying tasks count as not finished). With neither: until no queue \
-            has any. It sleeps until the database changes (inotify), with a look every half \
+            has any. Ids: as many as needed (a repeated one counts once); - reads more from \
+            stdin, separated by spaces or newlines. --timeout counts from the start of the \
+            command. It sleeps until the database changes (inotify), with a look every half \
             second as a fallback, rather than polling in a loop.
 
             On a terminal it shows a progress bar with counts and the rate; otherwise it \
             prints a plain line when the counts change (at most once a second). The last line \
-            always sums up. In --queue mode the counts are of tasks that finished since wait \
+            always sums up. If, 3 seconds in, some of the tasks are queued where no live \
+            supervisor will run them (no handler for their kind, or not for their queue), it \
+            says so once on stderr. In --queue mode the counts are of tasks that finished since wait \
             started plus those still to do; "failed" means tasks that ended failed or \
             cancelled while it waited.
 
@@ -29,6 +33,7 @@ struct Wait: ParsableCommand {
               taskq wait 12 13 14 --timeout 60
               taskq wait --queue emails
               taskq enqueue sq --lines < inputs.txt > ids.txt && taskq wait $(cat ids.txt)
+              taskq wait - < ids.txt
 
             Exit status: 0 all finished and none failed or was cancelled; 1 at least one \
             failed or was cancelled; 64 usage; 66 no such task or database; 75 --timeout \
@@ -37,8 +42,8 @@ struct Wait: ParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
-    @Argument(help: ArgumentHelp("Task ids to wait for.", valueName: "id"))
-    var ids: [Int64] = []
+    @Argument(help: ArgumentHelp("Task ids to wait for; - reads more from stdin (whitespace-separated).", valueName: "id"))
+    var ids: [String] = []
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Wait until this queue has no queued or running task.", valueName: "name"))
     var queue: String?
@@ -50,7 +55,7 @@ struct Wait: ParsableCommand {
     var json = false
 
     func validate() throws {
-        for id in ids { try checkID(id) }
+        try TaskIDArguments(ids).check()
         if !ids.isEmpty && queue != nil { throw ValidationError("give task ids or --queue, not both") }
         if let queue {
             try asUsageError { try validateName(queue, what: "queue") }
@@ -66,13 +71,15 @@ struct Wait: ParsableCommand {
     }
 
     func run() throws {
+        let byID = !ids.isEmpty
+        let ids = try TaskIDArguments(self.ids).read()
         let q = try database.open(create: false)
         let limit = try timeout.map { try seconds($0, option: "--timeout") }
         var pending = Set(ids)
         var finished: [Int64: TaskState] = [:]
-        for id in Set(ids) where try q.task(id) == nil {
-            throw TaskQueueError.notFound("no task \(id) in \(q.location)")
-        }
+        let known = try q.states(of: ids)
+        let missing = ids.filter { known[$0] == nil }
+        if !missing.isEmpty { throw TaskQueueError.notFound("no task \(idList(missing)) in \(q.location)") }
         func queueCounts() throws -> Counts {
             var c = Counts()
             for row in try q.stats().counts where queue == nil || row.queue == queue {
@@ -86,9 +93,9 @@ struct Wait: ParsableCommand {
             }
             return c
         }
-        let baseline = ids.isEmpty ? try queueCounts() : Counts()
+        let baseline = !byID ? try queueCounts() : Counts()
         func look() throws -> Counts {
-            if ids.isEmpty {
+            if !byID {
                 var c = try queueCounts()
                 c.succeeded = max(0, c.succeeded - baseline.succeeded)
                 c.failed = max(0, c.failed - baseline.failed)
@@ -96,12 +103,12 @@ struct Wait: ParsableCommand {
                 return c
             }
             var c = Counts()
+            let states = try q.states(of: Array(pending))
             for id in pending {
-                guard let t = try q.task(id) else { finished[id] = .cancelled; pending.remove(id); continue }   // deleted (purged)
-                switch t.state {
+                switch states[id] ?? .cancelled {   // no task: deleted (purged)
                 case .queued: c.queued += 1
                 case .running: c.running += 1
-                default: finished[id] = t.state; pending.remove(id)
+                case let state: finished[id] = state; pending.remove(id)
                 }
             }
             for (_, s) in finished {
@@ -119,12 +126,15 @@ struct Wait: ParsableCommand {
         var last = Counts()
         var lastLook = 0.0
         var doneAtStart: Int64?   // finished before the wait began: not part of the rate
-        let result = try q.waitFor(timeout: limit, interval: 0.5) { () -> Counts? in
+        let hint = UnservedHint()
+        // --timeout counts from the start of the command, reading ids and opening included.
+        let result = try q.waitFor(timeout: limit.map { max(0, $0 - secondsSinceStart()) }, interval: 0.5) { () -> Counts? in
             // At most ten looks a second, however often the database changes.
             let gap = System.monotonic() - lastLook
             if gap < 0.1 { usleep(useconds_t((0.1 - gap) * 1_000_000)) }
             lastLook = System.monotonic()
             last = try look()
+            if last.queued > 0 { hint.check(q, ids: ids.isEmpty ? nil : ids, queue: queue, before: { progress?.clear() }) }
             if doneAtStart == nil { doneAtStart = last.done }
             progress?.update(last, elapsed: System.monotonic() - start, doneSinceStart: last.done - (doneAtStart ?? 0))
             return last.queued + last.running == 0 ? last : nil

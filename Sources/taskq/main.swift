@@ -5,9 +5,6 @@ import TaskQueueSQLite
 import Glibc
 #endif
 
-/// The version printed by `taskq --version`.
-let taskqVersion = "0.1.0"
-
 struct Taskq: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "taskq",
@@ -18,9 +15,11 @@ struct Taskq: ParsableCommand {
             Nothing enqueued is lost: a killed worker's task is retried, a late result from a \
             worker that lost its claim is refused.
 
-            Every command takes --db PATH (default $TASKQ_DB, else ./taskq.db). enqueue, \
-            supervise and init create the database (mode 0600) when it is missing; the \
-            other commands exit 66 and create nothing. See 'taskq help <command>'.
+            Every command takes --db PATH (default $TASKQ_DB, else ./taskq.db), \
+            --synchronous and --busy-timeout, after the command name or before it \
+            ('taskq --db x.db status'). enqueue, supervise, init, pause and resume create \
+            the database (mode 0600) when it is missing; the other commands exit 66 and \
+            create nothing. See 'taskq help <command>'.
 
             Quick start:
               taskq enqueue resize '{"file":"a.png"}'        # prints the task id
@@ -34,10 +33,19 @@ struct Taskq: ParsableCommand {
             task, 69 database busy or unavailable, 75 not finished yet. The first line on \
             stderr says what was wrong.
             """,
-        version: taskqVersion,
         subcommands: [Enqueue.self, Supervise.self, Status.self, List.self, Show.self, Result.self, Retry.self, Cancel.self,
                       Purge.self, Pause.self, Resume.self, Stop.self, Init.self, Wait.self, ScheduleCommand.self, KindCommand.self, MapCommand.self,
                       Top.self, DashboardCommand.self])
+
+    // On the root command only: a `version:` in the configuration would put
+    // --version into every subcommand's help as well.
+    @Flag(help: "Show the version.")
+    var version = false
+
+    func run() throws {
+        guard version else { throw CleanExit.helpRequest(self) }
+        out("taskq \(TaskQueueVersion.current)\n")
+    }
 }
 
 // A worker started by a supervisor runs here and never returns.
@@ -47,6 +55,10 @@ TaskQueueProcess.runWorkerIfRequested(handlers: HandlerSet())
 /// then (for usage errors) the usage; the exit status follows the documented codes.
 func fail(_ error: Error) -> Never {
     switch error {
+    case let e as CommandLineError:
+        System.log("taskq: \(e.message)")
+        if let hint = e.hint { System.log(hint) }
+        exit(64)
     case let e as TaskQueueError:
         System.log("taskq: \(e.message)")
         exit(e.exitCode)
@@ -111,13 +123,15 @@ func parsedEnqueue(_ args: [String]) -> ParsableCommand? {
     return try? Enqueue.parse(Array(args.dropFirst(2)))
 }
 
-if let run = fastEnqueue(CommandLine.arguments) {
+let arguments: [String]
+do { arguments = try normalizedArguments(CommandLine.arguments) } catch { fail(error) }
+if let run = fastEnqueue(arguments) {
     do { try run() } catch { fail(error) }
     exit(0)
 }
 let command: ParsableCommand
-if let parsed = parsedEnqueue(CommandLine.arguments) { command = parsed } else {
-    do { command = try Taskq.parseAsRoot() } catch { fail(error) }
+if let parsed = parsedEnqueue(arguments) { command = parsed } else {
+    do { command = try Taskq.parseAsRoot(packingTaskIDs(Array(arguments.dropFirst()))) } catch { fail(error) }
 }
 do {
     var command = command

@@ -43,7 +43,7 @@ private func row(_ name: String, _ args: [String], stdin: [UInt8]? = nil, _ code
 /// The table. Exit codes: 1 failed, 64 usage, 65 bad data, 66 no such database/task.
 let badInputs: [BadInput] = [
     // Command line as a whole.
-    row("unknown subcommand", ["frobnicate"], 64, ["unexpected argument", "frobnicate"]),
+    row("unknown subcommand", ["frobnicate"], 64, ["unknown command 'frobnicate'"]),
     row("unknown flag", ["enqueue", "--bogus", "t", "1"], 64, ["unknown option", "--bogus"]),
     row("unknown flag on status", ["status", "--verbose"], 64, ["unknown option", "--verbose"]),
     row("enqueue without KIND", ["enqueue"], 64, ["missing kind"]),

@@ -52,7 +52,7 @@ private var bench: String { Harness.binDir + "/taskq-bench" }
         defer { Harness.remove(empty) }
         let r = run(bench, ["--only", "cli"], env: ["TASKQ_BIN_DIR": empty], timeout: 30)
         #expect(r.status != 0, "\(r)")
-        #expect(r.stderr.contains("\(empty)/taskq and \(empty)/taskq-example-worker not found"), "\(r)")
+        #expect(r.stderr.contains("\(empty)/taskq and \(empty)/taskq-bench-worker not found"), "\(r)")
         #expect(r.stderr.contains("swift build -c release --static-swift-stdlib"), "\(r)")
         let bad = run(bench, ["--only", "w9"], timeout: 30)
         #expect(bad.status == 64, "\(bad)")

@@ -27,7 +27,8 @@ import Glibc
         let r = taskq(["--version"])
         #expect(r.status == 0)
         #expect(r.stderr.isEmpty)
-        let parts = r.out.split(separator: ".")
+        #expect(r.out.hasPrefix("taskq "), "\(r.stdout)")
+        let parts = r.out.dropFirst("taskq ".count).split(separator: ".")
         #expect(parts.count == 3 && parts.allSatisfy { isID(String($0)) }, "not a version: \(r.stdout)")
     }
 

@@ -10,11 +10,10 @@ import Glibc
     @Test func pausedQueueIsNotClaimedUntilResumed() {
         let s = Scenario()
         defer { s.close() }
-        let p = s.taskq(["pause", "emails"])
-        #expect(p.status == 66, "no database yet: \(p)")
-        s.enqueue("t", "0")
+        // No database yet: pause creates it, as enqueue does.
         #expect(s.taskq(["pause", "emails"]).out == "paused queue emails: no new claims until 'taskq resume emails'")
         #expect(s.taskq(["pause", "emails"]).out == "queue emails was already paused")
+        s.enqueue("t", "0")
         let mail = (1...3).map { s.enqueue("t", "\($0)", ["--queue", "emails"]) }
         let sup = s.supervise(["--workers", "2", "--handler", "t=cat"])
         let other = s.enqueue("t", "9")

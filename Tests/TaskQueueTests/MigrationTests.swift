@@ -1,4 +1,4 @@
-// The schema's migrations: the copy embedded in the binary equals migrations/*.sql,
+// The schema's migrations: every file of migrations/ is embedded in the binary,
 // a new database is brought to the latest version once, and a file that is not
 // ours (or is from a newer taskq) is refused without being touched.
 
@@ -19,30 +19,28 @@ import Glibc
         return parts.joined(separator: "/")
     }()
 
-    private static func droppingTrailingNewline(_ s: String) -> String {
-        s.hasSuffix("\n") ? String(s.dropLast()) : s
-    }
-
     // MARK: the embedded copy
 
-    @Test func embeddedMigrationsEqualTheFiles() throws {
+    @Test func everyMigrationFileIsEmbeddedAndListedInOrder() throws {
         let dir = Self.packageRoot + "/migrations"
         let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".sql") }.sorted()
         try #require(!files.isEmpty, "no migrations found in \(dir)")
-        #expect(embeddedMigrations.map(\.name) == files,
-                "the embedded migrations differ from migrations/*.sql: run scripts/embed-migrations.sh")
+        // The target embeds them through its link to the top-level folder.
+        let link = Self.packageRoot + "/Sources/TaskQueueSQLite/migrations"
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: link)) == "../../migrations")
+        #expect(Migrator.files.map(\.name) == files,
+                "the binary's migrations are not migrations/*.sql in order (the MigrationList plugin lists them)")
         for (i, name) in files.enumerated() {
             // Numbered 0001_name.sql, 0002_…, with no gap.
             let digits = name.prefix(4)
             #expect(digits.allSatisfy(\.isASCII) && digits.allSatisfy(\.isNumber) && name.dropFirst(4).hasPrefix("_"),
                     "\(name) is not named NNNN_name.sql")
             #expect(Int(digits) == i + 1, "\(name): migrations must be numbered 1, 2, 3, … without gaps")
-            guard i < embeddedMigrations.count else { continue }
-            let m = embeddedMigrations[i]
+            guard i < Migrator.migrations.count else { continue }
+            let m = Migrator.migrations[i]
             #expect(m.version == i + 1 && m.name == name)
-            let text = String(decoding: readAll(dir + "/" + name), as: UTF8.self)
-            #expect(Self.droppingTrailingNewline(m.sql) == Self.droppingTrailingNewline(text),
-                    "\(name) differs from its embedded copy: run scripts/embed-migrations.sh")
+            #expect(m.sql == String(decoding: readAll(dir + "/" + name), as: UTF8.self),
+                    "\(name) differs from the copy in the binary")
         }
         #expect(Migrator.latestVersion == files.count)
     }
@@ -54,14 +52,14 @@ import Glibc
         defer { db.close() }
         do { _ = try db.store() }   // opened, migrated, closed
         #expect(sqliteInt(db.path, "PRAGMA user_version") == Migrator.latestVersion)
-        #expect(Migrator.latestVersion == embeddedMigrations.last?.version)
+        #expect(Migrator.latestVersion == Migrator.migrations.last?.version)
         let rows = sqlite(db.path, "SELECT version || ' ' || name FROM taskq_migrations ORDER BY version")
-        #expect(rows == embeddedMigrations.map { "\($0.version) \($0.name)" }.joined(separator: "\n"))
+        #expect(rows == Migrator.migrations.map { "\($0.version) \($0.name)" }.joined(separator: "\n"))
         for applied in sqlite(db.path, "SELECT applied_at FROM taskq_migrations").split(separator: "\n") {
             #expect(Timestamp(iso: String(applied)) != nil, "applied_at \(applied) is not an ISO time")
         }
         #expect(sqlite(db.path, "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name)")
-                    == "kinds processes queues schedule_runs schedules task_attempts task_dependencies task_groups taskq_migrations tasks")
+                    == "kinds processes queues schedule_runs schedules task_attempts task_dependencies task_groups task_id_high_water taskq_migrations tasks")
         #expect(sqlite(db.path, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = 'tasks_state_machine'") == "1")
         #expect(sqlite(db.path, "PRAGMA journal_mode") == "wal")
 
@@ -119,7 +117,7 @@ import Glibc
             let unknown = errors.current.filter { !Self.isKnownFirstOpenRace($0) }
             #expect(unknown.isEmpty, "round \(round): \(unknown)")
             known += errors.current.filter(Self.isKnownFirstOpenRace).map { "round \(round): \($0)" }
-            #expect(sqliteInt(path, "SELECT count(*) FROM taskq_migrations") == embeddedMigrations.count, "round \(round)")
+            #expect(sqliteInt(path, "SELECT count(*) FROM taskq_migrations") == Migrator.migrations.count, "round \(round)")
             #expect(sqliteInt(path, "PRAGMA user_version") == Migrator.latestVersion, "round \(round)")
         }
         #expect(known.isEmpty, "\(known.count) of 240 first opens failed: \(known.prefix(3))")
@@ -143,7 +141,7 @@ import Glibc
                 if Self.isKnownFirstOpenRace(r.stderr) { known.append("round \(round): \(r.stderr)") }
                 else { Issue.record("round \(round): \(r)") }
             }
-            #expect(sqliteInt(db.path, "SELECT count(*) FROM taskq_migrations") == embeddedMigrations.count)
+            #expect(sqliteInt(db.path, "SELECT count(*) FROM taskq_migrations") == Migrator.migrations.count)
             #expect(sqliteInt(db.path, "SELECT count(*) FROM tasks") == results.filter { $0.status == 0 }.count)
         }
         #expect(known.isEmpty, "\(known)")
@@ -154,7 +152,7 @@ import Glibc
         // schedules table (max_attempts becomes nullable) and must keep its rows.
         let db = TempDB()
         defer { db.close() }
-        let upTo3 = embeddedMigrations.filter { $0.version <= 3 }.map(\.sql).joined(separator: "\n")
+        let upTo3 = Migrator.migrations.filter { $0.version <= 3 }.map(\.sql).joined(separator: "\n")
         _ = sqlite(db.path, "PRAGMA journal_mode = WAL;\n" + upTo3 + """
             PRAGMA user_version = 3;
             INSERT INTO tasks (kind, run_at, created_at, max_attempts) VALUES ('old', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', 7);
@@ -191,7 +189,7 @@ import Glibc
         }
         #expect(FileFingerprint(db.path) == before, "a database from a newer taskq was changed")
         #expect(sqliteInt(db.path, "PRAGMA user_version") == newer)
-        #expect(sqliteInt(db.path, "SELECT count(*) FROM taskq_migrations") == embeddedMigrations.count)
+        #expect(sqliteInt(db.path, "SELECT count(*) FROM taskq_migrations") == Migrator.migrations.count)
     }
 
     @Test func newerDatabaseInRollbackModeIsLeftAlone() throws {

@@ -1019,7 +1019,8 @@ enum StoreConformance {
             let store = try #require(try make() as? SQLiteTaskStore)
             // Twice the same batch: the second must bind every payload again,
             // although the statement held the same values before they were released.
-            let payloads = (0..<100).map { String(repeating: "\($0 % 10)", count: 10_000 + $0) }
+            // (JSON strings: the schema checks payloads are JSON.)
+            let payloads = (0..<100).map { "\"" + String(repeating: "\($0 % 10)", count: 10_000 + $0) + "\"" }
             var shared = PayloadBatch()
             for p in payloads { Array(p.utf8).withUnsafeBytes { shared.append($0) } }
             for round in 0..<4 {

@@ -101,12 +101,43 @@ import TaskQueueTestSupport
             #expect(try store.task(y)?.state == .cancelled)
             #expect(try store.task(y)?.lastError == "task \(x), which it was to run after, failed")
             #expect(try store.task(z)?.lastError == "task \(y), which it was to run after, was cancelled")
-            #expect(sqliteInt(db.path, "SELECT count(*) FROM task_dependencies") == 0)
+            // The cancelled dependants keep their rows: a retry makes them wait again.
+            #expect(sqlite(db.path, "SELECT group_concat(task_id || '>' || depends_on) FROM task_dependencies") == "\(y)>\(x),\(z)>\(y)")
             #expect(throws: TaskQueueError.self) { try store.enqueueTasks([NewTask(kind: "d", options: EnqueueOptions(after: [9999]))], now: f.now) }
         }
     }
 
-    @Test func purgeNeverTakesTheHighestIDAndPauseStopsClaims() throws {
+    @Test func retryBlocksADependantAgainAndRepeatedIdsCountOnce() throws {
+        try withSQLiteFactory { db, _ in
+            let store = try db.store()
+            let f = RowFactory(store)
+            let a = try f.queued()
+            let b = try store.enqueueTasks([NewTask(kind: "d", options: EnqueueOptions(after: [a]))], now: f.now)[0].id
+            #expect(try store.cancelTasks([b, b], reason: "x", now: f.now) == [TaskChange(id: b, before: .queued, after: .cancelled)])
+            #expect(try store.retryTasks([b, b], now: f.now) == [TaskChange(id: b, before: .cancelled, after: .queued)])
+            #expect(try store.task(b)?.isBlocked == true)
+            #expect(try store.task(b)?.waitingFor == [a])
+            // Its dependency cancelled (which cancels it again): not retried alone.
+            #expect(try store.cancelTasks([a], reason: "x", now: f.now)[0].dependantsCancelled == [b])
+            let alone = try store.retryTasks([b], now: f.now)
+            #expect(alone[0].after == nil && alone[0].note?.contains("which is cancelled") == true, "\(alone)")
+            // Both, the dependant named first: the dependency is retried first.
+            #expect(try store.retryTasks([b, a], now: f.now).map(\.id) == [b, a])
+            #expect(try store.task(a)?.isBlocked == false)
+            #expect(try store.task(b)?.isBlocked == true)
+            // Named together, a task and its dependant are both cancelled as asked.
+            #expect(try store.cancelTasks([a, b], reason: "x", now: f.now).map(\.after) == [.cancelled, .cancelled])
+        }
+    }
+
+    @Test func aStartTimeStopsShortOfTheMarkOfBlockedTasks() throws {
+        #expect(throws: TaskQueueError.self) { try EnqueueOptions(runAt: .blocked).validate() }
+        #expect(throws: TaskQueueError.self) { try EnqueueOptions(runAt: Timestamp(milliseconds: .max)).validate() }
+        try EnqueueOptions(runAt: EnqueueOptions.latestRunAt).validate()
+        #expect(EnqueueOptions.latestRunAt.iso == "9999-12-31T23:59:59.998Z")
+    }
+
+    @Test func purgeDeletesEveryMatchNewestTooAndPauseStopsClaims() throws {
         try withSQLiteFactory { db, _ in
             let store = try db.store()
             let f = RowFactory(store)
@@ -117,8 +148,12 @@ import TaskQueueTestSupport
             #expect(try store.purgeTasks(states: [.succeeded], finishedBefore: later, limit: 10) == 0)
             #expect(try store.purgeTasks(states: [.cancelled], finishedBefore: f.now, limit: 10) == 0)
             #expect(try store.purgeTasks(states: [.cancelled], finishedBefore: later, limit: 1) == 1)
+            #expect(try store.purgeTasks(states: [.cancelled], finishedBefore: later, limit: 10) == 2)
+            #expect(try store.tasks(TaskFilter()).isEmpty)
+            // The ids of the purged tasks are not given out again.
+            #expect(try store.insertTasks([NewTask(kind: "t")], now: f.now) == [ids[2] + 1])
+            _ = try store.cancelTasks([ids[2] + 1], reason: "x", now: f.now)
             #expect(try store.purgeTasks(states: [.cancelled], finishedBefore: later, limit: 10) == 1)
-            #expect(try store.tasks(TaskFilter()).map(\.id) == [ids[2]])
             // Paused: nothing claimed from it until resumed.
             let q = try f.queued(queue: "mail")
             #expect(try store.setPaused(queue: "mail", paused: true, now: f.now))

@@ -12,7 +12,8 @@
 # Exit 0: the task succeeded and everything written to stdout is its result.
 # Exit non-zero: the attempt failed; the exit status and the end of stderr are
 # stored as the task's last_error, and taskq retries it (with backoff) until its
-# max attempts are spent.
+# max attempts are spent. Exit 65 (bad data, as below) fails the task for good:
+# no retry, since the same payload cannot do better next time.
 set -eu
 
 payload=$(cat)

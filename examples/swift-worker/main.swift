@@ -2,12 +2,10 @@
 // as `taskq supervise`, running Swift functions inside the workers instead of
 // shell commands.
 //
-//   taskq-example-worker [--db PATH] [--workers N] [--until-empty] [--synchronous normal|full] [--report]
+//   taskq-example-worker [--db PATH] [--workers N] [--until-empty] [--synchronous normal|full]
 //
-// Kinds: "square" ({"n": 3} -> 9), "report" (returns a line of text), "crash" (kills
-// its own worker process, to see recovery at work), and
-// "bench-noop" (the benchmark harness's no-op: appends an audit line to
-// $BENCH_AUDIT_DIR/<pid>.tsv and returns the payload's length).
+// Kinds: "square" ({"n": 3} -> 9), "report" (returns a line of text), and "crash"
+// (kills its own worker process, to see recovery at work).
 import TaskQueue
 import TaskQueueSQLite
 #if canImport(Glibc)
@@ -24,7 +22,6 @@ handlers.register("square") { task in
 handlers.register("report") { task in
     Array("report for \(task.payload), attempt \(task.attempt)\n".utf8)
 }
-handlers.register("bench-noop", BenchAudit.noop)
 // Dies the way a buggy handler can (SIGKILL of its own worker): for trying crash
 // recovery by hand, and for the tests.
 handlers.register("crash") { _ in
@@ -36,26 +33,20 @@ handlers.register("crash") { _ in
 TaskQueueProcess.runWorkerIfRequested(handlers: handlers)
 
 var options = SupervisorOptions(database: "taskq.db")
-var report = false
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
     switch a {
     case "--db": options.database = args.popFirst() ?? options.database
     case "--workers": options.workers = Int(args.popFirst() ?? "") ?? options.workers
     case "--until-empty": options.untilEmpty = true
-    case "--report": report = true
     case "--synchronous": options.synchronous = args.popFirst() ?? "normal"
     default:
-        System.log("usage: taskq-example-worker [--db PATH] [--workers N] [--until-empty] [--synchronous normal|full] [--report]")
+        System.log("usage: taskq-example-worker [--db PATH] [--workers N] [--until-empty] [--synchronous normal|full]")
         exit(64)
     }
 }
 do {
-    let start = System.monotonic()
-    let status = try TaskQueueProcess.supervise(options, handlers: handlers)
-    // For the benchmark harness: elapsed time without process start-up.
-    if report { print("{\"elapsed_s\": \(System.monotonic() - start), \"failed_workers\": 0}") }
-    exit(status)
+    exit(try TaskQueueProcess.supervise(options, handlers: handlers))
 } catch let e as TaskQueueError {
     System.log("taskq-example-worker: \(e.message)")
     exit(e.exitCode)

@@ -2,13 +2,15 @@
 #define CSQLITE_TUNING_H
 /// Process-wide SQLite settings that must be made before the first connection
 /// (sqlite3_config is variadic, so Swift cannot call it): connections are used
-/// by one thread at a time (multi-thread mode, no per-connection mutex), and no
-/// memory statistics are kept (they take a global mutex on every allocation).
+/// by one thread at a time (multi-thread mode, no per-connection mutex), no
+/// memory statistics are kept (they take a global mutex on every allocation), and
+/// a database path is a file name, never a URI unless asked (SQLITE_OPEN_URI).
+/// The bundled SQLite is compiled with the first two; the system's is set here.
 /// Safe to call more than once. Returns the sqlite3_config result code.
 int taskq_sqlite_tune(void);
 
 #include <stddef.h>
-#include "sqlite3.h"
+#include "CSQLite.h"
 /// Installs taskq's busy handler on `db`: while another connection holds the write
 /// lock, retry after yielding, then after sleeps growing from 20 µs to 2 ms, for up
 /// to `timeout_ms` in all. SQLite's own handler (sqlite3_busy_timeout) sleeps at
@@ -29,6 +31,12 @@ typedef struct taskq_checkpointer taskq_checkpointer;
 taskq_checkpointer *taskq_checkpointer_attach(sqlite3 *db, const char *path, int frames, int synchronous);
 /// Stops the thread (after the checkpoint it is making, if any) and frees `c`.
 void taskq_checkpointer_detach(sqlite3 *db, taskq_checkpointer *c);
+
+/// How many of the WAL's frames are copied into the database file already (the
+/// WAL-index's nBackfill), read from the -shm file where SQLite keeps it: what a
+/// NOOP checkpoint reports, for a SQLite without them (before 3.51). -1 when it
+/// cannot be read (no WAL open on `db`).
+int taskq_wal_backfilled(sqlite3 *db, const char *schema);
 
 /// A batch of successful outcomes for one UPDATE over an id range (outcomes.c says
 /// why): registers the SQL functions taskq_outcome_attempt(id) (the attempt the

@@ -1,0 +1,2 @@
+// (SwiftPM needs a source file in a C target; the module is include/CSQLite.h.)
+#include "CSQLite.h"

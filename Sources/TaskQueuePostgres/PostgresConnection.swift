@@ -1,0 +1,356 @@
+import CLibPQ
+import TaskQueue
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An error PostgreSQL (or libpq) reported: its SQLSTATE, its primary message and
+/// the first line of the statement it came from. Bound values never appear in it
+/// (they may be private payloads).
+struct PostgresError: Error, CustomStringConvertible {
+    /// Five characters (`23505` unique violation, `40P01` deadlock, …); `08006`
+    /// when the connection itself failed and the server sent nothing.
+    let sqlstate: String
+    let message: String
+    /// The statement's first line, for people.
+    let statement: String
+
+    var description: String { statement.isEmpty ? message : "\(message) (in: \(statement))" }
+
+    /// The same, as the error taskq shows and maps to an exit status.
+    func taskQueueError(location: String) -> TaskQueueError {
+        let m = message
+        switch sqlstate {
+        case let s where s.hasPrefix("23"): return .failed("the database refused the change: \(m)")
+        case "40001", "40P01", "55P03", "57014":
+            return .busy("\(location) is busy: \(m) (another process held a lock too long); nothing was written")
+        case "53100": return .noSpace("no space left on device for \(location) (\(m)); nothing was written")
+        case "3D000", "3F000": return .notFound("cannot open \(location): \(m)")
+        case let s where s.hasPrefix("08") || s.hasPrefix("28") || s.hasPrefix("53") || s.hasPrefix("57"):
+            return .unavailable("cannot use \(location): \(m)")
+        case "42501": return .unavailable("permission denied on \(location): \(m)")
+        default: return .failed("PostgreSQL error \(sqlstate) on \(location): \(m)\(statement.isEmpty ? "" : " (in: \(statement))")")
+        }
+    }
+}
+
+/// A value bound to a statement parameter. Scalars go in PostgreSQL's binary
+/// format with their type named, so nothing is parsed from text on either side.
+enum PGValue {
+    case null
+    case int(Int64)
+    case double(Double)
+    case text(String)
+    case bytes([UInt8])
+    case bool(Bool)
+    case ts(Timestamp)
+    /// A one-dimensional array, already in binary array format, of type `oid`.
+    case array(oid: UInt32, data: [UInt8])
+
+    static func opt(_ v: Int64?) -> PGValue { v.map { .int($0) } ?? .null }
+    static func opt(_ v: Double?) -> PGValue { v.map { .double($0) } ?? .null }
+    static func opt(_ v: String?) -> PGValue { v.map { .text($0) } ?? .null }
+    static func opt(_ v: Timestamp?) -> PGValue { v.map { .ts($0) } ?? .null }
+
+    /// `[Int64]` as `bigint[]`.
+    static func ints(_ values: [Int64]) -> PGValue {
+        var b = PGArray(elementOID: PGType.int8, count: values.count, hasNull: false)
+        for v in values { b.element(8); b.int64(v) }
+        return .array(oid: PGType.int8Array, data: b.data)
+    }
+    /// `[String]` as `text[]`.
+    static func texts(_ values: [String]) -> PGValue {
+        var b = PGArray(elementOID: PGType.text, count: values.count, hasNull: false)
+        for v in values { b.element(v.utf8.count); b.data.append(contentsOf: v.utf8) }
+        return .array(oid: PGType.textArray, data: b.data)
+    }
+    /// `[[UInt8]]` as `bytea[]`.
+    static func byteas(_ values: [[UInt8]]) -> PGValue {
+        var b = PGArray(elementOID: PGType.bytea, count: values.count, hasNull: false)
+        for v in values { b.element(v.count); b.data.append(contentsOf: v) }
+        return .array(oid: PGType.byteaArray, data: b.data)
+    }
+
+    /// A one-dimensional array of `elements` (each of type `elementOID`, or NULL).
+    static func list(_ elements: [PGValue], of elementOID: UInt32, arrayOID: UInt32) -> PGValue {
+        let hasNull = elements.contains { if case .null = $0 { return true } else { return false } }
+        var b = PGArray(elementOID: elementOID, count: elements.count, hasNull: hasNull)
+        for e in elements {
+            if let bytes = e.wire.bytes { b.element(bytes.count); b.data.append(contentsOf: bytes) } else { b.element(-1) }
+        }
+        return .array(oid: arrayOID, data: b.data)
+    }
+
+    /// Its type and binary representation for PQexecParams.
+    fileprivate var wire: (oid: UInt32, bytes: [UInt8]?) {
+        switch self {
+        case .null: return (0, nil)
+        case .int(let v): return (PGType.int8, bigEndian(UInt64(bitPattern: v)))
+        case .double(let v): return (PGType.float8, bigEndian(v.bitPattern))
+        case .text(let s): return (PGType.text, Array(s.utf8))
+        case .bytes(let b): return (PGType.bytea, b)
+        case .bool(let b): return (PGType.bool, [b ? 1 : 0])
+        case .ts(let t): return (PGType.timestamptz, bigEndian(UInt64(bitPattern: PGType.micros(t))))
+        case .array(let oid, let data): return (oid, data)
+        }
+    }
+}
+
+/// The type oids taskq binds and reads (pg_type.h; fixed since PostgreSQL 7).
+enum PGType {
+    static let bool: UInt32 = 16, bytea: UInt32 = 17, int8: UInt32 = 20, int4: UInt32 = 23, text: UInt32 = 25
+    static let float8: UInt32 = 701, timestamptz: UInt32 = 1184
+    static let int8Array: UInt32 = 1016, textArray: UInt32 = 1009, byteaArray: UInt32 = 1001
+    static let float8Array: UInt32 = 1022, timestamptzArray: UInt32 = 1185
+    /// PostgreSQL's epoch, 2000-01-01, in Unix milliseconds.
+    static let epochMs: Int64 = 946_684_800_000
+    /// Microseconds since PostgreSQL's epoch, clamped to years 0000–9999 as
+    /// `Timestamp.iso` (what the SQLite store writes) clamps.
+    static func micros(_ t: Timestamp) -> Int64 {
+        let ms = min(max(t.milliseconds, Timestamp.isoMinimum.milliseconds), Timestamp.isoMaximum.milliseconds)
+        return (ms - epochMs) * 1000
+    }
+}
+
+private func bigEndian(_ v: UInt64) -> [UInt8] {
+    (0..<8).map { UInt8(truncatingIfNeeded: v >> (56 - 8 * $0)) }
+}
+
+/// Builds a one-dimensional array in PostgreSQL's binary format.
+struct PGArray {
+    var data: [UInt8] = []
+    init(elementOID: UInt32, count: Int, hasNull: Bool) {
+        int32(1); int32(hasNull ? 1 : 0); int32(Int32(bitPattern: elementOID))
+        int32(Int32(count)); int32(1)
+    }
+    mutating func int32(_ v: Int32) {
+        let u = UInt32(bitPattern: v)
+        data.append(contentsOf: [UInt8(u >> 24), UInt8(truncatingIfNeeded: u >> 16), UInt8(truncatingIfNeeded: u >> 8),
+                                 UInt8(truncatingIfNeeded: u)])
+    }
+    mutating func int64(_ v: Int64) { data.append(contentsOf: bigEndian(UInt64(bitPattern: v))) }
+    /// The length word of the next element (-1: NULL).
+    mutating func element(_ length: Int) { int32(Int32(length)) }
+}
+
+/// One synchronous connection (libpq). Every statement is sent with PQexecParams,
+/// parameters and results in binary format. Use it from one thread at a time.
+final class PostgresConnection {
+    let handle: OpaquePointer
+    /// Where it is connected, without the password, for messages.
+    let location: String
+
+    /// Connects with a libpq URI (`postgresql://…`) or key=value string.
+    init(_ conninfo: String) throws {
+        guard let c = PQconnectdb(conninfo) else {
+            throw TaskQueueError.unavailable("cannot connect to PostgreSQL: out of memory")
+        }
+        guard PQstatus(c) == CONNECTION_OK else {
+            let m = Self.oneLine(String(cString: PQerrorMessage(c)))
+            PQfinish(c)
+            let notFound = m.contains("does not exist")
+            throw TaskQueueError(notFound ? .notFound : .unavailable, "cannot connect to PostgreSQL: \(m)")
+        }
+        handle = c
+        let db = String(cString: PQdb(c))
+        let host = PQhost(c).map { String(cString: $0) } ?? ""
+        location = "PostgreSQL database \(db)" + (host.isEmpty ? "" : " on \(host)")
+        PQsetClientEncoding(c, "UTF8")
+        // Notices (NOTICE, WARNING from the server) are not errors: libpq would
+        // print them on stderr, in the middle of taskq's own output.
+        PQsetNoticeProcessor(c, { _, _ in }, nil)
+    }
+
+    deinit { PQfinish(handle) }
+
+    /// A setting the server reports at connect (`server_encoding`, `server_version`, …).
+    func parameter(_ name: String) -> String? {
+        PQparameterStatus(handle, name).map { String(cString: $0) }
+    }
+
+    /// Runs one statement (no parameters: several, separated by `;`, with the simple
+    /// protocol, as migrations need). Returns its rows.
+    @discardableResult
+    func exec(_ sql: String, _ params: [PGValue] = []) throws -> PGResult {
+        let result: OpaquePointer?
+        if params.isEmpty {
+            result = PQexecParams(handle, sql, 0, nil, nil, nil, nil, 1)
+        } else {
+            let wires = params.map(\.wire)
+            var types = wires.map(\.oid)
+            var lengths = wires.map { Int32($0.bytes?.count ?? 0) }
+            var formats = [Int32](repeating: 1, count: wires.count)
+            // Every value's bytes live until the call returns.
+            var pointers: [UnsafePointer<CChar>?] = []
+            var buffers: [UnsafeMutablePointer<CChar>] = []
+            defer { buffers.forEach { $0.deallocate() } }
+            for w in wires {
+                guard let b = w.bytes else { pointers.append(nil); continue }
+                let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, b.count))
+                b.withUnsafeBufferPointer { src in
+                    if let base = src.baseAddress { UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: b.count) }
+                }
+                buffers.append(p)
+                pointers.append(UnsafePointer(p))
+            }
+            result = PQexecParams(handle, sql, Int32(params.count), &types, &pointers, &lengths, &formats, 1)
+        }
+        return try check(result, sql)
+    }
+
+    /// Several statements without parameters or results, in one round trip (simple
+    /// query protocol): BEGIN with a lock, a migration file.
+    func run(script sql: String) throws {
+        _ = try check(PQexec(handle, sql), sql)
+    }
+
+    private func check(_ result: OpaquePointer?, _ sql: String) throws -> PGResult {
+        guard let result else { throw error(nil, sql) }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return PGResult(result)
+        default:
+            let e = error(result, sql)
+            PQclear(result)
+            throw e
+        }
+    }
+
+    private func error(_ result: OpaquePointer?, _ sql: String) -> PostgresError {
+        func field(_ code: UInt8) -> String? {
+            guard let result, let p = PQresultErrorField(result, Int32(code)) else { return nil }
+            return String(cString: p)
+        }
+        let message = field(UInt8(ascii: "M")) ?? Self.oneLine(String(cString: PQerrorMessage(handle)))
+        let firstLine = sql.split(separator: "\n", omittingEmptySubsequences: true).first.map {
+            String($0.drop { $0 == " " })
+        } ?? ""
+        return PostgresError(sqlstate: field(UInt8(ascii: "C")) ?? "08006", message: Self.oneLine(message),
+                             statement: firstLine.count > 120 ? String(firstLine.prefix(117)) + "..." : firstLine)
+    }
+
+    static func oneLine(_ s: String) -> String {
+        s.split(whereSeparator: \.isNewline).map { String($0).trimmingCharacters(in: " \t") }.filter { !$0.isEmpty }
+            .joined(separator: "; ")
+    }
+
+    /// True while no transaction is open or failed on this connection.
+    var isIdle: Bool { PQtransactionStatus(handle) == PQTRANS_IDLE }
+
+    /// Runs `body` in a transaction (READ COMMITTED) begun by `begin`: committed
+    /// when it returns, rolled back when it throws.
+    func transaction<T>(begin: String = "BEGIN", _ body: () throws -> T) throws -> T {
+        do {
+            try run(script: begin)
+            let value = try body()
+            try run(script: "COMMIT")
+            return value
+        } catch {
+            if !isIdle { _ = PQexec(handle, "ROLLBACK").map { PQclear($0) } }
+            throw error
+        }
+    }
+}
+
+extension String {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        let chars = Set(set)
+        var s = Substring(self)
+        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
+        while let l = s.last, chars.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+/// The rows of one statement, read in binary format; freed with it.
+final class PGResult {
+    private let r: OpaquePointer
+    init(_ r: OpaquePointer) { self.r = r }
+    deinit { PQclear(r) }
+
+    var count: Int { Int(PQntuples(r)) }
+    /// Rows the statement changed (UPDATE, DELETE, INSERT).
+    var changes: Int { Int(String(cString: PQcmdTuples(r))) ?? 0 }
+
+    func isNull(_ row: Int, _ col: Int) -> Bool { PQgetisnull(r, Int32(row), Int32(col)) == 1 }
+
+    private func raw(_ row: Int, _ col: Int) -> UnsafeRawBufferPointer {
+        let n = Int(PQgetlength(r, Int32(row), Int32(col)))
+        return UnsafeRawBufferPointer(start: PQgetvalue(r, Int32(row), Int32(col)), count: n)
+    }
+
+    private func be(_ b: UnsafeRawBufferPointer, at: Int = 0, _ width: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for k in 0..<width { v = v << 8 | UInt64(b[at + k]) }
+        return v
+    }
+
+    /// An integer column (int2, int4 or int8), or a bool as 0/1.
+    func int(_ row: Int, _ col: Int) -> Int64 {
+        let b = raw(row, col)
+        switch b.count {
+        case 8: return Int64(bitPattern: be(b, 8))
+        case 4: return Int64(Int32(bitPattern: UInt32(be(b, 4))))
+        case 2: return Int64(Int16(bitPattern: UInt16(be(b, 2))))
+        case 1: return Int64(b[0])
+        default: return 0
+        }
+    }
+    func optionalInt(_ row: Int, _ col: Int) -> Int64? { isNull(row, col) ? nil : int(row, col) }
+    func bool(_ row: Int, _ col: Int) -> Bool { !isNull(row, col) && int(row, col) != 0 }
+
+    func double(_ row: Int, _ col: Int) -> Double {
+        let b = raw(row, col)
+        return b.count == 8 ? Double(bitPattern: be(b, 8)) : 0
+    }
+    func optionalDouble(_ row: Int, _ col: Int) -> Double? { isNull(row, col) ? nil : double(row, col) }
+
+    func string(_ row: Int, _ col: Int) -> String { String(decoding: raw(row, col), as: UTF8.self) }
+    func text(_ row: Int, _ col: Int) -> String? { isNull(row, col) ? nil : string(row, col) }
+
+    func bytes(_ row: Int, _ col: Int) -> [UInt8]? { isNull(row, col) ? nil : Array(raw(row, col)) }
+
+    /// A timestamptz column, to the millisecond.
+    func timestamp(_ row: Int, _ col: Int) -> Timestamp {
+        let micros = Int64(bitPattern: be(raw(row, col), 8))
+        let (q, r) = micros.quotientAndRemainder(dividingBy: 1000)
+        return Timestamp(milliseconds: (r < 0 ? q - 1 : q) + PGType.epochMs)
+    }
+    func optionalTimestamp(_ row: Int, _ col: Int) -> Timestamp? { isNull(row, col) ? nil : timestamp(row, col) }
+
+    /// A one-dimensional array of bigint or text (NULL elements skipped).
+    func int64s(_ row: Int, _ col: Int) -> [Int64]? {
+        array(row, col) { b, at, n in n == 8 ? Int64(bitPattern: be(b, at: at, 8)) : Int64(Int32(bitPattern: UInt32(be(b, at: at, 4)))) }
+    }
+    func strings(_ row: Int, _ col: Int) -> [String]? {
+        array(row, col) { b, at, n in String(decoding: UnsafeRawBufferPointer(rebasing: b[at..<(at + n)]), as: UTF8.self) }
+    }
+
+    private func array<T>(_ row: Int, _ col: Int, _ element: (UnsafeRawBufferPointer, Int, Int) -> T) -> [T]? {
+        if isNull(row, col) { return nil }
+        let b = raw(row, col)
+        guard b.count >= 12 else { return [] }
+        let dims = Int(be(b, at: 0, 4))
+        if dims == 0 { return [] }
+        let n = Int(be(b, at: 12, 4))
+        var at = 12 + 8 * dims
+        var out: [T] = []
+        out.reserveCapacity(n)
+        for _ in 0..<n {
+            let len = Int(Int32(bitPattern: UInt32(be(b, at: at, 4))))
+            at += 4
+            if len < 0 { continue }
+            out.append(element(b, at, len))
+            at += len
+        }
+        return out
+    }
+
+    /// `read(row)` for every row.
+    func rows<T>(_ read: (Int) throws -> T) rethrows -> [T] {
+        var out: [T] = []
+        out.reserveCapacity(count)
+        for i in 0..<count { out.append(try read(i)) }
+        return out
+    }
+}

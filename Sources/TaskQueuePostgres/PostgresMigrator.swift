@@ -1,0 +1,52 @@
+import TaskQueue
+
+/// Brings a PostgreSQL schema (the connection's `current_schema()`) to the version
+/// this binary knows. Each migration runs in its own transaction under an advisory
+/// lock, so processes starting together migrate once and never see half a schema;
+/// a schema written by a newer taskq is refused untouched.
+enum PostgresMigrator {
+    static var latestVersion: Int { embeddedPostgresMigrations.last?.version ?? 0 }
+
+    /// The advisory lock migrations take (any 64-bit number taskq alone uses).
+    static let lockKey: Int64 = 0x7461_736B_715F_6D67   // "taskq_mg"
+
+    /// The schema's version: 0 when it has no taskq tables. Throws when it holds
+    /// other tables but no taskq schema version (somebody else's schema), or a
+    /// version newer than this binary knows.
+    static func version(_ db: PostgresConnection) throws -> Int {
+        let r = try db.exec("""
+            SELECT to_regclass('taskq_migrations') IS NOT NULL,
+                   (SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()),
+                   current_schema()
+            """)
+        guard r.count == 1, !r.isNull(0, 2) else {
+            throw TaskQueueError.unavailable("\(db.location) has no schema to create taskq's tables in (check search_path)")
+        }
+        if !r.bool(0, 0) {
+            if r.int(0, 1) > 0 {
+                throw TaskQueueError.badData("schema \(r.string(0, 2)) of \(db.location) has tables but is not a taskq schema (no taskq_migrations)")
+            }
+            return 0
+        }
+        let v = Int(try db.exec("SELECT coalesce(max(version), 0) FROM taskq_migrations").int(0, 0))
+        if v > latestVersion {
+            throw TaskQueueError.unavailable(
+                "\(db.location) has taskq schema version \(v), newer than this taskq knows (\(latestVersion)); use a newer taskq")
+        }
+        return v
+    }
+
+    /// Applies every pending migration, each in one transaction.
+    static func migrate(_ db: PostgresConnection, now: Timestamp) throws {
+        if try version(db) == latestVersion { return }
+        for m in embeddedPostgresMigrations {
+            try db.transaction(begin: "BEGIN; SELECT pg_advisory_xact_lock(\(lockKey))") {
+                // Looked at again under the lock: another process may have applied it.
+                guard try version(db) < m.version else { return }
+                try db.run(script: m.sql)
+                try db.exec("INSERT INTO taskq_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                            [.int(Int64(m.version)), .text(m.name), .ts(now)])
+            }
+        }
+    }
+}

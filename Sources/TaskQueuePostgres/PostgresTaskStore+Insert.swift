@@ -1,0 +1,154 @@
+import TaskQueue
+
+// Producers: inserts, unique keys, dependencies (`--after`), and the per-kind
+// retry policy every insert resolves its tasks against.
+
+extension PostgresTaskStore {
+    /// One INSERT for any number of rows: each column bound as one array and
+    /// unnested, so a batch costs one statement and one round trip. With `unique`,
+    /// a row whose key is held by a queued or running task is skipped (the partial
+    /// unique index decides, also against a concurrent insert).
+    static func insertSQL(unique: Bool) -> String {
+        """
+        INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash,
+                           unique_key, backoff_base_s, backoff_cap_s)
+        SELECT k, q, p, pl, r, m, t, $9, oc, u, bb, bc
+        FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::timestamptz[], $6::int8[], $7::float8[],
+                    $8::text[], $10::text[], $11::float8[], $12::float8[]) AS x(k, q, p, pl, r, m, t, oc, u, bb, bc)
+        """ + (unique ? """
+
+        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
+        """ : "") + "\nRETURNING id"
+    }
+
+    package func insertTasks(_ tasks: [NewTask], now: Timestamp) throws -> [Int64] {
+        if tasks.contains(where: { $0.options.uniqueKey != nil || !$0.options.after.isEmpty }) {
+            return try enqueueTasks(tasks, now: now).map(\.id)
+        }
+        if tasks.isEmpty { return [] }
+        return try write(begin: Self.beginInsert) { try insertRows(tasks, now: now) }
+    }
+
+    /// Inserts `tasks` in this transaction, their retry policy resolved against
+    /// their kinds' rows; returns their ids in order (a sequence hands them out in
+    /// the order the rows are inserted).
+    func insertRows(_ tasks: [NewTask], now: Timestamp, unique: Bool = false) throws -> [Int64] {
+        if tasks.isEmpty { return [] }
+        let policies = try kindPolicies(of: Set(tasks.map(\.kind)))
+        var kinds: [PGValue] = [], queues: [PGValue] = [], priorities: [PGValue] = [], payloads: [PGValue] = []
+        var runAts: [PGValue] = [], maxAttempts: [PGValue] = [], timeouts: [PGValue] = [], onCrash: [PGValue] = []
+        var keys: [PGValue] = [], bases: [PGValue] = [], caps: [PGValue] = []
+        for t in tasks {
+            let o = t.options
+            let p = o.storedPolicy(kind: policies[t.kind])
+            kinds.append(.text(t.kind)); queues.append(.text(o.queue)); priorities.append(.int(o.priority))
+            payloads.append(.text(t.payload)); runAts.append(.opt(o.runAt)); maxAttempts.append(.opt(p.maxAttempts))
+            timeouts.append(.opt(o.timeout)); onCrash.append(.opt(p.onCrash?.rawValue)); keys.append(.opt(o.uniqueKey))
+            bases.append(.opt(p.backoffBase)); caps.append(.opt(p.backoffCap))
+        }
+        let text = PGType.text, textArray = PGType.textArray
+        let r = try db.exec(Self.insertSQL(unique: unique), [
+            .list(kinds, of: text, arrayOID: textArray), .list(queues, of: text, arrayOID: textArray),
+            .list(priorities, of: PGType.int8, arrayOID: PGType.int8Array), .list(payloads, of: text, arrayOID: textArray),
+            .list(runAts, of: PGType.timestamptz, arrayOID: PGType.timestamptzArray),
+            .list(maxAttempts, of: PGType.int8, arrayOID: PGType.int8Array),
+            .list(timeouts, of: PGType.float8, arrayOID: PGType.float8Array), .list(onCrash, of: text, arrayOID: textArray),
+            .ts(now), .list(keys, of: text, arrayOID: textArray),
+            .list(bases, of: PGType.float8, arrayOID: PGType.float8Array), .list(caps, of: PGType.float8, arrayOID: PGType.float8Array),
+        ])
+        return r.rows { r.int($0, 0) }.sorted()
+    }
+
+    /// The policy rows of `kinds` (absent: the kind has none), in one read.
+    func kindPolicies(of kinds: Set<String>) throws -> [String: KindPolicy] {
+        let r = try db.exec("SELECT \(Self.kindColumns) FROM kinds WHERE kind = ANY($1)", [.texts(Array(kinds))])
+        return Dictionary(uniqueKeysWithValues: r.rows { kindRow(r, $0) })
+    }
+
+    static let kindColumns = "kind, max_attempts, backoff_base_s, backoff_cap_s, on_crash"
+
+    func kindRow(_ r: PGResult, _ i: Int) -> (String, KindPolicy) {
+        (r.string(i, 0), KindPolicy(maxAttempts: r.optionalInt(i, 1), backoffBase: r.optionalDouble(i, 2),
+                                    backoffCap: r.optionalDouble(i, 3), onCrash: r.text(i, 4).flatMap(CrashPolicy.init(rawValue:))))
+    }
+
+    package func enqueueTasks(_ tasks: [NewTask], now: Timestamp) throws -> [EnqueuedTask] {
+        try write(begin: Self.beginInsert) {
+            var out: [EnqueuedTask] = []
+            out.reserveCapacity(tasks.count)
+            for t in tasks {
+                let deps = try lockDependencies(Set(t.options.after).sorted())
+                var row = t
+                if !deps.isEmpty { row.options.runAt = .blocked }
+                guard let id = try insertRows([row], now: now, unique: t.options.uniqueKey != nil).first else {
+                    let holder = try db.exec("SELECT id FROM tasks WHERE unique_key = $1 AND state IN ('queued', 'running')",
+                                             [.text(t.options.uniqueKey ?? "")])
+                    out.append(EnqueuedTask(id: holder.count > 0 ? holder.int(0, 0) : 0, existing: true))
+                    continue
+                }
+                if !deps.isEmpty {
+                    try db.exec("UPDATE tasks SET has_dependants = true WHERE id = ANY($1) AND has_dependants IS NULL", [.ints(deps)])
+                    try db.exec("""
+                        INSERT INTO task_dependencies (depends_on, task_id) SELECT d, $2 FROM unnest($1::int8[]) AS d
+                        ON CONFLICT DO NOTHING
+                        """, [.ints(deps), .int(id)])
+                }
+                out.append(EnqueuedTask(id: id, existing: false))
+            }
+            return out
+        }
+    }
+
+    /// Locks the tasks `ids` (sorted) and returns those not yet succeeded, which a
+    /// new task must wait for. Locked first, so a dependency cannot finish between
+    /// this read and the dependency row's insert (its finishing transaction waits
+    /// for this one, then sees the row and releases or cancels the new task).
+    private func lockDependencies(_ ids: [Int64]) throws -> [Int64] {
+        if ids.isEmpty { return [] }
+        let r = try db.exec("""
+            SELECT id, state FROM tasks WHERE id = ANY($1) AND kind <> 'taskq.stop' ORDER BY id FOR NO KEY UPDATE
+            """, [.ints(ids)])
+        let states = Dictionary(uniqueKeysWithValues: r.rows { (r.int($0, 0), r.string($0, 1)) })
+        for d in ids where states[d] == nil {
+            throw TaskQueueError.notFound("no task \(d) to wait for (--after); nothing was enqueued")
+        }
+        for d in ids where states[d] == "failed" || states[d] == "cancelled" {
+            throw TaskQueueError.failed("task \(d) is already \(states[d]!), so a task after it could never run; nothing was enqueued")
+        }
+        return ids.filter { states[$0] != "succeeded" }
+    }
+}
+
+extension PostgresTaskStore: KindPolicyStore {
+    package func setKindPolicy(_ kind: String, _ policy: KindPolicy, clear: Set<KindPolicy.Field>, now: Timestamp) throws -> KindPolicy {
+        try write {
+            let r = try db.exec("SELECT \(Self.kindColumns) FROM kinds WHERE kind = $1 FOR UPDATE", [.text(kind)])
+            let merged = policy.overriding(r.count == 1 ? kindRow(r, 0).1 : KindPolicy()).clearing(clear)
+            // The merge may pair a new cap with an old base: check the whole row.
+            try merged.validate()
+            if merged.isEmpty {
+                try db.exec("DELETE FROM kinds WHERE kind = $1", [.text(kind)])
+                return merged
+            }
+            try db.exec("""
+                INSERT INTO kinds (kind, max_attempts, backoff_base_s, backoff_cap_s, on_crash, updated_at)
+                VALUES ($1, $2, $3, $4, $5, $6)
+                ON CONFLICT (kind) DO UPDATE SET max_attempts = $2, backoff_base_s = $3, backoff_cap_s = $4, on_crash = $5,
+                                                 updated_at = $6
+                """, [.text(kind), .opt(merged.maxAttempts), .opt(merged.backoffBase), .opt(merged.backoffCap),
+                      .opt(merged.onCrash?.rawValue), .ts(now)])
+            return merged
+        }
+    }
+
+    package func removeKindPolicy(_ kind: String) throws -> Bool {
+        try write { try db.exec("DELETE FROM kinds WHERE kind = $1", [.text(kind)]).changes > 0 }
+    }
+
+    package func kindPolicies() throws -> [(kind: String, policy: KindPolicy)] {
+        try pg {
+            let r = try db.exec("SELECT \(Self.kindColumns) FROM kinds ORDER BY kind")
+            return r.rows { let (k, p) = kindRow(r, $0); return (kind: k, policy: p) }
+        }
+    }
+}

@@ -1,0 +1,260 @@
+import TaskQueue
+
+// Workers: the fenced finish, the claim, the owners' claimed lists, recovery.
+
+extension PostgresTaskStore {
+    /// What a worker gets of a claimed task, read by `claimedTask`: the columns of
+    /// table alias `t` when given ("t.").
+    static func claimedColumns(_ t: String = "") -> String {
+        ["id", "kind", "queue", "payload", "attempts", "max_attempts", "timeout_s", "on_crash", "backoff_base_s", "backoff_cap_s"]
+            .map { t + $0 }.joined(separator: ", ")
+    }
+
+    func claimedTask(_ r: PGResult, _ i: Int) -> ClaimedTask {
+        ClaimedTask(id: r.int(i, 0), kind: r.string(i, 1), queue: r.string(i, 2), payload: r.string(i, 3), attempt: r.int(i, 4),
+                    maxAttempts: r.int(i, 5), timeout: r.optionalDouble(i, 6), onCrash: r.text(i, 7).flatMap(CrashPolicy.init(rawValue:)),
+                    backoffBase: r.optionalDouble(i, 8), backoffCap: r.optionalDouble(i, 9))
+    }
+
+    package func finishAndClaim(_ outcomes: [TaskOutcome], claim: ClaimRequest?, now: Timestamp)
+        throws -> (accepted: [Bool], claimed: [ClaimedTask]) {
+        let claim = claim.flatMap { $0.limit > 0 ? $0 : nil }
+        if outcomes.isEmpty && claim == nil { return ([], []) }
+        return try write {
+            // The owner fence: every owner's row, locked in id order before anything
+            // is written. Recovery deletes the row first: it waits for this
+            // transaction, or this one finds the row gone.
+            var owners = Set(outcomes.map(\.owner))
+            if let claim { owners.insert(claim.owner) }
+            let r = try db.exec("SELECT id, claimed FROM processes WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+                                [.ints(owners.sorted())])
+            var lists: [Int64: [Int64]?] = [:]
+            for i in 0..<r.count { lists[r.int(i, 0)] = .some(r.int64s(i, 1)) }
+            for o in outcomes where lists[o.owner] == nil { throw OwnerNotRegistered(owner: o.owner) }
+            let accepted = try finish(outcomes, now: now)
+            var claimed: [ClaimedTask] = []
+            if let claim {
+                claimed = try self.claim(claim, now: now)
+                // As on SQLite: an owner whose row is gone may not claim; with
+                // nothing to claim there is nothing to refuse.
+                if lists[claim.owner] == nil && !claimed.isEmpty { throw OwnerNotRegistered(owner: claim.owner) }
+            }
+            try updateClaimedLists(lists, reported: outcomes, claimed: claimed, owner: claim?.owner)
+            return (accepted, claimed)
+        }
+    }
+
+    /// Keeps `processes.claimed` (what recovery reads): each owner's list loses the
+    /// tasks it reported on and gains the ones it just claimed. One small row
+    /// (HOT, fillfactor 50) per owner and transaction.
+    private func updateClaimedLists(_ lists: [Int64: [Int64]?], reported outcomes: [TaskOutcome], claimed: [ClaimedTask],
+                                    owner: Int64?) throws {
+        for (p, list) in lists {
+            guard let old = list else { continue }   // NULL: recovery scans the table
+            let done = Set(outcomes.lazy.filter { $0.owner == p }.map(\.taskID))
+            var ids = done.isEmpty ? old : old.filter { !done.contains($0) }
+            if p == owner { ids += claimed.map(\.id) }
+            if ids == old { continue }
+            try db.exec("UPDATE processes SET claimed = $2 WHERE id = $1", [.int(p), .ints(ids)])
+        }
+    }
+
+    // MARK: - finishing
+
+    /// Applies each outcome under the fence; true at the index of each it applied.
+    /// The successful ones are written by one UPDATE over the batch (the first
+    /// outcome for each task only); the rest, rarer, one by one in order, so the
+    /// result is as if each outcome were applied alone, in order.
+    private func finish(_ outcomes: [TaskOutcome], now: Timestamp) throws -> [Bool] {
+        var accepted = [Bool](repeating: false, count: outcomes.count)
+        var batch: [Int] = []
+        var seen = Set<Int64>()
+        for (k, o) in outcomes.enumerated() where seen.insert(o.taskID).inserted {
+            if case .succeeded = o.result { batch.append(k) }
+        }
+        if !batch.isEmpty {
+            let r = try db.exec("""
+                UPDATE tasks t SET state = 'succeeded', owner = NULL, finished_at = $1, result = o.result
+                FROM unnest($2::int8[], $3::int8[], $4::int8[], $5::bytea[]) AS o(id, owner, attempt, result)
+                WHERE t.id = o.id AND t.owner = o.owner AND t.attempts = o.attempt AND t.state = 'running'
+                RETURNING t.id, t.has_dependants
+                """, [.ts(now), .ints(batch.map { outcomes[$0].taskID }), .ints(batch.map { outcomes[$0].owner }),
+                      .ints(batch.map { outcomes[$0].attempt }),
+                      .byteas(batch.map { k in if case .succeeded(let out) = outcomes[k].result { return out } else { return [] } })])
+            var done: [Int64: Bool] = [:]
+            for i in 0..<r.count { done[r.int(i, 0)] = r.bool(i, 1) }
+            for k in batch {
+                guard let hasDependants = done[outcomes[k].taskID] else { continue }
+                accepted[k] = true
+                if hasDependants { try releaseDependants(of: outcomes[k].taskID, now: now) }
+            }
+        }
+        let inBatch = Set(batch)
+        for (k, o) in outcomes.enumerated() where !inBatch.contains(k) { accepted[k] = try apply(o, now: now) }
+        return accepted
+    }
+
+    /// Applies one outcome under the fence, with its history row and dependants;
+    /// true when it changed the row.
+    @discardableResult
+    func apply(_ o: TaskOutcome, now: Timestamp) throws -> Bool {
+        let set: String
+        var values: [PGValue] = [.int(o.taskID), .int(o.owner), .int(o.attempt)]
+        switch o.result {
+        case .succeeded(let output):
+            set = "state = 'succeeded', finished_at = $4, result = $5"
+            values += [.ts(now), .bytes(output)]
+        case .failed(let error, let retryAt?):
+            set = "state = 'queued', run_at = $4, last_error = $5"
+            values += [.ts(retryAt), .text(error)]
+        case .failed(let error, nil):
+            set = "state = 'failed', finished_at = $4, last_error = $5"
+            values += [.ts(now), .text(error)]
+        case .released:
+            set = "state = 'queued', attempts = attempts - 1"
+        }
+        // The fence: $1 id, $2 owner, $3 attempt.
+        let r = try db.exec("""
+            UPDATE tasks SET owner = NULL, \(set) WHERE id = $1 AND owner = $2 AND attempts = $3 AND state = 'running'
+            RETURNING has_dependants
+            """, values)
+        guard r.count == 1 else { return false }
+        let hasDependants = r.bool(0, 0)
+        switch o.result {
+        case .succeeded:
+            if hasDependants { try releaseDependants(of: o.taskID, now: now) }
+        case .failed(let error, let retryAt):
+            try keepAttempt(o.taskID, attempt: o.attempt, outcome: o.failure, error: error, now: now)
+            if retryAt == nil && hasDependants {
+                try cancelDependants(of: o.taskID, reason: "task \(o.taskID), which it was to run after, failed", now: now)
+            }
+        case .released:
+            if o.failure != TaskOutcome.notStarted {
+                try keepAttempt(o.taskID, attempt: o.attempt, outcome: "released",
+                                error: "put back without counting the attempt (its worker was stopping)", now: now)
+            }
+        }
+        return true
+    }
+
+    /// Copies the attempt that just ended into task_attempts.
+    func keepAttempt(_ taskID: Int64, attempt: Int64, outcome: String, error: String?, now: Timestamp) throws {
+        try db.exec("""
+            INSERT INTO task_attempts (task_id, attempt, worker_pid, worker_host, started_at, finished_at, outcome, error)
+            SELECT id, $2, worker_pid, worker_host, started_at, $3, $4, $5 FROM tasks WHERE id = $1
+            """, [.int(taskID), .int(attempt), .ts(now), .text(outcome), .opt(error)])
+    }
+
+    /// `id` succeeded: each dependant waits for one fewer task, and runs now when
+    /// it waits for none. The dependants are locked before their remaining
+    /// dependencies are counted: two dependencies finishing at once in two
+    /// transactions would each still see the other's row, and neither would
+    /// release the task; locked, the second counts after the first committed.
+    private func releaseDependants(of id: Int64, now: Timestamp) throws {
+        let r = try db.exec("DELETE FROM task_dependencies WHERE depends_on = $1 RETURNING task_id", [.int(id)])
+        if r.count == 0 { return }
+        let dependants = r.rows { r.int($0, 0) }.sorted()
+        try db.exec("SELECT 1 FROM tasks WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE", [.ints(dependants)])
+        try db.exec("""
+            UPDATE tasks SET run_at = $2 WHERE id = ANY($1) AND state = 'queued' AND run_at = $3
+              AND NOT EXISTS (SELECT 1 FROM task_dependencies d WHERE d.task_id = tasks.id)
+            """, [.ints(dependants), .ts(now), .ts(.blocked)])
+    }
+
+    /// `id` ended failed or cancelled: every task waiting for it (and for those,
+    /// transitively) ends cancelled. Returns their ids.
+    @discardableResult
+    func cancelDependants(of id: Int64, reason: String, now: Timestamp) throws -> [Int64] {
+        var cancelled: [Int64] = []
+        var work = [(id, reason)]
+        while let (dep, why) = work.popLast() {
+            let dependants = try db.exec("SELECT task_id FROM task_dependencies WHERE depends_on = $1 ORDER BY task_id",
+                                         [.int(dep)])
+            for d in dependants.rows({ dependants.int($0, 0) }) {
+                // Its task_dependencies rows stay: a retry makes it wait for them again.
+                if try db.exec("""
+                    UPDATE tasks SET state = 'cancelled', finished_at = $1, last_error = $2 WHERE id = $3 AND state = 'queued'
+                    """, [.ts(now), .text(why), .int(d)]).changes == 1 {
+                    cancelled.append(d)
+                    work.append((d, "task \(d), which it was to run after, was cancelled"))
+                }
+            }
+        }
+        return cancelled
+    }
+
+    // MARK: - recovery
+
+    @discardableResult
+    package func recoverProcess(_ processID: Int64, now: Timestamp, startedTaskID: Int64?,
+                                outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask] {
+        try write {
+            // Deleted first: of two recoverers one gets the row, the other waits and
+            // finds nothing; a worker of this process finishing or claiming right
+            // now holds the row, so this waits and then reads its new list.
+            let row = try db.exec("DELETE FROM processes WHERE id = $1 RETURNING claimed IS NOT NULL, claimed", [.int(processID)])
+            var held: [ClaimedTask] = []
+            if row.count == 1 {
+                let listed = row.bool(0, 0)
+                let r = try db.exec("""
+                    SELECT \(Self.claimedColumns()) FROM tasks
+                    WHERE \(listed ? "id = ANY($2) AND " : "")owner = $1 AND state = 'running' ORDER BY id FOR NO KEY UPDATE
+                    """, listed ? [.int(processID), .ints(row.int64s(0, 1) ?? [])] : [.int(processID)])
+                held = r.rows { claimedTask(r, $0) }
+            }
+            for t in held {
+                if let started = startedTaskID, t.id != started {
+                    try apply(TaskOutcome(taskID: t.id, owner: processID, attempt: t.attempt, result: .released,
+                                          failure: TaskOutcome.notStarted), now: now)
+                } else {
+                    try apply(TaskOutcome(taskID: t.id, owner: processID, attempt: t.attempt, result: outcome(t),
+                                          failure: "crashed"), now: now)
+                }
+            }
+            try db.exec("""
+                UPDATE tasks SET state = 'cancelled', finished_at = $1,
+                       last_error = 'its supervisor (process ' || $2 || ') ended before it stopped by this sentinel'
+                WHERE kind = 'taskq.stop' AND state = 'queued' AND payload::jsonb ->> 'supervisor' = $2
+                """, [.ts(now), .text(String(processID))])
+            return held
+        }
+    }
+
+    package func recoverOrphans(now: Timestamp, outcome: (ClaimedTask, Int64) -> TaskOutcome.Result) throws
+        -> [(task: ClaimedTask, owner: Int64)] {
+        // A scan (no index covers running tasks), outside any transaction; then the
+        // rows found are locked and looked at again. An owner id is never reused,
+        // so an owner without a row never gets one back.
+        let orphaned = "state = 'running' AND NOT EXISTS (SELECT 1 FROM processes p WHERE p.id = tasks.owner)"
+        let seen = try pg { let r = try db.exec("SELECT id FROM tasks WHERE \(orphaned)"); return r.rows { r.int($0, 0) } }
+        if seen.isEmpty { return [] }
+        return try write {
+            let r = try db.exec("""
+                SELECT \(Self.claimedColumns()), owner FROM tasks WHERE id = ANY($1) AND \(orphaned) ORDER BY id FOR NO KEY UPDATE
+                """, [.ints(seen)])
+            let held = r.rows { (task: claimedTask(r, $0), owner: r.int($0, 10)) }
+            for (t, owner) in held {
+                try apply(TaskOutcome(taskID: t.id, owner: owner, attempt: t.attempt, result: outcome(t, owner), failure: "crashed"),
+                          now: now)
+            }
+            return held
+        }
+    }
+
+    // MARK: - idle workers
+
+    package func nextRunAt(_ claim: ClaimRequest, now: Timestamp, retriesOnly: Bool) throws -> Timestamp? {
+        // Reads the index of queued tasks with a start time (ready ones are not in
+        // it); tasks blocked behind others (--after) are parked at `.blocked`.
+        var values: [PGValue] = [.ts(now), .ts(.blocked), .texts(claim.kinds)]
+        if let q = claim.queues { values.append(.texts(q)) }
+        return try pg {
+            let r = try db.exec("""
+                SELECT min(run_at) FROM tasks
+                WHERE state = 'queued' AND run_at IS NOT NULL AND run_at > $1 AND run_at < $2 AND kind = ANY($3)
+                \(claim.queues == nil ? "" : "AND queue = ANY($4)") \(retriesOnly ? "AND attempts > 0" : "")
+                """, values)
+            return r.optionalTimestamp(0, 0)
+        }
+    }
+}

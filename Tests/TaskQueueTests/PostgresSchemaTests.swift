@@ -1,0 +1,185 @@
+// The PostgreSQL store's schema: the claim's plan on the partial indexes (EXPLAIN),
+// the CHECKs and trigger seen from SQL, times, migrations and their embedded copy.
+
+import Foundation
+import Testing
+@testable import TaskQueue
+@testable import TaskQueuePostgres
+import TaskQueueTestSupport
+
+@Suite(.enabled(if: TestPostgres.isAvailable, TestPostgres.skipReason))
+struct PostgresSchemaTests {
+    /// A connection to the schema behind `url`, around the store, as psql would be.
+    func admin(_ url: String) throws -> PostgresConnection { try PostgresConnection(url) }
+
+    // MARK: the claim's plan
+
+    /// The claim must read the two partial indexes in order, whatever the table
+    /// holds: never a scan of the table, never a sort of its rows (only the merge
+    /// of at most twice `limit` picked rows is sorted).
+    @Test func claimPlanReadsThePartialIndexes() throws {
+        let url = try TestPostgres.freshSchema()
+        let store = try PostgresTaskStore(url: url)
+        let sql = try admin(url)
+        let f = RowFactory(store)
+        let s = try f.supervisor()
+        let w = try f.worker(supervisor: s)
+        // 100,000 finished tasks, 20,000 ready, 2,000 delayed (half due), 500 blocked.
+        try sql.exec("""
+            INSERT INTO tasks (kind, state, attempts, created_at, started_at, finished_at)
+            SELECT 't', 'succeeded', 1, now(), now(), now() FROM generate_series(1, 100000)
+            """)
+        try sql.exec("INSERT INTO tasks (kind, priority, created_at) SELECT 't', i % 3, now() FROM generate_series(1, 20000) i")
+        try sql.exec("""
+            INSERT INTO tasks (kind, run_at, created_at)
+            SELECT 't', now() + (i - 1000) * interval '1 second', now() FROM generate_series(1, 2000) i
+            """)
+        try sql.exec("INSERT INTO tasks (kind, run_at, created_at) SELECT 't', '9999-12-31T23:59:59.999Z', now() FROM generate_series(1, 500)")
+        try sql.exec("ANALYZE tasks")
+        let sentinel = try #require(try store.insertStopSentinels(mode: .drain, supervisorIDs: [s], now: f.now).first)
+        for paused in [false, true] {
+            if paused { #expect(try store.setPaused(queue: "elsewhere", paused: true, now: f.now)) }
+            for queues in [false, true] {
+                var values: [PGValue] = [.ts(.now()), .text(String(s)), .int(100), .texts(["t"]), .int(w), .int(1), .text("h")]
+                if queues { values.append(.texts(["default"])) }
+                if paused { values.append(.texts(["elsewhere"])) }
+                let claim = PostgresTaskStore.claimSQL(queues: queues, paused: paused)
+                try sql.run(script: "BEGIN")
+                let plan = try sql.exec("EXPLAIN (ANALYZE, COSTS OFF) " + claim, values)
+                try sql.run(script: "ROLLBACK")
+                let lines = plan.rows { plan.string($0, 0) }
+                let text = lines.joined(separator: "\n")
+                print("claim plan (queues: \(queues), paused: \(paused)):\n\(text)")
+                #expect(text.contains("Index Scan using tasks_ready on tasks"), "\(text)")
+                #expect(text.contains("Index Scan using tasks_delayed on tasks"), "\(text)")
+                #expect(text.contains("tasks_stop_sentinels"), "\(text)")
+                #expect(!text.contains("Seq Scan on tasks") && !text.contains("Bitmap Heap Scan on tasks"), "\(text)")
+                // Only the merge sorts: its keys are the picked rows' (priority, since, id).
+                let sortKeys = lines.filter { $0.contains("Sort Key:") }
+                #expect(sortKeys.count <= 1 && sortKeys.allSatisfy { $0.contains("since") }, "\(text)")
+            }
+        }
+        // And it claims: the first 100 by priority, below the sentinel.
+        _ = try store.completeStopSentinel(sentinel.id, note: "done", now: f.now)
+        let got = try f.claimed(w, supervisor: s, limit: 100)
+        #expect(got.count == 100)
+    }
+
+    /// `nextRunAt` reads the delayed index only.
+    @Test func nextRunAtPlanReadsTheDelayedIndex() throws {
+        let url = try TestPostgres.freshSchema()
+        _ = try PostgresTaskStore(url: url)
+        let sql = try admin(url)
+        try sql.exec("""
+            INSERT INTO tasks (kind, state, attempts, created_at, started_at, finished_at)
+            SELECT 't', 'succeeded', 1, now(), now(), now() FROM generate_series(1, 50000)
+            """)
+        try sql.exec("INSERT INTO tasks (kind, run_at, created_at) SELECT 't', now() + i * interval '1 second', now() FROM generate_series(1, 500) i")
+        try sql.exec("ANALYZE tasks")
+        let plan = try sql.exec("""
+            EXPLAIN (COSTS OFF) SELECT min(run_at) FROM tasks
+            WHERE state = 'queued' AND run_at IS NOT NULL AND run_at > now() AND run_at < 'infinity' AND kind = ANY('{t}')
+            """)
+        let text = plan.rows { plan.string($0, 0) }.joined(separator: "\n")
+        #expect(text.contains("tasks_delayed") && !text.contains("Seq Scan"), "\(text)")
+    }
+
+    // MARK: the schema
+
+    /// Careless changes from psql are refused by the CHECKs and the trigger.
+    @Test func schemaRefusesIllegalChanges() throws {
+        let url = try TestPostgres.freshSchema()
+        let store = try PostgresTaskStore(url: url)
+        let sql = try admin(url)
+        let f = RowFactory(store)
+        let s = try f.supervisor()
+        let w = try f.worker(supervisor: s)
+        let queued = try f.queued(kind: "other")
+        let done = try f.succeeded(Array("ok".utf8), owner: w, supervisor: s)
+        for bad in [
+            "UPDATE tasks SET state = 'running' WHERE id = \(queued)",                       // no owner
+            "UPDATE tasks SET state = 'succeeded', finished_at = now() WHERE id = \(queued)",  // queued -> succeeded
+            "UPDATE tasks SET state = 'queued', finished_at = NULL, result = NULL WHERE id = \(done)",  // succeeded -> queued
+            "UPDATE tasks SET state = 'bogus' WHERE id = \(queued)",
+            "UPDATE tasks SET attempts = -1 WHERE id = \(queued)",
+            "INSERT INTO tasks (kind, created_at) VALUES ('', now())",
+            "INSERT INTO processes (role, pid, host, started_at, heartbeat_at, expires_at) VALUES ('worker', 1, 'h', now(), now(), now())",
+        ] {
+            #expect(throws: PostgresError.self, "\(bad)") { try sql.exec(bad) }
+        }
+        do {
+            try sql.exec("UPDATE tasks SET state = 'queued', finished_at = NULL, result = NULL WHERE id = \(done)")
+        } catch let e as PostgresError {
+            #expect(e.sqlstate == "23514" && e.message.hasPrefix("taskq: illegal task state change"), "\(e)")
+        }
+        #expect(try store.task(done)?.state == .succeeded && store.task(queued)?.state == .queued)
+        // Legal by hand: cancel a queued task, retry it.
+        try sql.exec("UPDATE tasks SET state = 'cancelled', finished_at = now() WHERE id = \(queued)")
+        try sql.exec("UPDATE tasks SET state = 'queued', finished_at = NULL WHERE id = \(queued)")
+    }
+
+    /// Times come back to the millisecond, as given, across the whole range taskq uses.
+    @Test func timesRoundTripToTheMillisecond() throws {
+        let store = try PostgresTaskStore(url: try TestPostgres.freshSchema())
+        for ms: Int64 in [0, 1, -1, 1_765_000_000_123, -86_400_001, Timestamp.blocked.milliseconds] {
+            let t = Timestamp(milliseconds: ms)
+            let id = try store.insertTasks([NewTask(kind: "t", options: EnqueueOptions(runAt: t))], now: t)[0]
+            let r = try #require(try store.task(id))
+            #expect(r.runAt == t && r.createdAt == t, "\(ms)")
+        }
+        // Past the years ISO 8601 text can show, clamped as the SQLite store's text is.
+        let far = try store.insertTasks([NewTask(kind: "t", options: EnqueueOptions(runAt: Timestamp(milliseconds: .max)))], now: .now())[0]
+        #expect(try store.task(far)?.runAt == Timestamp.isoMaximum)
+    }
+
+    // MARK: migrations
+
+    @Test func migrationsRecordEveryVersionAndRefuseANewerSchema() throws {
+        let url = try TestPostgres.freshSchema()
+        // Several processes' connections opening a new schema at once migrate it once.
+        let errors = Locked<[String]>([])
+        #expect(onThreads(4) { _ in
+            do { _ = try PostgresTaskStore(url: url) } catch { errors.withLock { $0.append("\(error)") } }
+        })
+        #expect(errors.current.isEmpty, "\(errors.current)")
+        let sql = try admin(url)
+        let rows = try sql.exec("SELECT version, name FROM taskq_migrations ORDER BY version")
+        #expect(rows.rows { "\(rows.int($0, 0)) \(rows.string($0, 1))" } == embeddedPostgresMigrations.map { "\($0.version) \($0.name)" })
+        try sql.exec("INSERT INTO taskq_migrations (version, name, applied_at) VALUES (999, 'future', now())")
+        let e = taskQueueError { _ = try PostgresTaskStore(url: url) }
+        #expect(e?.code == .unavailable && e?.message.contains("newer than this taskq knows") == true, "\(String(describing: e))")
+    }
+
+    @Test func aSchemaWithOtherTablesIsRefusedAndAnEmptyOneNotCreatedWithoutCreate() throws {
+        let url = try TestPostgres.freshSchema()
+        let e1 = taskQueueError { _ = try PostgresTaskStore(url: url, create: false) }
+        #expect(e1?.code == .notFound, "\(String(describing: e1))")
+        try admin(url).exec("CREATE TABLE theirs (x int)")
+        let e2 = taskQueueError { _ = try PostgresTaskStore(url: url) }
+        #expect(e2?.code == .badData, "\(String(describing: e2))")
+        let unreachable = taskQueueError { _ = try PostgresTaskStore(url: "postgresql:///nosuchdb?host=/nonexistent-dir") }
+        #expect(unreachable?.code == .unavailable && unreachable?.message.contains("\n") == false, "\(String(describing: unreachable))")
+    }
+}
+
+
+/// Needs no server: the binary's PostgreSQL migrations are the files, in order.
+@Suite struct PostgresMigrationFilesTests {
+    @Test func embeddedMigrationsEqualTheFiles() throws {
+        let dir = MigrationTests.packageRoot + "/migrations/postgres"
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".sql") }.sorted()
+        try #require(!files.isEmpty, "no migrations found in \(dir)")
+        #expect(embeddedPostgresMigrations.map(\.name) == files,
+                "the embedded migrations differ from migrations/postgres/*.sql")
+        for (m, name) in zip(embeddedPostgresMigrations, files) {
+            let text = String(decoding: readAll(dir + "/" + name), as: UTF8.self)
+            #expect(m.sql.trimmingCharacters(in: .newlines) == text.trimmingCharacters(in: .newlines),
+                    "\(name) differs from its embedded copy")
+            #expect(Int(name.prefix(4)) == m.version)
+        }
+        // The same version numbers as the SQLite migrations, where both have one.
+        let sqlite = try FileManager.default.contentsOfDirectory(atPath: MigrationTests.packageRoot + "/migrations")
+            .filter { $0.hasSuffix(".sql") }.sorted()
+        #expect(Array(sqlite.prefix(files.count)) == files, "PostgreSQL migrations carry the SQLite migrations' numbers and names")
+    }
+}
