@@ -68,6 +68,8 @@ let package = Package(
                           path: "examples/swift-worker"),
         // Shared by the tests: spawn real processes, wait with deadlines, read rows.
         .target(name: "TaskQueueTestSupport", dependencies: ["TaskQueue", "CTaskQSystem"]),
+        // The store conformance suite, split by area: every store runs it with its own factory.
+        .target(name: "TaskQueueConformance", dependencies: ["TaskQueue", "TaskQueueTestSupport"]),
         // The benchmarks' worker program: a supervisor whose one Swift handler,
         // bench-noop, writes the harness's audit line.
         .executableTarget(name: "taskq-bench-worker", dependencies: ["TaskQueue", "TaskQueueSQLite"],
@@ -80,7 +82,8 @@ let package = Package(
             "TaskQueue", "TaskQueueTestSupport", "CTaskQSystem",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Benchmarks/taskq-bench"),
-        .testTarget(name: "TaskQueueTests", dependencies: ["TaskQueue", "TaskQueueSQLite", "TaskQueueTestSupport"]),
+        .testTarget(name: "TaskQueueTests", dependencies: ["TaskQueue", "TaskQueueSQLite", "TaskQueueTestSupport",
+                                                          "TaskQueueConformance"]),
         .testTarget(name: "IntegrationTests", dependencies: ["TaskQueue", "TaskQueueTestSupport",
                                                              "taskq", "taskq-example-producer", "taskq-example-worker",
                                                              "taskq-bench", "taskq-bench-worker"]),

@@ -2,6 +2,7 @@
 
 import Foundation
 import Testing
+import TaskQueueConformance
 @testable import TaskQueue
 @testable import TaskQueueSQLite
 import TaskQueueTestSupport

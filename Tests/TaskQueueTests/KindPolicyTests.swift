@@ -6,6 +6,7 @@ import Testing
 @testable import TaskQueue
 @testable import TaskQueueSQLite
 import TaskQueueTestSupport
+import TaskQueueConformance
 
 @Suite struct KindPolicyTests {
     @Test func aKindsPolicyFillsWhatTheTaskLeavesUnsetAtEnqueue() throws {

@@ -7,6 +7,7 @@ import Testing
 @testable import TaskQueue
 @testable import TaskQueueSQLite
 import TaskQueueTestSupport
+import TaskQueueConformance
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -7,6 +7,7 @@ import Testing
 @testable import TaskQueue
 @testable import TaskQueuePostgres
 import TaskQueueTestSupport
+import TaskQueueConformance
 
 @Suite(.enabled(if: TestPostgres.isAvailable, TestPostgres.skipReason))
 struct PostgresOperationsTests {

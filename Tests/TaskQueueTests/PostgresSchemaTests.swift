@@ -6,6 +6,7 @@ import Testing
 @testable import TaskQueue
 @testable import TaskQueuePostgres
 import TaskQueueTestSupport
+import TaskQueueConformance
 
 @Suite(.enabled(if: TestPostgres.isAvailable, TestPostgres.skipReason))
 struct PostgresSchemaTests {

@@ -8,6 +8,7 @@ import Testing
 @testable import TaskQueue
 @testable import TaskQueuePostgres
 import TaskQueueTestSupport
+import TaskQueueConformance
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -5,6 +5,7 @@ import Testing
 @testable import TaskQueue
 @testable import TaskQueueSQLite
 import TaskQueueTestSupport
+import TaskQueueConformance
 
 @Suite struct TaskOperationsStoreTests {
     @Test func historyKeepsEveryAttemptButSuccessWritesNoHistoryRow() throws {
