@@ -103,3 +103,11 @@ package.products += [.library(name: "TaskQueuePostgres", targets: ["TaskQueuePos
 if let tests = package.targets.first(where: { $0.name == "TaskQueueTests" }) {
     tests.dependencies.append("TaskQueuePostgres")
 }
+
+// `taskq dashboard`: the browser view and /metrics, served by a small HTTP server
+// over POSIX sockets in the target itself: no package dependency, and no Foundation
+// (with its ICU data) loaded by every taskq command.
+package.targets.append(.target(name: "TaskQueueDashboard", dependencies: ["TaskQueue", "TaskQueueSQLite"]))
+for target in package.targets where target.name == "taskq" || target.name == "TaskQueueTests" {
+    target.dependencies.append("TaskQueueDashboard")
+}

@@ -251,35 +251,4 @@ func table(_ header: [String], _ rows: [[String]]) -> String {
 }
 
 /// JSON for one task (the documented shape of `show --json` and `list --json`).
-func taskJSON(_ t: TaskRecord) -> String { taskJSONObject(t).text }
-
-func taskJSONObject(_ t: TaskRecord) -> JSONObjectWriter {
-    var o = JSONObjectWriter()
-    o.add("id", t.id)
-    o.add("kind", t.kind)
-    o.add("queue", t.queue)
-    o.add("state", t.state.rawValue)
-    o.add("priority", t.priority)
-    o.addRaw("payload", t.payload)
-    o.add("run_at", t.runAt.iso)
-    o.add("attempts", t.attempts)
-    o.add("max_attempts", t.maxAttempts)
-    o.add("timeout", t.timeout)
-    o.add("backoff_base", t.backoffBase)
-    o.add("backoff_cap", t.backoffCap)
-    o.add("owner", t.owner)
-    o.add("created_at", t.createdAt.iso)
-    o.add("started_at", t.startedAt?.iso)
-    o.add("finished_at", t.finishedAt?.iso)
-    if let r = t.result {
-        if let text = try? utf8(r, what: "result") { o.add("result", text) } else {
-            o.add("result", String(decoding: r, as: UTF8.self))
-        }
-    } else { o.addNull("result") }
-    o.add("error", t.lastError)
-    o.add("worker_pid", t.workerPID)
-    o.add("worker_host", t.workerHost)
-    o.add("on_crash", t.onCrash?.rawValue)
-    o.add("unique_key", t.uniqueKey)
-    return o
-}
+func taskJSON(_ t: TaskRecord) -> String { TaskJSON.task(t).text }

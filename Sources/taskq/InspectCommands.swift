@@ -73,53 +73,8 @@ struct Status: ParsableCommand {
         let supervisors = s.processes.filter { $0.role == .supervisor }
         let now = Timestamp.now()
         let dead = Set(s.processes.filter { Recovery.deathReason(of: $0, now: now) != nil }.map(\.id))
-        func processJSON(_ p: ProcessRecord) -> JSONObjectWriter {
-            var o = JSONObjectWriter()
-            o.add("id", p.id)
-            o.add("pid", Int64(p.pid))
-            o.add("host", p.host)
-            o.add("alive", !dead.contains(p.id))
-            o.add("started_at", p.startedAt.iso)
-            o.add("heartbeat_at", p.heartbeatAt.iso)
-            if p.role == .supervisor {
-                if let qs = p.queues { o.addRaw("queues", "[" + qs.map(JSON.quote).joined(separator: ",") + "]") } else { o.addNull("queues") }
-                o.addRaw("kinds", "[" + p.kinds.map(JSON.quote).joined(separator: ",") + "]")
-            }
-            return o
-        }
         if json {
-            func counts(_ m: [TaskState: Int64], waiting: Int64) -> JSONObjectWriter {
-                var o = JSONObjectWriter()
-                o.add("queued", m[.queued] ?? 0)
-                o.add("waiting", waiting)
-                for st in states where st != .queued { o.add(st.rawValue, m[st] ?? 0) }
-                return o
-            }
-            var items: [String] = []
-            for queue in queues {
-                var o = JSONObjectWriter()
-                o.add("queue", queue)
-                o.add("paused", pausedNames.contains(queue))
-                let c = counts(perQueue[queue]!, waiting: s.waiting[queue] ?? 0)
-                items.append("{" + o.text.dropFirst().dropLast() + "," + c.text.dropFirst())
-            }
-            var root = JSONObjectWriter()
-            root.add("database", q.location)
-            root.addRaw("queues", "[" + items.joined(separator: ",") + "]")
-            root.addRaw("totals", counts(totals, waiting: waitingTotal).text)
-            root.addRaw("paused_queues", "[" + paused.map { p in
-                var o = JSONObjectWriter()
-                o.add("queue", p.name)
-                o.add("paused_at", p.pausedAt?.iso)
-                return o.text
-            }.joined(separator: ",") + "]")
-            root.addRaw("supervisors", "[" + supervisors.map { sup in
-                var o = processJSON(sup)
-                o.addRaw("workers", "[" + s.processes.filter { $0.supervisorID == sup.id }.map { processJSON($0).text }.joined(separator: ",") + "]")
-                return o.text
-            }.joined(separator: ",") + "]")
-            root.addRaw("unserved", unservedJSON(try q.unservedTasks()))
-            out(root.text + "\n")
+            out(TaskJSON.status(database: q.location, stats: s, paused: paused, unserved: try q.unservedTasks(), now: now) + "\n")
             return
         }
         var text = "database: \(q.location)\n\n"
@@ -250,21 +205,7 @@ struct Show: ParsableCommand {
         guard let t = try q.task(id) else { throw TaskQueueError.notFound("no task \(id) in \(q.location)") }
         let history = try q.attempts(of: id)
         if json {
-            var o = taskJSONObject(t)
-            o.addRaw("after", "[" + t.waitingFor.map(String.init).joined(separator: ",") + "]")
-            o.addRaw("attempts_history", "[" + history.map { a in
-                var h = JSONObjectWriter()
-                h.add("attempt", a.attempt)
-                h.add("started_at", a.startedAt?.iso)
-                h.add("finished_at", a.finishedAt?.iso)
-                h.add("worker_pid", a.workerPID)
-                h.add("host", a.workerHost)
-                h.add("outcome", a.outcome)
-                h.add("error", a.error)
-                h.add("stderr", a.stderr)
-                return h.text
-            }.joined(separator: ",") + "]")
-            out(o.text + "\n")
+            out(TaskJSON.detail(t, history: history) + "\n")
             return
         }
         var lines: [(String, String)] = [

@@ -18,20 +18,7 @@ func unservedLines(_ unserved: [UnservedTasks]) -> String {
 }
 
 /// `status --json`'s "unserved" array.
-func unservedJSON(_ unserved: [UnservedTasks]) -> String {
-    "[" + unserved.map { u in
-        var o = JSONObjectWriter()
-        o.add("queue", u.queue)
-        o.add("kind", u.kind)
-        o.add("queued", u.count)
-        switch u.reason {
-        case .noSupervisor: o.add("reason", "no supervisor")
-        case .noHandler: o.add("reason", "no handler")
-        case .queueNotServed: o.add("reason", "queue not served")
-        }
-        return o.text
-    }.joined(separator: ",") + "]"
-}
+func unservedJSON(_ unserved: [UnservedTasks]) -> String { TaskJSON.unserved(unserved) }
 
 /// `wait`'s hint: once, a few seconds in, if some of what it waits for is queued
 /// where no live supervisor will run it, says so on stderr (stdout stays as it

@@ -133,26 +133,7 @@ struct ScheduleList: ParsableCommand {
     func run() throws {
         let all = try database.open(create: false).schedules()
         if json {
-            out("[" + all.map { s in
-                var o = JSONObjectWriter()
-                o.add("name", s.name)
-                o.add("cron", s.cron)
-                o.add("tz", s.timeZone)
-                o.add("kind", s.kind)
-                o.addRaw("payload", s.payload)
-                o.add("queue", s.options.queue)
-                o.add("priority", s.options.priority)
-                o.add("max_attempts", s.options.maxAttempts)
-                o.add("timeout", s.options.timeout)
-                o.add("on_crash", s.options.onCrash?.rawValue)
-                o.add("backoff_base", s.options.backoffBase)
-                o.add("backoff_cap", s.options.backoffCap)
-                o.add("created_at", s.createdAt.iso)
-                o.add("next_at", s.nextAt.iso)
-                o.add("last_at", s.lastAt?.iso)
-                o.add("last_task_id", s.lastTaskID)
-                return o.text
-            }.joined(separator: ",\n") + "]\n")
+            out("[" + all.map(TaskJSON.schedule).joined(separator: ",\n") + "]\n")
             return
         }
         if all.isEmpty { out("no schedules\n"); return }

@@ -36,7 +36,7 @@ struct Taskq: ParsableCommand {
             """,
         subcommands: [Enqueue.self, Supervise.self, Status.self, List.self, Show.self, Result.self, Retry.self, Cancel.self,
                       Purge.self, Pause.self, Resume.self, Stop.self, Init.self, Wait.self, ScheduleCommand.self, KindCommand.self, MapCommand.self,
-                      Top.self])
+                      Top.self, DashboardCommand.self])
 
     // On the root command only: a `version:` in the configuration would put
     // --version into every subcommand's help as well.

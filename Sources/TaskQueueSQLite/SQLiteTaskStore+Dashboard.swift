@@ -1,0 +1,158 @@
+import TaskQueue
+
+/// Tasks finished in one minute, for the overview's chart.
+package struct DashboardMinute: Sendable, Equatable {
+    /// "2026-12-07T16:51" (UTC).
+    package var minute: String
+    package var succeeded: Int64
+    package var failed: Int64
+}
+
+/// A task a worker holds right now.
+package struct DashboardRunning: Sendable, Equatable {
+    package var owner: Int64
+    package var taskID: Int64
+    package var kind: String
+    package var queue: String
+}
+
+/// Failed tasks that share a kind and the first line of their error.
+package struct DashboardFailureGroup: Sendable, Equatable {
+    package var kind: String
+    package var firstLine: String
+    package var count: Int64
+    package var firstSeen: Timestamp?
+    package var lastSeen: Timestamp?
+    package var newestID: Int64
+}
+
+/// What the tasks page asks for. Pages go by id (keyset): `beforeID` shows the
+/// tasks below it, newest first.
+package struct DashboardTaskQuery: Sendable, Equatable {
+    package var state: TaskState?
+    package var queue: String?
+    package var kind: String?
+    package var minID: Int64?
+    package var maxID: Int64?
+    /// A JSON path ('$.user.id') and the value it must have (compared as text).
+    package var jsonPath: String?
+    package var jsonValue: String?
+    /// Text the latest error must contain.
+    package var errorText: String?
+    package var beforeID: Int64?
+    package var limit = 50
+    /// A search (payload or error) looks at the newest this many rows only, so it
+    /// stays fast on a large table.
+    package var scanLimit = 100_000
+    package init() {}
+
+    package var isSearch: Bool { jsonPath != nil || errorText != nil }
+}
+
+extension SQLiteTaskStore {
+    /// One page of tasks for the dashboard, newest first, and whether the search
+    /// stopped at its scan limit.
+    package func dashboardTasks(_ q: DashboardTaskQuery) throws -> (tasks: [TaskRecord], scanLimited: Bool) {
+        let (whereSQL, values) = dashboardWhere(q, paging: true)
+        return try db.readTransaction {
+            var scanLimited = false
+            var values = values
+            var sql = "SELECT \(Self.taskColumns()) FROM tasks \(whereSQL) ORDER BY id DESC LIMIT ?"
+            if q.isSearch, let floor = try scanFloor(q) {
+                // Only the newest rows: a search must not read a million payloads.
+                sql = "SELECT \(Self.taskColumns()) FROM tasks \(whereSQL.isEmpty ? "WHERE" : whereSQL + " AND") id >= ? ORDER BY id DESC LIMIT ?"
+                values.append(.int(floor))
+                scanLimited = true
+            }
+            values.append(.int(Int64(q.limit)))
+            return (try db.prepare(sql).bind(values).rows(taskRecord), scanLimited)
+        }
+    }
+
+    /// Counts per state under the query's filters (state and paging aside),
+    /// counted in the rows: for an id range, which bounds the work (the
+    /// dashboard takes the counts of a whole table from its aggregate).
+    package func dashboardStateCounts(_ q: DashboardTaskQuery) throws -> [TaskState: Int64] {
+        var all = q
+        all.state = nil
+        let (whereSQL, values) = dashboardWhere(all, paging: false)
+        var counts: [TaskState: Int64] = [:]
+        for (state, n) in try db.prepare("SELECT state, count(*) FROM tasks \(whereSQL) GROUP BY state").bind(values)
+            .rows({ ($0.string(0), $0.int(1)) }) {
+            if let st = TaskState(rawValue: state) { counts[st] = n }
+        }
+        return counts
+    }
+
+    /// The ids of every task the query matches (without paging), for an action on
+    /// all of them; at most `limit`.
+    package func dashboardMatchingIDs(_ q: DashboardTaskQuery, limit: Int) throws -> [Int64] {
+        let (whereSQL, values) = dashboardWhere(q, paging: false)
+        return try db.readTransaction {
+            var values = values
+            var sql = "SELECT id FROM tasks \(whereSQL) ORDER BY id DESC LIMIT ?"
+            if q.isSearch, let floor = try scanFloor(q) {
+                sql = "SELECT id FROM tasks \(whereSQL.isEmpty ? "WHERE" : whereSQL + " AND") id >= ? ORDER BY id DESC LIMIT ?"
+                values.append(.int(floor))
+            }
+            values.append(.int(Int64(limit)))
+            return try db.prepare(sql).bind(values).rows { $0.int(0) }
+        }
+    }
+
+    /// The lowest id a search may read: the scan limit's worth of ids below the
+    /// newest; nil when the table is smaller than that.
+    private func scanFloor(_ q: DashboardTaskQuery) throws -> Int64? {
+        let newest = try db.scalarInt("SELECT max(id) FROM tasks") ?? 0
+        let top = q.beforeID.map { $0 - 1 } ?? newest
+        let floor = top - Int64(q.scanLimit) + 1
+        return floor > 1 ? floor : nil
+    }
+
+    private func dashboardWhere(_ q: DashboardTaskQuery, paging: Bool) -> (String, [SQLValue]) {
+        var clauses = ["kind <> 'taskq.stop'"]
+        var values: [SQLValue] = []
+        if let s = q.state {
+            clauses.append("state = ?")
+            values.append(.text(s.rawValue))
+            // Through an index rather than a scan of every finished task: running
+            // tasks are in their workers' claimed lists, queued ones in the two
+            // partial indexes.
+            if s == .running { clauses.append("id IN (SELECT j.value FROM processes p, json_each(p.claimed) j)") }
+            if s == .queued {
+                clauses.append("""
+                    id IN (SELECT id FROM tasks INDEXED BY tasks_ready WHERE state = 'queued' AND run_at = ''
+                           UNION ALL SELECT id FROM tasks INDEXED BY tasks_delayed WHERE state = 'queued' AND run_at > '')
+                    """)
+            }
+        }
+        if let s = q.queue { clauses.append("queue = ?"); values.append(.text(s)) }
+        if let s = q.kind { clauses.append("kind = ?"); values.append(.text(s)) }
+        if let n = q.minID { clauses.append("id >= ?"); values.append(.int(n)) }
+        if let n = q.maxID { clauses.append("id <= ?"); values.append(.int(n)) }
+        if paging, let n = q.beforeID { clauses.append("id < ?"); values.append(.int(n)) }
+        if let path = q.jsonPath {
+            // Compared as text, so '42' finds 42 and "a" finds "a"; a malformed
+            // path is an SQLite error the page reports.
+            clauses.append("CAST(json_extract(payload, ?) AS TEXT) = ?")
+            values += [.text(path), .text(q.jsonValue ?? "")]
+        }
+        if let e = q.errorText { clauses.append("instr(last_error, ?) > 0"); values.append(.text(e)) }
+        return ("WHERE " + clauses.joined(separator: " AND "), values)
+    }
+
+    /// The ids of the failed tasks of one failure group.
+    package func dashboardFailureGroupIDs(kind: String, firstLine: String) throws -> [Int64] {
+        try db.prepare("""
+            SELECT id FROM tasks WHERE state = 'failed' AND kind = ?1
+              AND (CASE WHEN instr(coalesce(last_error, ''), char(10)) > 0
+                        THEN substr(last_error, 1, instr(last_error, char(10)) - 1) ELSE coalesce(last_error, '') END) = ?2
+            ORDER BY id
+            """).bind(.text(kind), .text(firstLine)).rows { $0.int(0) }
+    }
+
+    /// The tasks enqueued `--after` this one.
+    package func dashboardDependants(of id: Int64) throws -> [Int64] {
+        try db.prepare("SELECT task_id FROM task_dependencies WHERE depends_on = ? ORDER BY task_id").bind(.int(id)).rows { $0.int(0) }
+    }
+}
