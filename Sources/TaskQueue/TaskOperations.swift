@@ -53,6 +53,24 @@ public struct TaskChange: Sendable, Equatable {
     }
 }
 
+extension TaskChange {
+    /// `body` for each id once (the first change for a repeated id is the only
+    /// one), worked in `order`, reported in the order given: how every store
+    /// retries (oldest first) and cancels (newest first) a list of ids.
+    package static func eachOnce(_ ids: [Int64], order: (Int64, Int64) -> Bool,
+                                 _ body: (Int64) throws -> TaskChange) rethrows -> [TaskChange] {
+        var changes: [Int64: TaskChange] = [:]
+        for id in Set(ids).sorted(by: order) { changes[id] = try body(id) }
+        return ids.compactMap { changes.removeValue(forKey: $0) }
+    }
+
+    /// A task `retry` leaves as it was: it is neither failed nor cancelled.
+    package static func notRetried(_ id: Int64, _ state: TaskState) -> TaskChange {
+        TaskChange(id: id, before: state, after: nil,
+                   note: "task \(id) is \(state.rawValue); only failed or cancelled tasks can be retried")
+    }
+}
+
 /// The result of one enqueued task.
 public struct EnqueuedTask: Sendable, Equatable {
     public var id: Int64

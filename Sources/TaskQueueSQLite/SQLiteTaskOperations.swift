@@ -64,23 +64,15 @@ extension SQLiteTaskStore {
         try db.writeTransaction {
             // Oldest first: a task runs --after older ones only, so a dependency
             // retried in the same call is queued before its dependants look at it.
-            try Self.eachOnce(ids, order: <) { try retryTask($0, now: now) }
+            try TaskChange.eachOnce(ids, order: <) { try retryTask($0, now: now) }
         }
     }
 
-    /// Each id once (the first change for a repeated id is the only one), worked
-    /// in `order`, reported in the order given.
-    private static func eachOnce(_ ids: [Int64], order: (Int64, Int64) -> Bool, _ body: (Int64) throws -> TaskChange) rethrows -> [TaskChange] {
-        var changes: [Int64: TaskChange] = [:]
-        for id in Set(ids).sorted(by: order) { changes[id] = try body(id) }
-        return ids.compactMap { changes.removeValue(forKey: $0) }
-    }
 
     private func retryTask(_ id: Int64, now: Timestamp) throws -> TaskChange {
         guard let before = try state(of: id) else { return TaskChange(id: id, before: nil, after: nil) }
         guard before == .failed || before == .cancelled else {
-            return TaskChange(id: id, before: before, after: nil,
-                              note: "task \(id) is \(before.rawValue); only failed or cancelled tasks can be retried")
+            return .notRetried(id, before)
         }
         // What it still waits for (--after): a cancelled task keeps these rows. As at
         // enqueue, a dependency that failed, was cancelled or is gone means it could
@@ -128,7 +120,7 @@ extension SQLiteTaskStore {
         try db.writeTransaction {
             // Newest first: a task's dependants are newer, so one named in the same
             // call is cancelled as asked before its dependency's cascade reaches it.
-            try Self.eachOnce(ids, order: >) { try cancelTask($0, reason: reason, now: now) }
+            try TaskChange.eachOnce(ids, order: >) { try cancelTask($0, reason: reason, now: now) }
         }
     }
 

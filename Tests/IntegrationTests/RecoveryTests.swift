@@ -47,8 +47,11 @@ import Glibc
         #expect(eventually { workers(of: sup, s).contains { $0 != frozen } })
         #expect(processAlive(frozen), "the frozen worker is replaced, not killed")
 
-        // The first attempt's handler has produced its (late) result by now.
-        #expect(eventually(timeout: 10) { access(s.dir + "/done.1", F_OK) == 0 })
+        // The first attempt's handler is gone by now: it finished (its late result
+        // waits in the pipe), or recovery killed it first (the frozen worker's
+        // handlers are killed so that they cannot overlap the retry). Either way the
+        // thawed worker has a late outcome to deliver.
+        #expect(eventually(timeout: 10) { handlersOf(session: frozen).isEmpty }, "\(handlersOf(session: frozen))")
         kill(frozen, SIGCONT)
         // It finds its lease gone and exits; should its main thread deliver the late
         // result before its heartbeat thread notices, the fence refuses it. (In practice
