@@ -225,6 +225,39 @@ func packingTaskIDs(_ args: [String]) -> [String] {
     return out
 }
 
+/// `supervise` takes thousands of `--handler` (and `--queue`, `--on-crash`)
+/// options, whose parsing grows with the square of their count in
+/// swift-argument-parser as repeated ids do (8,000 handlers took minutes). So
+/// before parsing, the values of each are joined into one, separated by NUL (which
+/// no command-line argument can hold), and `unpacked` splits them again.
+func packingRepeatedOptions(_ args: [String]) -> [String] {
+    guard args.first == "supervise" else { return args }
+    let names = ["--handler", "--queue", "--on-crash"]
+    var values: [String: [String]] = [:]
+    var out: [String] = []
+    var i = 0
+    while i < args.count {
+        let a = args[i]
+        if let name = names.first(where: { $0 == a }), i + 1 < args.count {
+            values[name, default: []].append(args[i + 1])
+            i += 2
+        } else if let name = names.first(where: { a.hasPrefix($0 + "=") }) {
+            values[name, default: []].append(String(a.dropFirst(name.count + 1)))
+            i += 1
+        } else {
+            out.append(a)
+            i += 1
+        }
+    }
+    for name in names { if let v = values[name] { out += [name, v.joined(separator: "\0")] } }
+    return out
+}
+
+/// The values `packingRepeatedOptions` joined, one per option given.
+func unpacked(_ values: [String]) -> [String] {
+    values.flatMap { $0.split(separator: "\0", omittingEmptySubsequences: false).map(String.init) }
+}
+
 /// Seconds since this process started (its start time in /proc, against the
 /// boot-time clock), so a --timeout also counts reading arguments, stdin and
 /// opening the database. 0 when /proc cannot tell.

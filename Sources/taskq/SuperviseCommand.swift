@@ -59,13 +59,17 @@ struct Supervise: ParsableCommand {
     var workers: Int?
 
     @Option(name: .customLong("handler"), parsing: .unconditionalSingleValue, help: ArgumentHelp("KIND=COMMAND: run COMMAND (with /bin/sh -c) for tasks of KIND. Repeatable; at least one.", valueName: "kind=command"))
-    var handlers: [String] = []
+    var handlerOptions: [String] = []
+    /// Each --handler given (see `packingRepeatedOptions`).
+    var handlers: [String] { unpacked(handlerOptions) }
 
     @Option(name: .customLong("queue"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Serve this queue (repeatable): NAME shares the --workers pool, NAME=N gets its own N workers. Default: every queue.", valueName: "name[=n]"))
-    var queues: [String] = []
+    var queueOptions: [String] = []
+    var queues: [String] { unpacked(queueOptions) }
 
     @Option(name: .customLong("on-crash"), parsing: .unconditionalSingleValue, help: ArgumentHelp("KIND=retry|fail: what a crashed worker means for tasks of KIND (repeatable; a task's own --on-crash, or its kind's policy, wins). Default: retry.", valueName: "kind=policy"))
-    var onCrash: [String] = []
+    var onCrashOptions: [String] = []
+    var onCrash: [String] { unpacked(onCrashOptions) }
 
     @Option(parsing: .unconditional, help: ArgumentHelp("Delete finished tasks older than this (checked once a minute, in small batches), or 'never'.", valueName: "duration"))
     var retain: String = "7d"

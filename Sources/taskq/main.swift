@@ -134,7 +134,7 @@ if let run = fastEnqueue(arguments) {
 }
 let command: ParsableCommand
 if let parsed = parsedEnqueue(arguments) { command = parsed } else {
-    do { command = try Taskq.parseAsRoot(packingTaskIDs(Array(arguments.dropFirst()))) } catch { fail(error) }
+    do { command = try Taskq.parseAsRoot(packingRepeatedOptions(packingTaskIDs(Array(arguments.dropFirst())))) } catch { fail(error) }
 }
 do {
     var command = command

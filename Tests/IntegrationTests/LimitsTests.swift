@@ -6,29 +6,29 @@ import Glibc
 #endif
 
 /// Supervisors with very many handlers or queues, or a very long handler command:
-/// each must run and drain like a small one. (`taskq supervise` parses each
-/// repeated option in time that grows with the count of those before it, so these
-/// stay near the sizes that broke, not far beyond.)
+/// each must run and drain like a small one.
 @Suite struct LimitsTests {
-    /// More kinds than SQLite's expression depth (1,000): the claim and the idle
-    /// worker's next-run query must still prepare. A task that fails its first attempt
-    /// makes `--until-empty` wait for its retry (the next-run query, retries only).
+    /// 8,000 kinds: more than SQLite's expression depth (1,000), so the claim and the
+    /// idle worker's next-run query must still prepare; a worker configuration over
+    /// 128 KiB; and as many `--handler` options, which must parse in linear time (they
+    /// took minutes). A task that fails its first attempt makes `--until-empty` wait
+    /// for its retry (the next-run query, retries only).
     @Test func thousandsOfKindsDrainUntilEmpty() {
         let s = Scenario("taskq-limits")
         defer { s.close() }
         s.script("h.sh", "cat > /dev/null; [ \"$TASKQ_KIND\" != k600 ] || [ \"$TASKQ_ATTEMPT\" -gt 1 ]")
-        let kinds = (1...1_200).map { "k\($0)" }
-        for k in ["k1", "k600", "k1200"] { s.enqueue(k) }
+        let kinds = (1...8_000).map { "k\($0)" }
+        for k in ["k1", "k600", "k8000"] { s.enqueue(k) }
         let other = s.enqueue("unhandled")
         let sup = s.supervise(["--until-empty", "--workers", "2", "--backoff-base", "0.1"]
                               + kinds.flatMap { ["--handler", "\($0)=./h.sh"] })
         #expect(sup.wait(timeout: 120) == 0, "\(sup.stderrSoFar.suffix(2000))")
         #expect(s.sql("SELECT kind || ':' || state || ':' || attempts FROM tasks WHERE kind <> 'unhandled' ORDER BY id")
-                == "k1:succeeded:1\nk600:succeeded:2\nk1200:succeeded:1")
+                == "k1:succeeded:1\nk600:succeeded:2\nk8000:succeeded:1")
         #expect(s.sql("SELECT state FROM tasks WHERE id = \(other)") == "queued")
         #expect(s.workerPids.isEmpty)
-        // The start line names a few kinds and counts the rest, not all 1,200.
-        #expect(sup.stderrSoFar.contains("and 1190 more kinds"), "\(sup.stderrSoFar.prefix(600))")
+        // The start line names a few kinds and counts the rest, not all 8,000.
+        #expect(sup.stderrSoFar.contains("and 7990 more kinds"), "\(sup.stderrSoFar.prefix(600))")
     }
 
     /// The same with more queues than SQLite's expression depth.
