@@ -1,6 +1,6 @@
 import ArgumentParser
 import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -109,8 +109,7 @@ func fastEnqueue(_ args: [String]) -> (() throws -> Void)? {
     return {
         try Enqueue.enqueueOne(kind: positional[0], payload: positional.count == 2 ? positional[1] : nil, options: options,
                                json: json, quiet: quiet) {
-            try Queue.open(path: DatabaseOptions.path(db), create: true, synchronous: .normal,
-                           busyTimeout: DatabaseOptions.defaultBusyTimeout, checks: false)
+            try Queue.open(database: Stores.database(db), busyTimeout: DatabaseOptions.defaultBusyTimeout, role: .producer)
         }
     }
 }

@@ -5,7 +5,7 @@
 // Enqueues COUNT (default 10) "square" tasks in one transaction and one "report"
 // task that runs after a 1 s delay, then prints their ids.
 import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 #if canImport(Glibc)
 import Glibc
 #endif

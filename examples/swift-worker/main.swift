@@ -7,7 +7,7 @@
 // Kinds: "square" ({"n": 3} -> 9), "report" (returns a line of text), and "crash"
 // (kills its own worker process, to see recovery at work).
 import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 #if canImport(Glibc)
 import Glibc
 #endif
