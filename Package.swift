@@ -102,4 +102,5 @@ package.targets += [
 package.products += [.library(name: "TaskQueuePostgres", targets: ["TaskQueuePostgres"])]
 if let tests = package.targets.first(where: { $0.name == "TaskQueueTests" }) {
     tests.dependencies.append("TaskQueuePostgres")
+    tests.dependencies.append("TaskQueueStores")
 }

@@ -90,6 +90,10 @@ extension PostgresTaskStore {
     /// LISTEN/NOTIFY on this store's connection (see `PostgresChangeSignal`).
     package func makeChangeSignal() -> any ChangeSignal { PostgresChangeSignal(db: db) }
 
+    /// Names the database in messages as `label` (the URL it was opened with, its
+    /// password left out) rather than by database and host.
+    package func setLocation(_ label: String) { db.location = label }
+
     /// Whether this connection's commits wait for the WAL to reach disk
     /// (`synchronous_commit`; on is PostgreSQL's default). Off: a commit returns
     /// before its WAL is flushed, and a server crash may lose the last commits

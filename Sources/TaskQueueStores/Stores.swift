@@ -93,15 +93,16 @@ public enum Stores {
     /// Opens the store `database` names. With `create`, a missing database (a
     /// SQLite file, or a PostgreSQL schema without taskq's tables) is created;
     /// without it, that is a `.notFound` error and nothing is created.
-    /// `synchronous` nil is the engine's default: `normal` on SQLite, `full`
-    /// (`synchronous_commit = on`) on PostgreSQL, where `normal` turns
-    /// `synchronous_commit` off. `busyTimeout`: how long to wait for a lock
+    /// `synchronous` nil is the engine's default: `normal` on SQLite; on
+    /// PostgreSQL the server's `synchronous_commit` (on unless configured
+    /// otherwise), which `full` sets on and `normal` off. `busyTimeout`: how long to wait for a lock
     /// another process holds (SQLite's write lock; PostgreSQL's `lock_timeout`).
     package static func openStore(_ database: String, create: Bool, synchronous: Synchronous? = nil,
                                   busyTimeout: Double = 10, role: StoreRole = .command) throws -> any TaskStore {
         if isPostgres(database) {
             let store = try PostgresTaskStore(url: database, create: create, busyTimeout: busyTimeout)
-            if synchronous == .normal { try store.setSynchronousCommit(false) }
+            store.setLocation(label(database))
+            if let synchronous { try store.setSynchronousCommit(synchronous == .full) }
             return store
         }
         let cacheKiB: Int, checks: Bool

@@ -18,8 +18,9 @@ struct DatabaseOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("""
         Durability. SQLite: 'normal' (default; a commit survives any process crash, a power \
         loss may lose the last commits) or 'full' (fsync every commit; survives power loss). \
-        PostgreSQL: 'full' (default; synchronous_commit on) or 'normal' (synchronous_commit \
-        off: a server crash may lose the last commits, up to about 0.6 s of them).
+        PostgreSQL: 'full' (synchronous_commit on: PostgreSQL's default, used when not given \
+        unless the server sets otherwise) or 'normal' (synchronous_commit off: a server \
+        crash may lose the last commits, up to about 0.6 s of them).
         """, valueName: "level"))
     var synchronous: String?
 
