@@ -20,7 +20,7 @@ public final class Queue {
         return s
     }
 
-    private lazy var waiter = store.makeChangeSignal()
+    private lazy var waiter = store.makeChangeSignal(claims: false)
 
     /// Polls `check` until it returns a value or `timeout` seconds pass (nil: no
     /// limit), sleeping between looks until the queue changes (the store's `ChangeSignal`) or

@@ -83,7 +83,7 @@ public final class Worker {
         _ = operations
         startHeartbeat()
 
-        let waiter = store.makeChangeSignal()
+        let waiter = store.makeChangeSignal(claims: true)
         let onlyFunctions = handlers.commands.isEmpty
         var batch = 1
         var pending: [TaskOutcome] = []

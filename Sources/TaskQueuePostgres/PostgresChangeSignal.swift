@@ -87,8 +87,12 @@ final class PostgresChangeSignal: ChangeSignal {
 }
 
 extension PostgresTaskStore {
-    /// LISTEN/NOTIFY on this store's connection (see `PostgresChangeSignal`).
-    package func makeChangeSignal() -> any ChangeSignal { PostgresChangeSignal(db: db) }
+    /// For a worker, LISTEN/NOTIFY on this store's connection (see
+    /// `PostgresChangeSignal`). Only inserts and stop sentinels notify, so a wait
+    /// for anything else (a task finishing, a supervisor leaving) polls.
+    package func makeChangeSignal(claims: Bool) -> any ChangeSignal {
+        claims ? PostgresChangeSignal(db: db) : PollingSignal()
+    }
 
     /// Names the database in messages as `label` (the URL it was opened with, its
     /// password left out) rather than by database and host.

@@ -86,6 +86,7 @@ final class SQLiteChangeSignal: ChangeSignal {
 }
 
 extension SQLiteTaskStore {
-    /// inotify on the database's directory (see `SQLiteChangeSignal`).
-    package func makeChangeSignal() -> any ChangeSignal { SQLiteChangeSignal(databasePath: location) }
+    /// inotify on the database's directory (see `SQLiteChangeSignal`): every
+    /// commit wakes it, whatever it changed.
+    package func makeChangeSignal(claims: Bool) -> any ChangeSignal { SQLiteChangeSignal(databasePath: location) }
 }

@@ -15,7 +15,8 @@ struct Taskq: ParsableCommand {
             Nothing enqueued is lost: a killed worker's task is retried, a late result from a \
             worker that lost its claim is refused.
 
-            Every command takes --db PATH (default $TASKQ_DB, else ./taskq.db), \
+            Every command takes --db PATH (default $TASKQ_DB, else ./taskq.db; or a \
+            PostgreSQL URL, postgresql://user@host/db, for a queue shared by many machines), \
             --synchronous and --busy-timeout, after the command name or before it \
             ('taskq --db x.db status'). enqueue, supervise, init, pause and resume create \
             the database (mode 0600) when it is missing; the other commands exit 66 and \

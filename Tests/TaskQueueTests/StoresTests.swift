@@ -56,7 +56,7 @@ struct PostgresChangeSignalTests {
         #expect(try notified(listener) == false)
 
         let waiterStore = try PostgresTaskStore(url: url)
-        let signal = waiterStore.makeChangeSignal()
+        let signal = waiterStore.makeChangeSignal(claims: true)
         signal.wait(timeout: 0)   // arms: LISTEN, and the waiting locks
         try producer.enqueue(kind: "k")
         #expect(try notified(listener))
