@@ -16,10 +16,10 @@ private final class PGQueue {
 
     init() { url = PostgresServer.freshSchema()! }
 
-    /// `taskq COMMAND --db URL ARGS…`.
+    /// `taskq COMMAND ARGS… --db URL`.
     @discardableResult
     func taskq(_ command: String, _ args: [String] = [], stdin: String? = nil) -> RunResult {
-        s.taskq([command, "--db", url] + args, stdin: stdin)
+        s.taskq([command] + args + ["--db", url], stdin: stdin)
     }
 
     func supervise(_ args: [String]) -> Child { s.supervise(["--db", url] + args) }
@@ -101,6 +101,39 @@ struct PostgresCLITests {
         #expect(Set(ran).count == 500)
         #expect(q.count("succeeded") == 500)
         #expect(q.sql("SELECT count(*) FROM tasks WHERE attempts <> 1 AND kind <> 'taskq.stop'") == "0")
+    }
+
+    /// The other commands, each once, on a PostgreSQL URL: exit 0 and their usual output.
+    @Test func everyCommandTakesAURL() {
+        let q = PGQueue()
+        defer { q.close() }
+        func ok(_ command: String, _ args: [String] = [], stdin: String? = nil) -> String {
+            let r = q.taskq(command, args, stdin: stdin)
+            #expect(r.status == 0, "\(command) \(args): \(r)")
+            return r.out
+        }
+        #expect(ok("init").hasPrefix("initialized postgresql://"))
+        let late = ok("enqueue", ["k", "3", "--delay", "1h"])
+        let a = ok("enqueue", ["k", "1"])
+        _ = ok("enqueue", ["k", "--batch"], stdin: #"{"kind":"k","payload":2}"# + "\n")
+        #expect(ok("show", [a]).contains("state:     queued"))
+        #expect(ok("kind", ["set", "k", "--max-attempts", "5"]).contains("5 attempts"))
+        #expect(ok("kind", ["list"]).contains("k"))
+        #expect(ok("schedule", ["add", "nightly", "--cron", "0 3 * * *", "k"]).contains("schedule nightly"))
+        #expect(ok("schedule", ["list"]).contains("nightly"))
+        _ = ok("schedule", ["remove", "nightly"])
+        _ = ok("pause", ["default"])
+        _ = ok("resume", ["default"])
+        #expect(ok("cancel", [late]).contains("cancelled task \(late)"))
+        #expect(ok("retry", [late]).contains("retried task \(late)"))
+        _ = ok("cancel", [late])
+        // Finished before now: once the clock has moved past the cancel's millisecond.
+        #expect(eventually { ok("purge", ["--state", "cancelled", "--older-than", "0s"]).contains("purged 1 task") })
+        #expect(ok("top", ["--iterations", "1"]).contains("taskq top - postgresql://"))
+        #expect(q.supervise(["--until-empty", "--handler", "k=cat"]).finish().status == 0)
+        _ = ok("wait", [a])
+        #expect(ok("result", [a]) == "1")
+        #expect(ok("map", ["--group", "g", "--handler", "tr a-z A-Z"], stdin: "a\nb\n") == "A\nB")
     }
 
     /// LISTEN/NOTIFY: an idle worker starts a new task well before its 1 s fallback poll.
