@@ -28,11 +28,12 @@ public enum Stores {
     /// True when `database` names a PostgreSQL database rather than a SQLite file.
     public static func isPostgres(_ database: String) -> Bool {
         if database.hasPrefix("postgresql://") || database.hasPrefix("postgres://") { return true }
-        // libpq's key=value form: the first word is one of its keywords, then '='.
-        let first = database.drop { $0 == " " }.prefix { $0 != "=" && $0 != " " && $0 != "/" }
-        guard first.count < database.count, database.drop(while: { $0 == " " }).dropFirst(first.count)
-            .drop(while: { $0 == " " }).first == "=" else { return false }
-        return conninfoKeywords.contains(String(first))
+        // libpq's key=value form: the first key is one of its keywords.
+        let text = database.drop { $0 == " " }
+        guard let eq = text.firstIndex(of: "=") else { return false }
+        var key = text[..<eq]
+        while key.last == " " { key = key.dropLast() }
+        return conninfoKeywords.contains(String(key))
     }
 
     /// libpq's connection keywords that may open a key=value string.
