@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .library(name: "TaskQueue", targets: ["TaskQueue"]),
         .library(name: "TaskQueueSQLite", targets: ["TaskQueueSQLite"]),
+        .library(name: "TaskQueueStores", targets: ["TaskQueueStores"]),
         .executable(name: "taskq", targets: ["taskq"]),
     ],
     // Which SQLite taskq is built on (see the CSQLite target). `--traits BundledSQLite`
@@ -58,15 +59,19 @@ let package = Package(
                 exclude: ["migrations/postgres"],
                 resources: [.embedInCode("migrations")], plugins: ["MigrationList"]),
         .plugin(name: "MigrationList", capability: .buildTool(), path: "Plugins/MigrationList"),
+        // The one factory that turns a `--db` value into a store (a SQLite path or a
+        // PostgreSQL URL), and the entry points of worker programs built on it
+        // (TaskQueueProcess). Re-exports TaskQueue and both stores.
+        .target(name: "TaskQueueStores", dependencies: ["TaskQueue", "TaskQueueSQLite", "TaskQueuePostgres"]),
         .executableTarget(name: "taskq", dependencies: [
-            "TaskQueue", "TaskQueueSQLite",
+            "TaskQueue", "TaskQueueStores",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Examples are built with the package and run by the tests, so they never rot.
-        .executableTarget(name: "taskq-example-producer", dependencies: ["TaskQueue", "TaskQueueSQLite"],
+        .executableTarget(name: "taskq-example-producer", dependencies: ["TaskQueueStores"],
                           path: "examples/producer"),
-        .executableTarget(name: "taskq-example-worker", dependencies: ["TaskQueue", "TaskQueueSQLite"],
+        .executableTarget(name: "taskq-example-worker", dependencies: ["TaskQueueStores"],
                           path: "examples/swift-worker"),
         // Shared by the tests: spawn real processes, wait with deadlines, read rows.
         .target(name: "TaskQueueTestSupport", dependencies: ["TaskQueue", "CTaskQSystem"]),
@@ -74,7 +79,7 @@ let package = Package(
         .target(name: "TaskQueueConformance", dependencies: ["TaskQueue", "TaskQueueTestSupport"]),
         // The benchmarks' worker program: a supervisor whose one Swift handler,
         // bench-noop, writes the harness's audit line.
-        .executableTarget(name: "taskq-bench-worker", dependencies: ["TaskQueue", "TaskQueueSQLite"],
+        .executableTarget(name: "taskq-bench-worker", dependencies: ["TaskQueueStores"],
                           path: "Benchmarks/taskq-bench-worker"),
         // taskq's own benchmark (every workload row: W1-W4, CLI, memory, scale) as a
         // release-mode executable that drives the built `taskq` and
@@ -102,6 +107,7 @@ package.targets += [
 package.products += [.library(name: "TaskQueuePostgres", targets: ["TaskQueuePostgres"])]
 if let tests = package.targets.first(where: { $0.name == "TaskQueueTests" }) {
     tests.dependencies.append("TaskQueuePostgres")
+    tests.dependencies.append("TaskQueueStores")
 }
 
 // `taskq dashboard`: the browser view and /metrics, served by a small HTTP server

@@ -6,7 +6,7 @@
 //
 //   taskq-bench-worker [--db PATH] [--workers N] [--until-empty] [--synchronous normal|full] [--report]
 import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 #if canImport(Glibc)
 import Glibc
 #endif

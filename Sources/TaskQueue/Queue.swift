@@ -20,10 +20,10 @@ public final class Queue {
         return s
     }
 
-    private lazy var waiter = Waiter(databasePath: store.location)
+    private lazy var waiter = store.makeChangeSignal(claims: false)
 
     /// Polls `check` until it returns a value or `timeout` seconds pass (nil: no
-    /// limit), sleeping between looks until the database changes (inotify) or
+    /// limit), sleeping between looks until the queue changes (the store's `ChangeSignal`) or
     /// `interval` passes, whichever is first.
     public func waitFor<T>(timeout: Double?, interval: Double = 0.5, _ check: () throws -> T?) throws -> T? {
         let deadline = timeout.map { System.monotonic() + $0 }

@@ -5,9 +5,12 @@ import Glibc
 
 /// How a supervisor runs.
 public struct SupervisorOptions: Sendable {
-    /// Absolute path of the database.
+    /// The database as `--db` names it: a SQLite file's path (made absolute by
+    /// `TaskQueueProcess.supervise`) or a PostgreSQL connection string.
     public var database: String
-    public var synchronous: String = "normal"
+    /// `normal` or `full`; empty: the engine's default (see `--synchronous`).
+    public var synchronous: String = ""
+    /// Seconds to wait for a lock another process holds.
     public var busyTimeout: Double = 10
     /// Worker processes to keep running. Default: CPUs this process may use.
     public var workers: Int = System.cpuCount
@@ -124,7 +127,7 @@ public final class Supervisor {
             now: .now(), lease: options.lease)
         let poolText = pools.count == 1 && pools[0].queues == nil ? "\(pools[0].workers) workers"
             : "workers " + pools.map { "\($0.workers) for \($0.queues.map { Self.shortList($0, "+", "queues") } ?? "all queues")" }.joined(separator: ", ")
-        log("started as process \(processID) with \(poolText), handling \(Self.shortList(kinds, ", ", "kinds")), on \(options.database)")
+        log("started as process \(processID) with \(poolText), handling \(Self.shortList(kinds, ", ", "kinds")), on \(store.location)")
         recover()
         desired = pools.map(\.workers)
         var nextPrune = System.monotonic() + 2
@@ -295,7 +298,7 @@ public final class Supervisor {
         var pid: pid_t = 0
         if configFD >= 0 {
             let argv = [System.executablePath, WorkerConfig.argument,
-                        WorkerConfig.launchArgument(database: options.database, descriptor: configFD)]
+                        WorkerConfig.launchArgument(database: store.location, descriptor: configFD)]
             rc = withCStrings(argv) { a in
                 withCStrings(currentEnvironment()) { e in taskq_spawn(&pid, "/proc/self/exe", a, e, 1, 0, -1, -1, -1, nil, 0) }
             }

@@ -195,9 +195,19 @@ package protocol TaskStore: AnyObject {
 
     /// The path or address of the database, for messages.
     var location: String { get }
+
+    /// A new "wake me when the queue changes" for this store's process (see
+    /// `ChangeSignal`). It may use this store's connection: use both from one thread.
+    /// `claims`: the caller waits for tasks to claim (a worker), and only new or
+    /// newly claimable tasks need to wake it; otherwise it waits for any change (a
+    /// task finishing, a process leaving), which a store may only poll for.
+    func makeChangeSignal(claims: Bool) -> any ChangeSignal
 }
 
 extension TaskStore {
+    /// Plain timeouts, for a store with no change signal of its own.
+    package func makeChangeSignal(claims: Bool) -> any ChangeSignal { PollingSignal() }
+
     package func insertTasks(kind: String, options: EnqueueOptions, payloads: PayloadBatch, now: Timestamp) throws -> [Int64] {
         try insertTasks((0..<payloads.count).map { NewTask(kind: kind, payload: payloads.payload($0), options: options) }, now: now)
     }

@@ -83,7 +83,7 @@ public final class Worker {
         _ = operations
         startHeartbeat()
 
-        let waiter = Waiter(databasePath: config.database)
+        let waiter = store.makeChangeSignal(claims: true)
         let onlyFunctions = handlers.commands.isEmpty
         var batch = 1
         var pending: [TaskOutcome] = []
@@ -158,6 +158,7 @@ public final class Worker {
                 waiter.wait(timeout: timeout)
                 continue
             }
+            waiter.stopWaiting()
             let full = claimed.count == batch
             let batchStart = System.monotonic()
             for task in claimed {

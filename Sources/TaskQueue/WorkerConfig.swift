@@ -10,9 +10,11 @@ import Glibc
 /// refuses an argument over 128 KiB (E2BIG), which thousands of handlers, or one long
 /// command, reach. The database comes first so that `ps` shows which one a worker serves.
 public struct WorkerConfig: Sendable, Equatable {
-    /// Absolute path of the database.
+    /// The database as the supervisor names it: a SQLite file's absolute path or a
+    /// PostgreSQL connection string (it reaches handlers as `TASKQ_DB`).
     public var database: String
-    public var synchronous: String = "normal"
+    /// `normal` or `full`; empty: the engine's default.
+    public var synchronous: String = ""
     public var busyTimeout: Double = 10
     public var supervisorID: Int64
     public var supervisorPID: Int32
@@ -72,7 +74,7 @@ public struct WorkerConfig: Sendable, Equatable {
             throw Self.bad
         }
         self.init(database: db, supervisorID: sid, supervisorPID: Int32(truncatingIfNeeded: spid))
-        synchronous = v["synchronous"]?.stringValue ?? "normal"
+        synchronous = v["synchronous"]?.stringValue ?? ""
         busyTimeout = v["busy_timeout"]?.doubleValue ?? 10
         if case .array(let q)? = v["queues"] { queues = q.compactMap(\.stringValue) }
         if case .object(let members)? = v["commands"] {
@@ -106,7 +108,9 @@ public struct WorkerConfig: Sendable, Equatable {
         return fd
     }
 
-    /// The worker's argument after `__taskq-worker`: the database and the descriptor to read.
+    /// The worker's argument after `__taskq-worker`: where the database is (for `ps`;
+    /// never a password: the configuration itself is in the descriptor) and the
+    /// descriptor to read.
     package static func launchArgument(database: String, descriptor fd: Int32) -> String {
         var o = JSONObjectWriter()
         o.add("database", database)

@@ -138,7 +138,7 @@ struct PGArray {
 final class PostgresConnection {
     let handle: OpaquePointer
     /// Where it is connected, without the password, for messages.
-    let location: String
+    var location: String
 
     /// Connects with a libpq URI (`postgresql://…`) or key=value string.
     init(_ conninfo: String) throws {

@@ -78,8 +78,11 @@ package final class PostgresTaskStore: TaskStore {
     /// `stop` did). The cost is one lock per inserting transaction, not per task.
     /// The lock is keyed by the tasks table's oid: one per taskq schema.
     static let insertLockKey: Int32 = 0x7471_6964   // "tqid"
-    static let beginInsert = "BEGIN; SELECT pg_advisory_xact_lock_shared(\(insertLockKey), 'tasks'::regclass::oid::integer)"
-    static let beginSentinels = "BEGIN; SELECT pg_advisory_xact_lock(\(insertLockKey), 'tasks'::regclass::oid::integer)"
+    /// Each also tells waiting workers (see `PostgresChangeSignal`).
+    static let beginInsert = "BEGIN; SELECT pg_advisory_xact_lock_shared(\(insertLockKey), 'tasks'::regclass::oid::integer); "
+        + PostgresChangeSignal.notifyIfWaiting
+    static let beginSentinels = "BEGIN; SELECT pg_advisory_xact_lock(\(insertLockKey), 'tasks'::regclass::oid::integer); "
+        + PostgresChangeSignal.notifyAlways
 
     package func stopSentinel(for supervisorID: Int64) throws -> StopSentinel? {
         try pg {

@@ -1,47 +1,56 @@
 import ArgumentParser
 import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// Options every command takes: which database, and how to talk to it.
 struct DatabaseOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("The queue's SQLite file. Default: $TASKQ_DB, else ./taskq.db.", valueName: "path"))
+    @Option(name: .long, help: ArgumentHelp("""
+        The queue: a SQLite file's path, or a PostgreSQL database as a URL \
+        (postgresql://user@host/db) or libpq key=value string (host=… dbname=…); \
+        a password belongs in ~/.pgpass or $PGPASSWORD, not here. \
+        Default: $TASKQ_DB, else ./taskq.db.
+        """, valueName: "path|url"))
     var db: String?
 
     @Option(name: .long, help: ArgumentHelp("""
-        SQLite durability: 'normal' (default; a commit survives any process crash, a power \
-        loss may lose the last commits) or 'full' (fsync every commit; survives power loss).
+        Durability. SQLite: 'normal' (default; a commit survives any process crash, a power \
+        loss may lose the last commits) or 'full' (fsync every commit; survives power loss). \
+        PostgreSQL: 'full' (synchronous_commit on: PostgreSQL's default, used when not given \
+        unless the server sets otherwise) or 'normal' (synchronous_commit off: a server \
+        crash may lose the last commits, up to about 0.6 s of them).
         """, valueName: "level"))
-    var synchronous: String = "normal"
+    var synchronous: String?
 
     // Optional, so that --help prints the default as documented ("10"), not as
     // Swift prints a Double ("10.0").
     @Option(name: .customLong("busy-timeout"), parsing: .unconditional, help: ArgumentHelp(
-        "Seconds to wait for the database's write lock before giving up with exit 69. (default: 10)", valueName: "seconds"))
+        "Seconds to wait for a lock another process holds (SQLite: the write lock; PostgreSQL: lock_timeout) before giving up with exit 69. (default: 10)",
+        valueName: "seconds"))
     var busyTimeoutOption: Double?
 
     static let defaultBusyTimeout: Double = 10
 
     var busyTimeout: Double { busyTimeoutOption ?? Self.defaultBusyTimeout }
 
-    var path: String { Self.path(db) }
+    /// The database as named: --db when given, else $TASKQ_DB, else ./taskq.db.
+    var path: String { Stores.database(db) }
 
-    /// --db when given, else $TASKQ_DB, else ./taskq.db.
-    static func path(_ db: String?) -> String {
-        if let db, !db.isEmpty { return db }
-        if let env = getenv("TASKQ_DB"), env.pointee != 0 { return String(cString: env) }
-        return "taskq.db"
-    }
+    /// The database for messages: a PostgreSQL URL without its password.
+    var label: String { Stores.label(path) }
 
-    var durability: Synchronous { Synchronous(rawValue: synchronous.lowercased()) ?? .normal }
+    var isPostgres: Bool { Stores.isPostgres(path) }
+
+    /// nil: the engine's default (normal on SQLite, full on PostgreSQL).
+    var durability: Synchronous? { Stores.synchronous(synchronous) }
 
     mutating func validate() throws {
         if let db, db.isEmpty {
-            throw ValidationError("--db is empty: give the database file's path, e.g. --db ./taskq.db")
+            throw ValidationError("--db is empty: give the database file's path, e.g. --db ./taskq.db, or a PostgreSQL URL")
         }
-        guard Synchronous(rawValue: synchronous.lowercased()) != nil else {
+        if let synchronous, Synchronous(rawValue: synchronous.lowercased()) == nil {
             throw ValidationError("--synchronous must be 'normal' or 'full', not '\(synchronous)'")
         }
         guard busyTimeout >= 0, busyTimeout <= 86_400 else {
@@ -52,13 +61,13 @@ struct DatabaseOptions: ParsableArguments {
     /// Opens the queue. Read-only commands pass `create: false`: a missing
     /// database is then exit 66 and nothing is created.
     func open(create: Bool) throws -> Queue {
-        try Queue.open(path: path, create: create, synchronous: durability, busyTimeout: busyTimeout)
+        try Queue.open(database: path, create: create, synchronous: durability, busyTimeout: busyTimeout)
     }
 
     /// Opens the queue for `enqueue`, which writes only tasks it has validated
-    /// (see `Queue.open(…, checks:)`).
+    /// (see `StoreRole.producer`).
     func openForEnqueue() throws -> Queue {
-        try Queue.open(path: path, create: true, synchronous: durability, busyTimeout: busyTimeout, checks: false)
+        try Queue.open(database: path, create: true, synchronous: durability, busyTimeout: busyTimeout, role: .producer)
     }
 }
 

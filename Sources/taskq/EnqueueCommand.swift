@@ -1,6 +1,6 @@
 import ArgumentParser
 import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -302,7 +302,7 @@ struct Enqueue: ParsableCommand {
     /// a new one (or an empty file) gets the schema only with the first good line.
     private func runLines(_ defaults: EnqueueOptions) throws {
         var st = stat()
-        let existing = stat(database.path, &st) == 0 && st.st_size > 0
+        let existing = database.isPostgres || (stat(database.path, &st) == 0 && st.st_size > 0)
         var queue: Queue? = existing ? try database.openForEnqueue() : nil
         var pending = PayloadBatch()
         var n = 0, count = 0, committed = 0

@@ -1,6 +1,6 @@
 import ArgumentParser
 import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,12 +11,14 @@ struct Init: ParsableCommand {
         discussion: """
             Creates the file (mode 0600: readable by its owner only) in WAL mode and applies \
             the schema; on an existing taskq database it only brings the schema up to date. \
-            Safe to run more than once.
+            Safe to run more than once. On PostgreSQL (--db postgresql://…) it creates taskq's \
+            tables in the connection's current schema.
 
             Examples:
               taskq init
               taskq init --db /var/lib/myapp/queue.db
               TASKQ_DB=/srv/q.db taskq init && sqlite3 /srv/q.db .tables
+              taskq init --db postgresql://taskq@db.example/jobs
             """)
 
     @OptionGroup var database: DatabaseOptions

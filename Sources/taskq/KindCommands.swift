@@ -1,6 +1,6 @@
 import ArgumentParser
 import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 
 struct KindCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CTaskQSystem
 import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -188,7 +188,7 @@ struct MapCommand: ParsableCommand {
     /// when every line has finished.
     private func runWorkers(database: DatabaseOptions, groupName: String, total: Int) throws -> Int32 {
         var options = SupervisorOptions(database: database.path)
-        options.synchronous = database.durability.rawValue
+        options.synchronous = database.durability?.rawValue ?? ""
         options.busyTimeout = database.busyTimeout
         options.workers = workers ?? System.cpuCount
         options.queues = [task.queue]
@@ -221,11 +221,10 @@ struct MapCommand: ParsableCommand {
         // connection is open would drop that connection's POSIX locks (Linux drops
         // all of a process's locks on a file when any descriptor of it closes);
         // another process could then reset the WAL under it. The database exists.
-        options.database = TaskQueueProcess.absolutePath(options.database)
+        if !database.isPostgres { options.database = TaskQueueProcess.absolutePath(options.database) }
         let path = options.database, sync = database.durability, busy = database.busyTimeout
         let supervisor = Supervisor(options: options, functionKinds: []) {
-            try SQLiteTaskStore(path: path, create: false, synchronous: sync, busyTimeout: busy,
-                                cacheKiB: TaskQueueProcess.supervisorCacheKiB)
+            try Stores.openStore(path, create: false, synchronous: sync, busyTimeout: busy, role: .supervisor)
         }
         do { code = try supervisor.run() } catch {
             dup2(errFD, 2)

@@ -1,6 +1,6 @@
 import ArgumentParser
 import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -111,7 +111,7 @@ struct Supervise: ParsableCommand {
 
     func settings() throws -> SupervisorOptions {
         var o = SupervisorOptions(database: database.path)
-        o.synchronous = database.durability.rawValue
+        o.synchronous = database.durability?.rawValue ?? ""
         o.busyTimeout = database.busyTimeout
         o.workers = workers ?? System.cpuCount
         var bare: [String] = []

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CTaskQSystem
 import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,6 +1,6 @@
 import ArgumentParser
 import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Logging
 import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,7 +16,8 @@ struct Taskq: ParsableCommand {
             Nothing enqueued is lost: a killed worker's task is retried, a late result from a \
             worker that lost its claim is refused.
 
-            Every command takes --db PATH (default $TASKQ_DB, else ./taskq.db), \
+            Every command takes --db PATH (default $TASKQ_DB, else ./taskq.db; or a \
+            PostgreSQL URL, postgresql://user@host/db, for a queue shared by many machines), \
             --synchronous and --busy-timeout, after the command name or before it \
             ('taskq --db x.db status'). enqueue, supervise, init, pause and resume create \
             the database (mode 0600) when it is missing; the other commands exit 66 and \
@@ -112,8 +113,7 @@ func fastEnqueue(_ args: [String]) -> (() throws -> Void)? {
     return {
         try Enqueue.enqueueOne(kind: positional[0], payload: positional.count == 2 ? positional[1] : nil, options: options,
                                json: json, quiet: quiet) {
-            try Queue.open(path: DatabaseOptions.path(db), create: true, synchronous: .normal,
-                           busyTimeout: DatabaseOptions.defaultBusyTimeout, checks: false)
+            try Queue.open(database: Stores.database(db), busyTimeout: DatabaseOptions.defaultBusyTimeout, role: .producer)
         }
     }
 }

@@ -2,12 +2,14 @@
 // as `taskq supervise`, running Swift functions inside the workers instead of
 // shell commands.
 //
-//   taskq-example-worker [--db PATH] [--workers N] [--until-empty] [--synchronous normal|full]
+//   taskq-example-worker [--db PATH|URL] [--workers N] [--until-empty] [--synchronous normal|full]
+//
+// --db takes a SQLite file's path or a PostgreSQL URL (postgresql://…), as taskq does.
 //
 // Kinds: "square" ({"n": 3} -> 9), "report" (returns a line of text), and "crash"
 // (kills its own worker process, to see recovery at work).
 import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,7 +34,7 @@ handlers.register("crash") { _ in
 // A worker started by the supervisor below runs here and exits.
 TaskQueueProcess.runWorkerIfRequested(handlers: handlers)
 
-var options = SupervisorOptions(database: "taskq.db")
+var options = SupervisorOptions(database: Stores.database(nil))   // $TASKQ_DB, else taskq.db
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
     switch a {
@@ -41,7 +43,7 @@ while let a = args.popFirst() {
     case "--until-empty": options.untilEmpty = true
     case "--synchronous": options.synchronous = args.popFirst() ?? "normal"
     default:
-        System.log("usage: taskq-example-worker [--db PATH] [--workers N] [--until-empty] [--synchronous normal|full]")
+        System.log("usage: taskq-example-worker [--db PATH|URL] [--workers N] [--until-empty] [--synchronous normal|full]")
         exit(64)
     }
 }

@@ -1,8 +1,9 @@
+import TaskQueue
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Lets an idle worker sleep until the database changes, instead of polling it:
+/// SQLite's `ChangeSignal`: lets an idle worker sleep until the database changes, instead of polling it:
 /// inotify on the database's directory reports every commit (a write to the
 /// `-wal` file) by any process. The directory, not the file, is watched because
 /// SQLite deletes and recreates the `-wal` file. A slow timeout remains as a
@@ -13,7 +14,7 @@ import Glibc
 /// an SRCU grace period before it frees the watch), and a process pays it at exit
 /// too. A worker draining a deep queue with `--until-empty` never waits, so it
 /// exits that much sooner.
-final class Waiter {
+final class SQLiteChangeSignal: ChangeSignal {
     /// -2: no watch yet; -1: inotify is unavailable (plain timeouts).
     private var fd: Int32 = -2
     private let directory: String
@@ -48,7 +49,7 @@ final class Waiter {
     /// Reads pending events; true if any concerned the database. Call before
     /// looking for work, so a commit that lands after the look still wakes `wait`.
     @discardableResult
-    func drain() -> Bool {
+    package func drain() -> Bool {
         guard fd >= 0 else { return false }
         var relevant = false
         while true {
@@ -69,7 +70,7 @@ final class Waiter {
     /// Sleeps until the database changes, a signal arrives, or `timeout` seconds
     /// pass. The first call only makes the watch and returns at once, so that the
     /// caller looks for work again with the watch in place (callers loop).
-    func wait(timeout: Double) {
+    package func wait(timeout: Double) {
         if fd == -2 { arm(); return }
         let ms = Int32(max(0, min(timeout, 3600)) * 1000)
         guard fd >= 0 else { poll(nil, 0, ms); return }
@@ -82,4 +83,10 @@ final class Waiter {
             if drain() { return }
         }
     }
+}
+
+extension SQLiteTaskStore {
+    /// inotify on the database's directory (see `SQLiteChangeSignal`): every
+    /// commit wakes it, whatever it changed.
+    package func makeChangeSignal(claims: Bool) -> any ChangeSignal { SQLiteChangeSignal(databasePath: location) }
 }

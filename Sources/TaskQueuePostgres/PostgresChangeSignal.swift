@@ -1,0 +1,109 @@
+import CLibPQ
+import TaskQueue
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// PostgreSQL's `ChangeSignal`: LISTEN on the store's own connection, and `poll()`
+/// on its socket until a NOTIFY arrives or the timeout passes.
+///
+/// A NOTIFY takes a database-wide lock at commit, which caps producers at a few
+/// hundred commits a second; so producers send one only while some process waits.
+/// A waiting process holds, for as long as it waits, a shared session lock on each
+/// of `slots` advisory keys; a producer's insert transaction tries to take one key
+/// (chosen by its backend pid) exclusive until it commits: when it cannot, someone
+/// waits, and it notifies (`notifyIfWaiting`). A process that starts waiting while
+/// such an insert is in flight waits for its commit to take the key, then looks for
+/// work once more before it sleeps (`wait` arms and returns first), so it sees that
+/// insert. Two producers holding the same key at once send one NOTIFY too many:
+/// harmless, and rare with one key per slot.
+final class PostgresChangeSignal: ChangeSignal {
+    /// The channel producers notify and waiters listen on.
+    static let channel = "taskq_changed"
+    static let waitKey: Int32 = 0x7471_7761   // "tqwa"
+    static let slots = 16
+    private static let oid = "'tasks'::regclass::oid::integer"
+
+    /// Run in every transaction that inserts tasks: notify only if some process waits.
+    static let notifyIfWaiting = "SELECT pg_notify('\(channel)', '') WHERE NOT pg_try_advisory_xact_lock(\(waitKey) + pg_backend_pid() % \(slots), \(oid))"
+    /// Run by changes every idle worker must see (stop): notify whether or not one waits.
+    static let notifyAlways = "SELECT pg_notify('\(channel)', '')"
+
+    private static let lockAll = "SELECT pg_advisory_lock_shared(\(waitKey) + s, \(oid)) FROM generate_series(0, \(slots - 1)) s"
+    private static let unlockAll = "SELECT pg_advisory_unlock_shared(\(waitKey) + s, \(oid)) FROM generate_series(0, \(slots - 1)) s"
+
+    private let db: PostgresConnection
+    private var listening = false
+    /// The waiting locks are held.
+    private var armed = false
+
+    init(db: PostgresConnection) { self.db = db }
+
+    func drain() -> Bool {
+        guard listening else { return false }
+        PQconsumeInput(db.handle)
+        var any = false
+        while let n = PQnotifies(db.handle) {
+            PQfreemem(n)
+            any = true
+        }
+        return any
+    }
+
+    func wait(timeout: Double) {
+        if !armed && arm() { return }
+        let ms = { (t: Double) in Int32(max(0, min(t, 3600)) * 1000) + 1 }
+        guard armed else { poll(nil, 0, ms(timeout)); return }
+        var p = pollfd(fd: PQsocket(db.handle), events: Int16(POLLIN), revents: 0)
+        let deadline = System.monotonic() + timeout
+        while true {
+            if drain() { return }
+            let left = deadline - System.monotonic()
+            if left <= 0 { return }
+            if poll(&p, 1, ms(left)) <= 0 { return }   // timeout or EINTR (signal)
+            if p.revents & Int16(POLLERR | POLLHUP | POLLNVAL) != 0 { poll(nil, 0, ms(left)); return }
+        }
+    }
+
+    func stopWaiting() {
+        guard armed else { return }
+        armed = false
+        try? db.run(script: Self.unlockAll)
+    }
+
+    /// LISTENs (once) and takes the waiting locks. False when the server refused:
+    /// the caller then sleeps out its timeouts instead.
+    private func arm() -> Bool {
+        guard db.isIdle else { return false }
+        do {
+            try db.run(script: (listening ? "" : "LISTEN \(Self.channel); ") + Self.lockAll)
+            listening = true
+            armed = true
+            return true
+        } catch {
+            return false
+        }
+    }
+}
+
+extension PostgresTaskStore {
+    /// For a worker, LISTEN/NOTIFY on this store's connection (see
+    /// `PostgresChangeSignal`). Only inserts and stop sentinels notify, so a wait
+    /// for anything else (a task finishing, a supervisor leaving) polls.
+    package func makeChangeSignal(claims: Bool) -> any ChangeSignal {
+        claims ? PostgresChangeSignal(db: db) : PollingSignal()
+    }
+
+    /// Names the database in messages as `label` (the URL it was opened with, its
+    /// password left out) rather than by database and host.
+    package func setLocation(_ label: String) { db.location = label }
+
+    /// Whether this connection's commits wait for the WAL to reach disk
+    /// (`synchronous_commit`; on is PostgreSQL's default). Off: a commit returns
+    /// before its WAL is flushed, and a server crash may lose the last commits
+    /// (up to three times `wal_writer_delay`, 600 ms by default); never a
+    /// half-written one, and a taskq process crash loses nothing.
+    package func setSynchronousCommit(_ on: Bool) throws {
+        try pg { try db.run(script: "SET synchronous_commit = \(on ? "on" : "off")") }
+    }
+}
