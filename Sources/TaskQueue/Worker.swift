@@ -98,8 +98,11 @@ public final class Worker {
             waiter.drain()
             let limit = stopping ? 0 : batch
             let claimed: [ClaimedTask]
+            // The claim's own time: what was due then and is still queued was not
+            // this worker's to take (another took it, or its queue is paused).
+            let claimedAt = Timestamp.now()
             do {
-                let r = try store.finishAndClaim(pending, claim: limit > 0 ? request(limit) : nil, now: .now())
+                let r = try store.finishAndClaim(pending, claim: limit > 0 ? request(limit) : nil, now: claimedAt)
                 for (o, ok) in zip(pending, r.accepted) where !ok && lost.remove(o.taskID) == nil {
                     System.log("taskq worker \(getpid()): result of task \(o.taskID) attempt \(o.attempt) rejected: the task was recovered from this worker (its lease expired) and is no longer its to finish")
                 }
@@ -142,18 +145,24 @@ public final class Worker {
                 if config.untilEmpty {
                     // A batch run drains retries too: wait for the next one that is
                     // due (tasks delayed at enqueue are left for later).
-                    let now = Timestamp.now()
-                    guard let retry = (try? store.nextRunAt(request(1), now: now, retriesOnly: true)) ?? nil else { break }
-                    waiter.wait(timeout: min(1, max(0.001, retry.seconds(since: now))))
+                    // Asked from the claim's time, not from now: a retry that came due
+                    // between the two is found (and claimed next time round), where
+                    // asking from now missed it and the worker left it behind.
+                    let next: Timestamp?
+                    do { next = try store.nextRunAt(request(1), now: claimedAt, retriesOnly: true) } catch {
+                        waiter.wait(timeout: 0.1)   // could not tell: look again rather than leave
+                        continue
+                    }
+                    guard let retry = next else { break }
+                    waiter.wait(timeout: min(1, max(0.001, retry.seconds(since: .now()))))
                     continue
                 }
                 if (try? store.stopSentinel(for: config.supervisorID)) ?? nil != nil { break }
                 // Sleep until the database changes, or until the next delayed task
                 // (or retry) is due; a slow fallback beyond that.
                 var timeout = 1.0
-                let now = Timestamp.now()
-                if let next = (try? store.nextRunAt(request(1), now: now)) ?? nil {
-                    timeout = min(timeout, max(0.001, next.seconds(since: now)))
+                if let next = (try? store.nextRunAt(request(1), now: claimedAt)) ?? nil {
+                    timeout = min(timeout, max(0.001, next.seconds(since: .now())))
                 }
                 waiter.wait(timeout: timeout)
                 continue

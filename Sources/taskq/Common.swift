@@ -258,8 +258,11 @@ func packingRepeatedOptions(_ args: [String]) -> [String] {
             i += 1
         }
     }
-    for name in names { if let v = values[name] { out += [name, v.joined(separator: "\0")] } }
-    return out
+    // Right after the command: an option left without its value at the end still
+    // reads as missing, not as taking one of these.
+    var packed: [String] = []
+    for name in names { if let v = values[name] { packed += [name, v.joined(separator: "\0")] } }
+    return [out[0]] + packed + out.dropFirst()
 }
 
 /// The values `packingRepeatedOptions` joined, one per option given.
