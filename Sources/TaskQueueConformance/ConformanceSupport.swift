@@ -1,3 +1,6 @@
+// Built only with the tests: Swift Testing is there for test builds alone, and a
+// plain `swift build` leaves this module empty.
+#if canImport(Testing)
 import Foundation
 import Testing
 import TaskQueue
@@ -192,4 +195,4 @@ package final class Locked<Value>: @unchecked Sendable {
     }
     package var current: Value { withLock { $0 } }
 }
-
+#endif

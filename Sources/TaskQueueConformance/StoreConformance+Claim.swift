@@ -1,3 +1,4 @@
+#if canImport(Testing)
 import Foundation
 import Testing
 import TaskQueue
@@ -260,3 +261,4 @@ extension StoreConformance {
         #expect(try store.nextRunAt(req, now: f.now) == f.now.adding(seconds: 60))
     }
 }
+#endif

@@ -1,3 +1,4 @@
+#if canImport(Testing)
 import Foundation
 import Testing
 import TaskQueue
@@ -260,3 +261,4 @@ extension StoreConformance {
     }
     // MARK: processes and recovery
 }
+#endif

@@ -1,3 +1,4 @@
+#if canImport(Testing)
 import Foundation
 import Testing
 import TaskQueue
@@ -145,3 +146,4 @@ extension StoreConformance {
     }
     // MARK: claim
 }
+#endif

@@ -1,3 +1,4 @@
+#if canImport(Testing)
 import Foundation
 import Testing
 import TaskQueue
@@ -63,3 +64,4 @@ extension StoreConformance {
         #expect(stats.processes == (try store.processes()))
     }
 }
+#endif

@@ -1,3 +1,4 @@
+#if canImport(Testing)
 import Foundation
 import Testing
 import TaskQueue
@@ -196,3 +197,4 @@ extension StoreConformance {
         #expect(try Recovery.recoverDead(store: store, retry: RetryPolicy(), skip: [skipped]) { _ in }.isEmpty)
     }
 }
+#endif

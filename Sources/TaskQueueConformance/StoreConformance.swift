@@ -1,3 +1,4 @@
+#if canImport(Testing)
 import Foundation
 import Testing
 import TaskQueue
@@ -44,3 +45,4 @@ package enum StoreConformance {
         .init("Recovery.recoverDead gives dead processes' tasks back") { try recoverDead($0) },
     ]
 }
+#endif
