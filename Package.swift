@@ -98,9 +98,10 @@ let package = Package(
     swiftLanguageModes: [.v5]
 )
 
-// PostgreSQL: libpq (Debian's libpq-dev) as a system library, and the store built on it.
+// PostgreSQL: libpq, loaded at run time, and the store built on it.
 package.targets += [
-    .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+    // libpq, loaded at run time when a PostgreSQL queue is opened (Sources/CLibPQ says why).
+    .target(name: "CLibPQ", path: "Sources/CLibPQ", linkerSettings: [.linkedLibrary("dl")]),
     .target(name: "TaskQueuePostgres", dependencies: ["TaskQueue", "CLibPQ"],
             resources: [.embedInCode("migrations")], plugins: ["MigrationList"]),
 ]

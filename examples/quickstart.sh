@@ -5,8 +5,8 @@
 #   ./examples/quickstart.sh          (from any directory; Debian 12 with Swift 6)
 #
 # 1. Installs with apt-get what is missing (as root, or through sudo): libsqlite3-dev,
-#    the SQLite taskq is built against, libpq-dev (PostgreSQL's client library, for
-#    queues on a server), and the sqlite3 shell, to look at the file.
+#    the SQLite taskq is built against, and the sqlite3 shell, to look at the file.
+#    (PostgreSQL queues need libpq5 at run time only, loaded when one is opened.)
 # 2. Builds the release binary: swift build -c release --static-swift-stdlib --product taskq
 #    (the Swift runtime linked in: taskq starts in a few milliseconds)
 # 3. Installs it as /usr/local/bin/taskq when that directory is writable, else as
@@ -28,8 +28,6 @@ die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
 # --- 1. system packages ------------------------------------------------------
 need=()
 if ! pkg-config --exists sqlite3 2>/dev/null && [ ! -e /usr/include/sqlite3.h ]; then need+=(libsqlite3-dev); fi
-# libpq: the same binary also opens PostgreSQL queues (--db postgresql://…).
-if ! pkg-config --exists libpq 2>/dev/null && [ ! -e /usr/include/postgresql/libpq-fe.h ]; then need+=(libpq-dev); fi
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 if [ ${#need[@]} -gt 0 ]; then

@@ -142,6 +142,9 @@ final class PostgresConnection {
 
     /// Connects with a libpq URI (`postgresql://…`) or key=value string.
     init(_ conninfo: String) throws {
+        guard taskq_libpq_load() == 0 else {
+            throw TaskQueueError.unavailable("cannot open a PostgreSQL queue: \(String(cString: taskq_libpq_error()))")
+        }
         guard let c = PQconnectdb(conninfo) else {
             throw TaskQueueError.unavailable("cannot connect to PostgreSQL: out of memory")
         }
