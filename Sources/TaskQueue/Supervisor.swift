@@ -1,4 +1,5 @@
 import CTaskQSystem
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -111,7 +112,7 @@ public final class Supervisor {
         return Array(Set(pools.flatMap { $0.queues ?? [] })).sorted()
     }
 
-    private func log(_ s: String) { System.log("taskq supervisor \(getpid()): \(s)") }
+    private func log(_ s: String, level: Logger.Level = .info) { System.log("taskq supervisor \(getpid()): \(s)", level: level) }
 
     private static let signals: [Int32] = [SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT]
 
@@ -272,7 +273,7 @@ public final class Supervisor {
                                     finishedBefore: Timestamp.now().adding(seconds: -retain), batch: 500, maxBatches: 20)
             if n > 0 { log("pruned \(n) finished task\(n == 1 ? "" : "s") older than \(formatDuration(retain)) (--retain)") }
         } catch {
-            log("pruning failed: \(error)")
+            log("pruning failed: \(error)", level: .error)
         }
     }
 
@@ -312,7 +313,7 @@ public final class Supervisor {
                 stop(exiting: Exit.permanentFailure, "\(why), and retrying cannot heal this")
                 return
             }
-            log("\(why); retrying")
+            log("\(why); retrying", level: .warning)
             noteCrash()
             return
         }
@@ -378,7 +379,7 @@ public final class Supervisor {
             return
         }
         if phase == .running || phase == .draining {
-            log("worker pid \(pid) \(how); starting a replacement")
+            log("worker pid \(pid) \(how); starting a replacement", level: .warning)
         }
         // A worker that exits with an error within a second of its start cannot
         // start (a broken database, say): back off before the next one. One killed
@@ -395,7 +396,7 @@ public final class Supervisor {
         if System.monotonic() >= nextOrphanScan {
             nextOrphanScan = System.monotonic() + 300
             do { try Recovery.recoverOrphans(store: store, retry: options.retry, onCrash: options.onCrash) { log($0) } }
-            catch { log("recovery of orphaned tasks failed: \(error)") }
+            catch { log("recovery of orphaned tasks failed: \(error)", level: .error) }
         }
         let mine = Set((try? store.processes())?.filter { p in
             p.id == processID || (p.supervisorID == processID && workers[p.pid] != nil && !(p.expiresAt < .now()))
@@ -412,7 +413,7 @@ public final class Supervisor {
                 }
             }
         } catch {
-            log("recovery failed: \(error)")
+            log("recovery failed: \(error)", level: .error)
         }
     }
 }

@@ -76,7 +76,7 @@ public final class Worker {
                 queues: config.queues, kinds: kinds, now: .now(), lease: config.lease)
         } catch {
             if Self.isPermanent(error) { return stop(permanently: "cannot start: \(error)") }
-            System.log("taskq worker \(getpid()): cannot start: \(error)")
+            System.log("taskq worker \(getpid()): cannot start: \(error)", level: .error)
             return Exit.failedToStart
         }
         baseEnvironment = currentEnvironment().filter { !$0.hasPrefix("TASKQ_") } + ["TASKQ_DB=\(config.database)"]
@@ -104,14 +104,14 @@ public final class Worker {
             do {
                 let r = try store.finishAndClaim(pending, claim: limit > 0 ? request(limit) : nil, now: claimedAt)
                 for (o, ok) in zip(pending, r.accepted) where !ok && lost.remove(o.taskID) == nil {
-                    System.log("taskq worker \(getpid()): result of task \(o.taskID) attempt \(o.attempt) rejected: the task was recovered from this worker (its lease expired) and is no longer its to finish")
+                    System.log("taskq worker \(getpid()): result of task \(o.taskID) attempt \(o.attempt) rejected: the task was recovered from this worker (its lease expired) and is no longer its to finish", level: .warning)
                 }
                 pending = []
                 claimed = r.claimed
             } catch let gone as OwnerNotRegistered {
                 // Declared dead while frozen or cut off: the claim and the results
                 // were refused together. The heartbeat thread would find out next.
-                System.log("taskq worker \(getpid()): lease lost (\(gone)); exiting")
+                System.log("taskq worker \(getpid()): lease lost (\(gone)); exiting", level: .warning)
                 return Exit.leaseLost
             } catch {
                 if Self.isPermanent(error) {
@@ -129,7 +129,7 @@ public final class Worker {
                 retryDelay = min(5, max(0.5, retryDelay * 2))
                 let message = "\(error)"
                 if message != lastError || System.monotonic() - lastErrorLogged > 60 {
-                    System.log("taskq worker \(getpid()): \(message); retrying every \(formatDuration(retryDelay)) or so")
+                    System.log("taskq worker \(getpid()): \(message); retrying every \(formatDuration(retryDelay)) or so", level: .warning)
                     lastError = message
                     lastErrorLogged = System.monotonic()
                 }
@@ -211,7 +211,7 @@ public final class Worker {
     /// Logs why this worker cannot go on, leaves it in the slot for the supervisor,
     /// and returns the status that says so.
     private func stop(permanently why: String) -> Int32 {
-        System.log("taskq worker \(getpid()): \(why); retrying cannot heal this: exiting (status \(Exit.permanentFailure))")
+        System.log("taskq worker \(getpid()): \(why); retrying cannot heal this: exiting (status \(Exit.permanentFailure))", level: .error)
         currentTask?.failure = why
         return Exit.permanentFailure
     }
@@ -232,7 +232,7 @@ public final class Worker {
             } catch is OwnerNotRegistered {
                 return   // its tasks were recovered: these results are not its to store
             } catch {
-                System.log("taskq worker \(getpid()): cannot store results (\(error)); try \(attempt)/20")
+                System.log("taskq worker \(getpid()): cannot store results (\(error)); try \(attempt)/20", level: .warning)
                 usleep(500_000)
             }
         }
@@ -273,7 +273,7 @@ public final class Worker {
                 if (try? store.task(task.id))??.state == .cancelled {
                     System.log("taskq worker \(getpid()): task \(task.id) was cancelled while running; its handler's process group was killed")
                 } else {
-                    System.log("taskq worker \(getpid()): task \(task.id) attempt \(task.attempt) was recovered from this worker (its lease expired) and is no longer its to finish: its handler's process group was killed and its result rejected")
+                    System.log("taskq worker \(getpid()): task \(task.id) attempt \(task.attempt) was recovered from this worker (its lease expired) and is no longer its to finish: its handler's process group was killed and its result rejected", level: .warning)
                 }
                 return (.released, "", nil)
             }
@@ -332,11 +332,11 @@ private final class HeartbeatContext {
             do {
                 if store == nil { store = try makeStore() }
                 if try store!.heartbeat(processID: processID, now: .now(), lease: lease) == false {
-                    System.log("taskq worker \(getpid()): lease lost (this worker was declared dead and its tasks recovered); exiting")
+                    System.log("taskq worker \(getpid()): lease lost (this worker was declared dead and its tasks recovered); exiting", level: .warning)
                     taskq_die(Worker.Exit.leaseLost)
                 }
             } catch {
-                System.log("taskq worker \(getpid()): heartbeat failed: \(error)")
+                System.log("taskq worker \(getpid()): heartbeat failed: \(error)", level: .warning)
             }
         }
     }
