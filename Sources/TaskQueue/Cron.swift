@@ -205,22 +205,3 @@ public struct CronExpression: Sendable, Equatable, CustomStringConvertible {
         return nil
     }
 }
-
-/// Calendar arithmetic on the proleptic Gregorian calendar.
-enum CivilTime {
-    static func divMod(_ a: Int64, _ b: Int64) -> (Int64, Int64) {
-        let q = a / b, r = a % b
-        return r < 0 ? (q - 1, r + b) : (q, r)
-    }
-
-    /// Days since 1970-01-01 of a civil date (see Timestamp.swift).
-    static func days(_ year: Int, _ month: Int, _ day: Int) -> Int64 { daysFromCivil(year, month, day) }
-
-    static func civil(fromDays z: Int64) -> (Int, Int, Int) { civilFromDays(z) }
-
-    static func isLeap(_ y: Int) -> Bool { (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 }
-
-    static func daysInMonth(_ y: Int, _ m: Int) -> Int {
-        m == 2 ? (isLeap(y) ? 29 : 28) : (m == 4 || m == 6 || m == 9 || m == 11 ? 30 : 31)
-    }
-}

@@ -62,7 +62,7 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
     public var iso: String {
         let ms = min(max(milliseconds, Timestamp.isoMinimum.milliseconds), Timestamp.isoMaximum.milliseconds)
         let (days, msOfDay) = floorDivMod(ms, 86_400_000)
-        let (y, m, d) = civilFromDays(days)
+        let (y, m, d) = CivilTime.civil(fromDays: days)
         let h = Int(msOfDay / 3_600_000)
         let mi = Int(msOfDay / 60_000 % 60)
         let s = Int(msOfDay / 1000 % 60)
@@ -124,9 +124,9 @@ public struct Timestamp: Comparable, Hashable, Sendable, CustomStringConvertible
                 while digits < 3 { ms *= 10; digits += 1 }
             }
             if k < n && b[k] == 0x5A { k += 1 }
-            guard k == n, mo >= 1 && mo <= 12, d >= 1 && d <= daysInMonth(y, mo),
+            guard k == n, mo >= 1 && mo <= 12, d >= 1 && d <= CivilTime.daysInMonth(y, mo),
                   h <= 23, mi <= 59, s <= 59 else { return nil }
-            return (daysFromCivil(y, mo, d) * 86_400 + Int64(h * 3600 + mi * 60 + s)) * 1000 + Int64(ms)
+            return (CivilTime.days(y, mo, d) * 86_400 + Int64(h * 3600 + mi * 60 + s)) * 1000 + Int64(ms)
         }
         guard let parsed else { return nil }
         milliseconds = parsed
@@ -253,45 +253,6 @@ private func floorDivMod(_ a: Int64, _ b: Int64) -> (Int64, Int64) {
     return r < 0 ? (q - 1, r + b) : (q, r)
 }
 
-/// Days since 1970-01-01 for a civil date (Howard Hinnant's algorithm).
-/// Shared with Cron.
-func daysFromCivil(_ year: Int, _ month: Int, _ day: Int) -> Int64 {
-    let y = Int64(month <= 2 ? year - 1 : year)
-    let era = (y >= 0 ? y : y - 399) / 400
-    let yoe = y - era * 400
-    let m = Int64(month)
-    let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + Int64(day) - 1
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-    return era * 146_097 + doe - 719_468
-}
-
-/// The civil date (year, month 1–12, day 1–31) of a day count since 1970-01-01.
-/// Shared with Cron.
-func civilFromDays(_ days: Int64) -> (Int, Int, Int) {
-    let z = days + 719_468
-    let era = (z >= 0 ? z : z - 146_096) / 146_097
-    let doe = z - era * 146_097
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-    let mp = (5 * doy + 2) / 153
-    let d = doy - (153 * mp + 2) / 5 + 1
-    let m = mp < 10 ? mp + 3 : mp - 9
-    let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
-    return (Int(y), Int(m), Int(d))
-}
-
-private func isLeapYear(_ y: Int) -> Bool {
-    y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)
-}
-
-private func daysInMonth(_ y: Int, _ m: Int) -> Int {
-    switch m {
-    case 2: return isLeapYear(y) ? 29 : 28
-    case 4, 6, 9, 11: return 30
-    default: return 31
-    }
-}
-
 private func trimmedASCIIWhitespace(_ s: String) -> Substring {
     @inline(__always) func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D }
     let v = s.utf8
@@ -400,7 +361,7 @@ private struct UserTimeParser {
             guard k == u.count else { throw format }
         }
         guard month >= 1 && month <= 12 else { throw fail("month \(month) out of range") }
-        let dim = daysInMonth(year, month)
+        let dim = CivilTime.daysInMonth(year, month)
         guard day >= 1 && day <= dim else {
             throw fail("day \(day) out of range (\(monthNames[month - 1]) \(year) has \(dim) days)")
         }
@@ -411,7 +372,7 @@ private struct UserTimeParser {
         }
         let wholeSeconds: Int64
         if let offsetSeconds {
-            wholeSeconds = daysFromCivil(year, month, day) * 86_400
+            wholeSeconds = CivilTime.days(year, month, day) * 86_400
                 + Int64(hour * 3600 + minute * 60 + second - offsetSeconds)
         } else {
             var t = tm()
