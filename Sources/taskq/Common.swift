@@ -290,6 +290,8 @@ func table(_ header: [String], _ rows: [[String]]) -> String {
         for (i, c) in cells.enumerated() {
             s += i == cells.count - 1 ? c : c + String(repeating: " ", count: widths[i] - c.count + 2)
         }
+        // No trailing blanks when the last cells are empty (diff- and grep-friendly).
+        while s.last == " " { s.removeLast() }
         return s + "\n"
     }
     return line(header) + rows.map(line).joined()

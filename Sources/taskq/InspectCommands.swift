@@ -96,8 +96,10 @@ struct Status: ParsableCommand {
         }
         text += "\n"
         let live = supervisors.filter { !dead.contains($0.id) }
+        let unserved = unservedLines(try q.unservedTasks())
         if live.isEmpty {
-            text += "no supervisor is running\n"
+            // The unserved lines say it themselves, with what to start.
+            if unserved.isEmpty { text += "no supervisor is running\n" }
         } else {
             for sup in live {
                 let ws = s.processes.filter { $0.supervisorID == sup.id && !dead.contains($0.id) }
@@ -107,7 +109,7 @@ struct Status: ParsableCommand {
                 text += "\n"
             }
         }
-        text += unservedLines(try q.unservedTasks())
+        text += unserved
         if !dead.isEmpty {
             let pids = s.processes.filter { dead.contains($0.id) }.map { "\($0.role.rawValue) pid \($0.pid)" }
             text += "\(dead.count) dead process\(dead.count == 1 ? "" : "es") not cleaned up yet (\(pids.joined(separator: ", "))): "

@@ -125,11 +125,13 @@ struct LiveView {
             + "\(minuteTotal[.cancelled] ?? 0) cancelled), \((Double(done) / 60 * 10).rounded() / 10)/s\n"
         let dead = Set(stats.processes.filter { Recovery.deathReason(of: $0, now: now) != nil }.map(\.id))
         let sups = stats.processes.filter { $0.role == .supervisor && !dead.contains($0.id) }
-        text += sups.isEmpty ? "no supervisor is running\n" : sups.map { s in
+        let unserved = unservedLines(try q.unservedTasks())
+        // With no supervisor, the unserved lines say so themselves, with what to start.
+        text += sups.isEmpty ? (unserved.isEmpty ? "no supervisor is running\n" : "") : sups.map { s in
             let n = stats.processes.filter { $0.supervisorID == s.id && !dead.contains($0.id) }.count
             return "supervisor pid \(s.pid) on \(s.host): \(n) workers, kinds \(s.kinds.joined(separator: ", "))\n"
         }.joined()
-        text += unservedLines(try q.unservedTasks())
+        text += unserved
         let running = try q.tasks(TaskFilter(states: [.running], limit: 1000))
             .sorted { ($0.startedAt ?? now) < ($1.startedAt ?? now) }
         text += "\nRUNNING (\(running.count))\n"

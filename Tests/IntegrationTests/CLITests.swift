@@ -329,6 +329,8 @@ import Glibc
         #expect(rows.first?.hasPrefix("ID") == true && rows.count == 4, "\(all.stdout)")
         // Newest first.
         #expect(rows.dropFirst().map { String($0.prefix { $0 != " " }) } == [queued, failed, ok])
+        // The queued and succeeded rows have no error: no blanks after their last cell.
+        #expect(!all.stdout.split(separator: "\n").contains { $0.hasSuffix(" ") }, "\(all.stdout)")
         let failedOnly = try json(s.taskq(["list", "--state", "failed", "--json"]))
         #expect(failedOnly.arrayValue?.map { $0["id"]?.intValue } == [Int64(failed)])
         #expect(failedOnly.arrayValue?.first?["error"]?.stringValue?.contains("disk on fire") == true)

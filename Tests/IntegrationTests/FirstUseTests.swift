@@ -17,6 +17,9 @@ import Glibc
         let ids = (1...3).map { s.enqueue("square", String($0)) }
         let none = s.taskq(["status"])
         #expect(none.status == 0 && none.stdout.contains("3 tasks of kind 'square' queued; no supervisor is running"), "\(none)")
+        #expect(none.stdout.split(separator: "no supervisor is running", omittingEmptySubsequences: false).count == 2, "said once: \(none.stdout)")
+        let topNone = s.taskq(["top", "--iterations", "1"])
+        #expect(topNone.stdout.split(separator: "no supervisor is running", omittingEmptySubsequences: false).count == 2, "said once: \(topNone)")
 
         // A supervisor for another kind: the square tasks still wait, and every view says why.
         let sup = s.supervise(["--workers", "1", "--handler", "other=cat"])
