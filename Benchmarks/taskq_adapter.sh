@@ -50,11 +50,11 @@ case "$sub" in
     if [ -n "$pg" ] || [ ! -s "$db" ]; then "$bin/taskq" init --db "$db" >/dev/null; fi
     if [ -n "$pg" ]; then
       sc=$(sql "SHOW synchronous_commit")
-      printf '{"peer": "taskq", "version": "%s", "tables": "tasks, processes, task_attempts (migrations/postgres)", "synchronous_commit": "%s", "library_default": "the server'"'"'s synchronous_commit (taskq --synchronous full = on)", "claim": "one transaction: lock the owner rows, finish the previous batch (one fenced UPDATE over unnest of ids, owners, attempts, results), claim up to k with one UPDATE over two partial indexes FOR UPDATE SKIP LOCKED (k adapts 1..512)", "workers": "processes, one connection each"}\n' "$("$bin/taskq" --version)" "$sc"
+      printf '{"peer": "%s", "version": "%s", "tables": "tasks, processes, task_attempts (migrations/postgres)", "synchronous_commit": "%s", "library_default": "the server'"'"'s synchronous_commit (taskq --synchronous full = on)", "claim": "one transaction: lock the owner rows, finish the previous batch (one fenced UPDATE over unnest of ids, owners, attempts, results), claim up to k with one UPDATE over two partial indexes FOR UPDATE SKIP LOCKED (k adapts 1..512)", "workers": "processes, one connection each"}\n' "${TASKQ_PEER_NAME:-taskq}" "$("$bin/taskq" --version)" "$sc"
       exit 0
     fi
     jm=$(sqlite3 "$db" "PRAGMA journal_mode")
-    printf '{"peer": "taskq", "journal_mode": "%s", "synchronous": "%s", "library_default": "WAL, synchronous=NORMAL (taskq --synchronous normal|full)", "claim": "BEGIN IMMEDIATE; finish previous batch (one fenced UPDATE over its id range, each row checked against its own attempt) + due delayed tasks (partial index, usually one probe) + SELECT .. ORDER BY priority DESC, id LIMIT k (partial index of ready tasks; k adapts 1..512), merged in claim order + UPDATE .. WHERE id BETWEEN first AND last (or IN the ids, via json_each, when they are not consecutive)"}\n' "$jm" "$sync"
+    printf '{"peer": "%s", "journal_mode": "%s", "synchronous": "%s", "library_default": "WAL, synchronous=NORMAL (taskq --synchronous normal|full)", "claim": "BEGIN IMMEDIATE; finish previous batch (one fenced UPDATE over its id range, each row checked against its own attempt) + due delayed tasks (partial index, usually one probe) + SELECT .. ORDER BY priority DESC, id LIMIT k (partial index of ready tasks; k adapts 1..512), merged in claim order + UPDATE .. WHERE id BETWEEN first AND last (or IN the ids, via json_each, when they are not consecutive)"}\n' "${TASKQ_PEER_NAME:-taskq}" "$jm" "$sync"
     ;;
   *) exit 2 ;;
 esac
