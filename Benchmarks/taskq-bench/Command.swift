@@ -7,11 +7,11 @@ import Glibc
 
 /// The command line: which rows, what sizes, where to write JSON.
 struct TaskqBench: ParsableCommand {
-    static let rowNames = ["w1", "w2", "w3", "w4", "cli", "memory", "scale"]
+    static let rowNames = ["w1", "w2", "w3", "w4", "cli", "memory", "scale", "dashboard"]
 
     static let configuration = CommandConfiguration(
         commandName: "taskq-bench",
-        abstract: "taskq's own benchmark: every workload row (W1-W4, CLI, memory, scale), against taskq alone.",
+        abstract: "taskq's own benchmark: every workload row (W1-W4, CLI, memory, scale, dashboard), against taskq alone.",
         discussion: """
             Prints one line per figure: name, value, unit, what it is compared with in the
             same run, and the goal. Figures vary with the machine's load: compare ratios
@@ -43,6 +43,10 @@ struct TaskqBench: ParsableCommand {
                       against a fresh table; then 1,000,000 tasks enqueued (rate per
                       tenth) and drained (rate per second), and RSS after.
                       Goal: >= 80% of fresh, flat rates (max/min near 1), RSS as above.
+              dashboard  W2 with 2 workers while `taskq dashboard` serves the database,
+                      an event stream open and /metrics and / fetched every second
+                      (curl), against W2 alone; 3 runs each, alternating.
+                      Goal: >= 95% of alone.
 
             --quick: W3 200 tasks, W4 500, CLI 30 runs, memory 50,000 tasks, scale
             100,000 finished + 20,000 queued and 100,000 through (W1, W2 as they are).
@@ -56,8 +60,8 @@ struct TaskqBench: ParsableCommand {
     @Flag(help: "Smaller sizes (a minute or two).")
     var quick = false
 
-    @Option(help: ArgumentHelp("Rows to run, comma-separated: w1,w2,w3,w4,cli,memory,scale.", valueName: "rows"))
-    var only = "w1,w2,w3,w4,cli,memory,scale"
+    @Option(help: ArgumentHelp("Rows to run, comma-separated: w1,w2,w3,w4,cli,memory,scale,dashboard.", valueName: "rows"))
+    var only = "w1,w2,w3,w4,cli,memory,scale,dashboard"
 
     @Option(help: ArgumentHelp("Also write the rows as JSON to this file.", valueName: "file"))
     var json: String?
@@ -107,6 +111,7 @@ struct TaskqBench: ParsableCommand {
                 if quick { try bench.scale(finished: 100_000, queued: 20_000, big: 100_000) }
                 else { try bench.scale(finished: 1_000_000, queued: 100_000, big: 1_000_000) }
             }
+            if selected.contains("dashboard") { try bench.dashboardW2(20_000) }
             bench.say("load at the end \(fixed(loadAverage(), 2))")
             if let json { try writeBytes(json, Array(bench.rowsJSON().utf8)) }
         } catch {
