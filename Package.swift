@@ -79,7 +79,8 @@ let package = Package(
         .target(name: "TaskQueueConformance", dependencies: ["TaskQueue", "TaskQueueTestSupport"]),
         // The benchmarks' worker program: a supervisor whose one Swift handler,
         // bench-noop, writes the harness's audit line.
-        .executableTarget(name: "taskq-bench-worker", dependencies: ["TaskQueueStores"],
+        .executableTarget(name: "taskq-bench-worker", dependencies: [
+            "TaskQueueStores", .product(name: "Logging", package: "swift-log")],
                           path: "Benchmarks/taskq-bench-worker"),
         // taskq's own benchmark (every workload row: W1-W4, CLI, memory, scale) as a
         // release-mode executable that drives the built `taskq` and

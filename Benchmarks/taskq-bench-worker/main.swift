@@ -5,11 +5,15 @@
 // length), so the figures measure the queue rather than process start-up.
 //
 //   taskq-bench-worker [--db PATH] [--workers N] [--until-empty] [--synchronous normal|full] [--report]
+import Logging
 import TaskQueue
 import TaskQueueStores
 #if canImport(Glibc)
 import Glibc
 #endif
+
+// One line per message, as the taskq CLI writes them.
+LoggingSystem.bootstrap(OneLineLogHandler.init)
 
 var handlers = HandlerSet()
 handlers.register("bench-noop", BenchAudit.noop)
