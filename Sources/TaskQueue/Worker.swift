@@ -247,7 +247,7 @@ public final class Worker {
                 return   // its tasks were recovered: these results are not its to store
             } catch {
                 System.log("taskq worker \(getpid()): cannot store results (\(error)); try \(attempt)/20", level: .warning)
-                usleep(500_000)
+                lease.withoutConnection { _ = usleep(500_000) }
             }
         }
     }
