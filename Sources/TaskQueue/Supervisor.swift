@@ -71,7 +71,8 @@ public final class Supervisor {
     let kinds: [String]
     let makeStore: () throws -> any TaskStore
     private var store: (any TaskStore)!
-    private(set) var processID: Int64 = 0
+    private var lease: ProcessLease!
+    var processID: Int64 { lease.id }
 
     private struct Slot {
         var startedAt: Double
@@ -122,10 +123,8 @@ public final class Supervisor {
         signal(SIGPIPE, SIG_IGN)
         if kinds.isEmpty { throw TaskQueueError.usage("no handlers: give at least one --handler KIND=COMMAND") }
         store = try makeStore()
-        processID = try store.registerProcess(
-            role: .supervisor, supervisorID: nil, pid: getpid(), host: System.hostName, bootID: System.bootID,
-            startTicks: System.startTicks(of: getpid()) ?? 0, queues: servedQueues, kinds: kinds,
-            now: .now(), lease: options.lease)
+        lease = try ProcessLease(store: store, role: .supervisor, supervisorID: nil, queues: servedQueues, kinds: kinds,
+                                 lease: options.lease)
         let poolText = pools.count == 1 && pools[0].queues == nil ? "\(pools[0].workers) workers"
             : "workers " + pools.map { "\($0.workers) for \($0.queues.map { Self.shortList($0, "+", "queues") } ?? "all queues")" }.joined(separator: ", ")
         log("started as process \(processID) with \(poolText), handling \(Self.shortList(kinds, ", ", "kinds")), on \(store.location)")
@@ -133,13 +132,11 @@ public final class Supervisor {
         desired = pools.map(\.workers)
         var nextPrune = System.monotonic() + 2
 
-        let heartbeatEvery = max(0.05, min(options.lease / 3, 5))
-        var nextHeartbeat = System.monotonic() + heartbeatEvery
         var nextRecovery = System.monotonic() + 1
         while true {
             spawnMissing()
             let now = System.monotonic()
-            var wake = min(nextHeartbeat, nextRecovery, now + 0.25)
+            var wake = min(now + lease.dueIn, nextRecovery, now + 0.25)
             if phase == .stopping { wake = min(wake, stopDeadline) }
             if phase == .aborting { wake = min(wake, killDeadline) }
             if activeCount < desiredTotal && (phase == .running || phase == .draining) { wake = min(wake, max(now, nextSpawnAt)) }
@@ -154,15 +151,13 @@ public final class Supervisor {
             }
             reap()
             let t = System.monotonic()
-            if t >= nextHeartbeat {
-                nextHeartbeat = t + heartbeatEvery
-                if !leaseLost, (try? store.heartbeat(processID: processID, now: .now(), lease: options.lease)) == false {
-                    // Its workers are healthy and still own their tasks (their own
-                    // rows and leases are alive): they finish or give back what they
-                    // run, as on SIGTERM; nothing more counts as a crash.
-                    leaseLost = true
-                    stop(exiting: Exit.leaseLost, "lease lost: another supervisor declared this one dead (it was stopped or stalled longer than --lease) and recovered its row")
-                }
+            // A renewal that fails (the database busy) is tried again after an interval.
+            if !leaseLost, case .lost = lease.renewIfDue() {
+                // Its workers are healthy and still own their tasks (their own
+                // rows and leases are alive): they finish or give back what they
+                // run, as on SIGTERM; nothing more counts as a crash.
+                leaseLost = true
+                stop(exiting: Exit.leaseLost, "lease lost: another supervisor declared this one dead (it was stopped or stalled longer than --lease) and recovered its row")
             }
             checkSentinel()
             if phase == .running { scheduler?.tick() }   // recurring schedules (Scheduler.swift)
@@ -244,7 +239,7 @@ public final class Supervisor {
         if let s = sentinel {
             try? store.completeStopSentinel(s.id, note: "supervisor pid \(getpid()) (process \(processID)) stopped", now: .now())
         }
-        try? store.removeProcess(processID)
+        lease.end()
         log(exitStatus == Exit.stopped ? "stopped" : "stopped; exit status \(exitStatus)")
         return exitStatus
     }

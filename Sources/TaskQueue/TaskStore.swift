@@ -197,7 +197,8 @@ package protocol TaskStore: AnyObject {
     var location: String { get }
 
     /// A new "wake me when the queue changes" for this store's process (see
-    /// `ChangeSignal`). It may use this store's connection: use both from one thread.
+    /// `ChangeSignal`). It may use this store's connection: use both from one thread
+    /// at a time, and nothing else on the connection while `wait` sleeps.
     /// `claims`: the caller waits for tasks to claim (a worker), and only new or
     /// newly claimable tasks need to wake it; otherwise it waits for any change (a
     /// task finishing, a process leaving), which a store may only poll for.

@@ -29,6 +29,9 @@ public final class Worker {
     let handlers: HandlerSet
     let makeStore: () throws -> any TaskStore
     private var store: (any TaskStore)!
+    /// The process row and its lease; its lock guards the store's one connection,
+    /// which the main thread holds except while handlers run (see `run`).
+    private var lease: ProcessLease!
     private var processID: Int64 = 0
     /// Shared with the supervisor: the task running now (see CurrentTaskSlot).
     private var currentTask: CurrentTaskSlot?
@@ -52,8 +55,6 @@ public final class Worker {
         self.makeStore = makeStore
     }
 
-    private var heartbeatInterval: Double { max(0.05, min(config.lease / 3, 5)) }
-
     /// Runs until stopped; returns the process exit status.
     public func run() -> Int32 {
         // Die with the supervisor. The check after prctl closes the race where
@@ -70,10 +71,9 @@ public final class Worker {
         if kinds.isEmpty { return stop(permanently: "this worker program has no handlers") }
         do {
             store = try makeStore()
-            processID = try store.registerProcess(
-                role: .worker, supervisorID: config.supervisorID, pid: getpid(), host: System.hostName,
-                bootID: System.bootID, startTicks: System.startTicks(of: getpid()) ?? 0,
-                queues: config.queues, kinds: kinds, now: .now(), lease: config.lease)
+            lease = try ProcessLease(store: store, role: .worker, supervisorID: config.supervisorID, queues: config.queues,
+                                     kinds: kinds, lease: config.lease)
+            processID = lease.id
         } catch {
             if Self.isPermanent(error) { return stop(permanently: "cannot start: \(error)") }
             System.log("taskq worker \(getpid()): cannot start: \(error)", level: .error)
@@ -81,7 +81,17 @@ public final class Worker {
         }
         baseEnvironment = currentEnvironment().filter { !$0.hasPrefix("TASKQ_") } + ["TASKQ_DB=\(config.database)"]
         _ = operations
-        startHeartbeat()
+        // One connection per process (on PostgreSQL, one server backend per worker).
+        // The main thread holds it from here on and renews the lease itself, except
+        // while handlers run, when a thread renews it. Why not the thread always: a
+        // PostgreSQL store's change signal LISTENs on this connection and an idle
+        // worker poll()s its socket; a renewal sent meanwhile would read a NOTIFY off
+        // the socket into libpq, and the wait would sleep through it. So an idle
+        // worker's waits end at the next renewal, which it makes itself.
+        lease.lock()
+        let supervisorPID = config.supervisorPID
+        lease.renewInBackground(check: { if getppid() != supervisorPID { taskq_die(Exit.parentGone) } },
+                                handle: Self.renewed)
 
         let waiter = store.makeChangeSignal(claims: true)
         let onlyFunctions = handlers.commands.isEmpty
@@ -95,6 +105,7 @@ public final class Worker {
 
         while true {
             readSignals()
+            Self.renewed(lease.renewIfDue())
             waiter.drain()
             let limit = stopping ? 0 : batch
             let claimed: [ClaimedTask]
@@ -110,7 +121,7 @@ public final class Worker {
                 claimed = r.claimed
             } catch let gone as OwnerNotRegistered {
                 // Declared dead while frozen or cut off: the claim and the results
-                // were refused together. The heartbeat thread would find out next.
+                // were refused together. The next renewal would find out too.
                 System.log("taskq worker \(getpid()): lease lost (\(gone)); exiting", level: .warning)
                 return Exit.leaseLost
             } catch {
@@ -118,7 +129,7 @@ public final class Worker {
                     // It would fail the same way every time. Write what it can, give
                     // back what it claimed, and stop, so its supervisor stops too.
                     if !pending.isEmpty { _ = try? store.finishAndClaim(pending, claim: nil, now: .now()) }
-                    try? store.removeProcess(processID)
+                    lease.end()
                     return stop(permanently: "\(error)")
                 }
                 // "database is locked" past the busy timeout, a full disk: keep
@@ -134,7 +145,7 @@ public final class Worker {
                     lastErrorLogged = System.monotonic()
                 }
                 readSignals()
-                if !stopping { poll(nil, 0, Int32(retryDelay * 1000)) }
+                if !stopping { lease.withoutConnection { _ = poll(nil, 0, Int32(retryDelay * 1000)) } }
                 if stopping { break }
                 continue
             }
@@ -150,11 +161,11 @@ public final class Worker {
                     // asking from now missed it and the worker left it behind.
                     let next: Timestamp?
                     do { next = try store.nextRunAt(request(1), now: claimedAt, retriesOnly: true) } catch {
-                        waiter.wait(timeout: 0.1)   // could not tell: look again rather than leave
+                        idle(waiter, 0.1)   // could not tell: look again rather than leave
                         continue
                     }
                     guard let retry = next else { break }
-                    waiter.wait(timeout: min(1, max(0.001, retry.seconds(since: .now()))))
+                    idle(waiter, min(1, max(0.001, retry.seconds(since: .now()))))
                     continue
                 }
                 if (try? store.stopSentinel(for: config.supervisorID)) ?? nil != nil { break }
@@ -164,12 +175,14 @@ public final class Worker {
                 if let next = (try? store.nextRunAt(request(1), now: claimedAt)) ?? nil {
                     timeout = min(timeout, max(0.001, next.seconds(since: .now())))
                 }
-                waiter.wait(timeout: timeout)
+                idle(waiter, timeout)
                 continue
             }
             waiter.stopWaiting()
             let full = claimed.count == batch
             let batchStart = System.monotonic()
+            // Handlers run without the connection: the lease's thread renews meanwhile.
+            lease.unlock()
             for task in claimed {
                 readSignals()
                 if stopping || aborting {
@@ -184,6 +197,7 @@ public final class Worker {
                 pending.append(TaskOutcome(taskID: task.id, owner: processID, attempt: task.attempt, result: result, failure: failure,
                                            stderr: stderr))
             }
+            lease.lock()
             // Claim more at once while the backlog is deep (a full claim) and its
             // tasks are quick (the batch ran in under 10 ms, so a bigger one only
             // saves transactions and delays nothing much); fewer when it is shallow,
@@ -194,7 +208,7 @@ public final class Worker {
             }
         }
         flush(pending)
-        try? store.removeProcess(processID)
+        lease.end()
         return Exit.clean
     }
 
@@ -233,7 +247,7 @@ public final class Worker {
                 return   // its tasks were recovered: these results are not its to store
             } catch {
                 System.log("taskq worker \(getpid()): cannot store results (\(error)); try \(attempt)/20", level: .warning)
-                usleep(500_000)
+                lease.withoutConnection { _ = usleep(500_000) }
             }
         }
     }
@@ -262,7 +276,7 @@ public final class Worker {
                 readSignals()
                 // Still ours? One primary-key read per tick: a cancelled task's
                 // handler is killed within a tick.
-                if let ops, (try? ops.stillRunning(taskID: task.id, owner: processID, attempt: task.attempt)) == false {
+                if let ops, lease.withConnection({ try? ops.stillRunning(taskID: task.id, owner: processID, attempt: task.attempt) }) == false {
                     taken = true
                     return false
                 }
@@ -270,7 +284,7 @@ public final class Worker {
             }, tickInterval: 0.2)
             if taken {
                 lost.insert(task.id)
-                if (try? store.task(task.id))??.state == .cancelled {
+                if lease.withConnection({ try? store.task(task.id) })??.state == .cancelled {
                     System.log("taskq worker \(getpid()): task \(task.id) was cancelled while running; its handler's process group was killed")
                 } else {
                     System.log("taskq worker \(getpid()): task \(task.id) attempt \(task.attempt) was recovered from this worker (its lease expired) and is no longer its to finish: its handler's process group was killed and its result rejected", level: .warning)
@@ -297,47 +311,23 @@ public final class Worker {
         return (result, failure, nil)
     }
 
-    // MARK: heartbeat
-
-    /// A thread with its own connection renews this worker's lease while the main
-    /// thread runs handlers. If the lease was lost (another process recovered our
-    /// tasks) or the supervisor is gone, the worker stops at once.
-    private func startHeartbeat() {
-        let ctx = HeartbeatContext(processID: processID, lease: config.lease, interval: heartbeatInterval,
-                                   supervisorPID: config.supervisorPID, makeStore: makeStore)
-        let raw = Unmanaged.passRetained(ctx).toOpaque()
-        taskq_start_thread({ p in
-            Unmanaged<HeartbeatContext>.fromOpaque(p!).takeRetainedValue().loop()
-        }, raw)
-    }
-}
-
-private final class HeartbeatContext {
-    let processID: Int64
-    let lease: Double
-    let interval: Double
-    let supervisorPID: Int32
-    let makeStore: () throws -> any TaskStore
-
-    init(processID: Int64, lease: Double, interval: Double, supervisorPID: Int32, makeStore: @escaping () throws -> any TaskStore) {
-        self.processID = processID; self.lease = lease; self.interval = interval
-        self.supervisorPID = supervisorPID; self.makeStore = makeStore
+    /// Waits for a change, no longer than `timeout` nor past the next renewal of the
+    /// lease: the main thread holds the connection while idle, so renewing is its job.
+    private func idle(_ waiter: any ChangeSignal, _ timeout: Double) {
+        waiter.wait(timeout: min(timeout, max(0.001, lease.dueIn)))
     }
 
-    func loop() {
-        var store: (any TaskStore)?
-        while true {
-            usleep(UInt32(interval * 1_000_000))
-            if getppid() != supervisorPID { taskq_die(Worker.Exit.parentGone) }
-            do {
-                if store == nil { store = try makeStore() }
-                if try store!.heartbeat(processID: processID, now: .now(), lease: lease) == false {
-                    System.log("taskq worker \(getpid()): lease lost (this worker was declared dead and its tasks recovered); exiting", level: .warning)
-                    taskq_die(Worker.Exit.leaseLost)
-                }
-            } catch {
-                System.log("taskq worker \(getpid()): heartbeat failed: \(error)", level: .warning)
-            }
+    /// Acts on a renewal of the lease, from either thread: a lost lease ends the
+    /// worker at once, its handler's process group with it (its task is no longer
+    /// its own); a failed one is logged and tried again.
+    private static func renewed(_ renewal: ProcessLease.Renewal) {
+        switch renewal {
+        case .fine: break
+        case .lost:
+            System.log("taskq worker \(getpid()): lease lost (this worker was declared dead and its tasks recovered); exiting", level: .warning)
+            taskq_die(Exit.leaseLost)
+        case .failed(let error):
+            System.log("taskq worker \(getpid()): heartbeat failed: \(error)", level: .warning)
         }
     }
 }

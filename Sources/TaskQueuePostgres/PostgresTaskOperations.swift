@@ -157,7 +157,7 @@ extension PostgresTaskStore: TaskOperationsStore {
                               note: "task \(id) is \(before.rawValue); only queued or running tasks can be cancelled")
         }
         // Its task_dependencies rows stay: a retry makes it wait for them again.
-        let dependants = try cancelDependants(of: id, reason: "task \(id), which it was to run after, was cancelled", now: now)
+        let dependants = try cancelDependants(of: id, reason: Self.cancelledDependency(id), now: now)
         return TaskChange(id: id, before: before, after: .cancelled, dependantsCancelled: dependants)
     }
 

@@ -1,8 +1,9 @@
 import TaskQueue
 
-// Workers: the fenced finish, the claim, the owners' claimed lists, recovery.
+// Workers: the fenced finish (with `OutcomeSettling`'s primitives), the claim, the
+// owners' claimed lists, recovery.
 
-extension PostgresTaskStore {
+extension PostgresTaskStore: OutcomeSettling {
     /// What a worker gets of a claimed task, read by `claimedTask`: the columns of
     /// table alias `t` when given ("t.").
     static func claimedColumns(_ t: String = "") -> String {
@@ -120,38 +121,22 @@ extension PostgresTaskStore {
             RETURNING has_dependants
             """, values)
         guard r.count == 1 else { return false }
-        let hasDependants = r.bool(0, 0)
-        switch o.result {
-        case .succeeded:
-            if hasDependants { try releaseDependants(of: o.taskID, now: now) }
-        case .failed(let error, let retryAt):
-            try keepAttempt(o.taskID, attempt: o.attempt, outcome: o.failure, error: error, now: now)
-            if retryAt == nil && hasDependants {
-                try cancelDependants(of: o.taskID, reason: "task \(o.taskID), which it was to run after, failed", now: now)
-            }
-        case .released:
-            if o.failure != TaskOutcome.notStarted {
-                try keepAttempt(o.taskID, attempt: o.attempt, outcome: "released",
-                                error: "put back without counting the attempt (its worker was stopping)", now: now)
-            }
-        }
+        try settle(o, hasDependants: r.bool(0, 0), now: now)
         return true
     }
 
-    /// Copies the attempt that just ended into task_attempts.
-    func keepAttempt(_ taskID: Int64, attempt: Int64, outcome: String, error: String?, now: Timestamp) throws {
+    package func keepAttempt(_ taskID: Int64, attempt: Int64, outcome: String, error: String?, now: Timestamp) throws {
         try db.exec("""
             INSERT INTO task_attempts (task_id, attempt, worker_pid, worker_host, started_at, finished_at, outcome, error)
             SELECT id, $2, worker_pid, worker_host, started_at, $3, $4, $5 FROM tasks WHERE id = $1
             """, [.int(taskID), .int(attempt), .ts(now), .text(outcome), .opt(error)])
     }
 
-    /// `id` succeeded: each dependant waits for one fewer task, and runs now when
-    /// it waits for none. The dependants are locked before their remaining
-    /// dependencies are counted: two dependencies finishing at once in two
-    /// transactions would each still see the other's row, and neither would
-    /// release the task; locked, the second counts after the first committed.
-    private func releaseDependants(of id: Int64, now: Timestamp) throws {
+    /// The dependants are locked before their remaining dependencies are counted:
+    /// two dependencies finishing at once in two transactions would each still see
+    /// the other's row, and neither would release the task; locked, the second
+    /// counts after the first committed.
+    package func releaseDependants(of id: Int64, now: Timestamp) throws {
         let r = try db.exec("DELETE FROM task_dependencies WHERE depends_on = $1 RETURNING task_id", [.int(id)])
         if r.count == 0 { return }
         let dependants = r.rows { r.int($0, 0) }.sorted()
@@ -162,26 +147,15 @@ extension PostgresTaskStore {
             """, [.ints(dependants), .ts(now), .ts(.blocked)])
     }
 
-    /// `id` ended failed or cancelled: every task waiting for it (and for those,
-    /// transitively) ends cancelled. Returns their ids.
-    @discardableResult
-    func cancelDependants(of id: Int64, reason: String, now: Timestamp) throws -> [Int64] {
-        var cancelled: [Int64] = []
-        var work = [(id, reason)]
-        while let (dep, why) = work.popLast() {
-            let dependants = try db.exec("SELECT task_id FROM task_dependencies WHERE depends_on = $1 ORDER BY task_id",
-                                         [.int(dep)])
-            for d in dependants.rows({ dependants.int($0, 0) }) {
-                // Its task_dependencies rows stay: a retry makes it wait for them again.
-                if try db.exec("""
-                    UPDATE tasks SET state = 'cancelled', finished_at = $1, last_error = $2 WHERE id = $3 AND state = 'queued'
-                    """, [.ts(now), .text(why), .int(d)]).changes == 1 {
-                    cancelled.append(d)
-                    work.append((d, "task \(d), which it was to run after, was cancelled"))
-                }
-            }
-        }
-        return cancelled
+    package func dependants(of id: Int64) throws -> [Int64] {
+        let r = try db.exec("SELECT task_id FROM task_dependencies WHERE depends_on = $1 ORDER BY task_id", [.int(id)])
+        return r.rows { r.int($0, 0) }
+    }
+
+    package func cancelIfQueued(_ id: Int64, reason: String, now: Timestamp) throws -> Bool {
+        try db.exec("""
+            UPDATE tasks SET state = 'cancelled', finished_at = $1, last_error = $2 WHERE id = $3 AND state = 'queued'
+            """, [.ts(now), .text(reason), .int(id)]).changes == 1
     }
 
     // MARK: - recovery

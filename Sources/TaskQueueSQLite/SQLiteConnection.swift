@@ -5,7 +5,10 @@ import TaskQueue
 import Glibc
 #endif
 
-/// A thin wrapper over one `sqlite3*` connection. Not thread-safe: one per thread.
+/// A thin wrapper over one `sqlite3*` connection. Not thread-safe: one thread at a
+/// time. (Opened `SQLITE_OPEN_NOMUTEX`, SQLite's multi-thread mode: no lock of
+/// SQLite's own per call, and threads may take turns, as a worker's main thread and
+/// its lease thread do under the lease's lock, `ProcessLease`.)
 final class SQLiteConnection {
     let handle: OpaquePointer
     let path: String

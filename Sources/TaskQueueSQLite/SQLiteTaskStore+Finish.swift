@@ -6,9 +6,10 @@ import Glibc
 #endif
 
 // One outcome under the fence, what it settles (attempt history, stderr,
-// dependants), and when an idle worker must look again.
+// dependants: the primitives of `OutcomeSettling`), and when an idle worker must
+// look again.
 
-extension SQLiteTaskStore {
+extension SQLiteTaskStore: OutcomeSettling {
 
     /// UTF-8 without NULs is stored as TEXT (the sqlite3 shell and SQL string
     /// functions show it as written); anything else as a BLOB.
@@ -18,12 +19,16 @@ extension SQLiteTaskStore {
 
     /// Applies one outcome under the fence; true when it changed the row.
     func apply(_ o: TaskOutcome, now: Timestamp) throws -> Bool {
-        if try applyFenced(o, now: now, withDependants: false) { return try settle(o, hasDependants: false, now: now) }
+        if try applyFenced(o, now: now, withDependants: false) {
+            try settle(o, hasDependants: false, now: now)
+            return true
+        }
         // Nothing changed: the fence refused it, or others wait for this task.
         switch o.result {
         case .succeeded, .failed(_, nil):
             guard try applyFenced(o, now: now, withDependants: true) else { return false }
-            return try settle(o, hasDependants: true, now: now)
+            try settle(o, hasDependants: true, now: now)
+            return true
         default:
             return false
         }
@@ -65,23 +70,6 @@ extension SQLiteTaskStore {
         return db.changes == 1
     }
 
-    /// After an accepted outcome: history row, dependants.
-    func settle(_ o: TaskOutcome, hasDependants: Bool, now: Timestamp) throws -> Bool {
-        switch o.result {
-        case .succeeded:
-            if hasDependants { try releaseDependants(of: o.taskID, now: now) }
-        case .failed(let error, let retryAt):
-            try keepAttempt(o.taskID, attempt: o.attempt, outcome: o.failure, error: error, now: now)
-            if retryAt == nil && hasDependants {
-                try cancelDependants(of: o.taskID, reason: "task \(o.taskID), which it was to run after, failed", now: now)
-            }
-        case .released:
-            if o.failure == TaskOutcome.notStarted { break }
-            try keepAttempt(o.taskID, attempt: o.attempt, outcome: "released", error: "put back without counting the attempt (its worker was stopping)", now: now)
-        }
-        return true
-    }
-
     /// Stores the end of a successful attempt's stderr beside its result (migration 0007).
     func keepStderr(_ o: TaskOutcome) throws {
         let s = stderrStmt
@@ -92,9 +80,7 @@ extension SQLiteTaskStore {
         try s.run()
     }
 
-
-    /// Copies the attempt that just ended into task_attempts.
-    func keepAttempt(_ taskID: Int64, attempt: Int64, outcome: String, error: String?, now: Timestamp) throws {
+    package func keepAttempt(_ taskID: Int64, attempt: Int64, outcome: String, error: String?, now: Timestamp) throws {
         let s = attemptStmt
         s.reset()
         s.bind(1, taskID)
@@ -105,10 +91,9 @@ extension SQLiteTaskStore {
         try s.run()
     }
 
-    /// `id` succeeded: each dependant waits for one fewer task, and runs now when
-    /// it waits for none. One indexed read when it has none (the usual case).
-    func releaseDependants(of id: Int64, now: Timestamp) throws {
-        let dependants = try dependantsStmt.bind(.int(id)).rows { $0.int(0) }
+    /// One indexed read when it has none (the usual case).
+    package func releaseDependants(of id: Int64, now: Timestamp) throws {
+        let dependants = try dependants(of: id)
         if dependants.isEmpty { return }
         try db.prepare("DELETE FROM task_dependencies WHERE depends_on = ?").bind(.int(id)).run()
         for d in dependants {
@@ -120,29 +105,16 @@ extension SQLiteTaskStore {
         }
     }
 
-    /// `id` ended failed or cancelled: every task waiting for it (and for those,
-    /// transitively) ends cancelled with `reason`.
-    /// Cancels the tasks waiting for `id`, and those waiting for them; returns their ids.
-    @discardableResult
-    func cancelDependants(of id: Int64, reason: String, now: Timestamp) throws -> [Int64] {
-        var cancelled: [Int64] = []
-        var work = [(id, reason)]
-        while let (dep, why) = work.popLast() {
-            let dependants = try dependantsStmt.bind(.int(dep)).rows { $0.int(0) }
-            for d in dependants {
-                try db.prepare("""
-                    UPDATE tasks SET state = 'cancelled', finished_at = ?, last_error = ? WHERE id = ? AND state = 'queued'
-                    """).bind(.ts(now), .text(why), .int(d)).run()
-                // Its task_dependencies rows stay: a retry makes it wait for them again.
-                if db.changes == 1 {
-                    cancelled.append(d)
-                    work.append((d, "task \(d), which it was to run after, was cancelled"))
-                }
-            }
-        }
-        return cancelled
+    package func dependants(of id: Int64) throws -> [Int64] {
+        try dependantsStmt.bind(.int(id)).rows { $0.int(0) }
     }
 
+    package func cancelIfQueued(_ id: Int64, reason: String, now: Timestamp) throws -> Bool {
+        try db.prepare("""
+            UPDATE tasks SET state = 'cancelled', finished_at = ?, last_error = ? WHERE id = ? AND state = 'queued'
+            """).bind(.ts(now), .text(reason), .int(id)).run()
+        return db.changes == 1
+    }
 
     package func nextRunAt(_ claim: ClaimRequest, now: Timestamp, retriesOnly: Bool) throws -> Timestamp? {
         // Reads the index of queued tasks with a start time (ready ones are not in
