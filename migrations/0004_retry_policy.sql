@@ -25,8 +25,15 @@ CREATE TABLE kinds (
 ) WITHOUT ROWID;
 
 -- Schedules carry the same task options as enqueue; max_attempts becomes nullable
--- (NULL: the kind's setting, else 3), so the table is rebuilt.
-CREATE TABLE schedules_v4 (
+-- (NULL: the kind's setting, else 3), so the table is rebuilt. The old table is
+-- renamed away first and the new one created under its own name: a table renamed
+-- to `schedules` would be stored as CREATE TABLE "schedules", which the sqlite3
+-- shell's .schema shows as CREATE TABLE IF NOT EXISTS "schedules". (Legacy rename:
+-- views and triggers that read schedules are left reading it by name.)
+PRAGMA legacy_alter_table = ON;
+ALTER TABLE schedules RENAME TO schedules_v3;
+PRAGMA legacy_alter_table = OFF;
+CREATE TABLE schedules (
     name           TEXT    PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 200),
     cron           TEXT    NOT NULL,                  -- 5-field cron or @hourly-style shortcut, as given
     tz             TEXT    NOT NULL DEFAULT 'UTC',    -- IANA zone the cron fields are read in
@@ -44,8 +51,7 @@ CREATE TABLE schedules_v4 (
     backoff_base_s REAL    CHECK (backoff_base_s IS NULL OR backoff_base_s >= 0),
     backoff_cap_s  REAL    CHECK (backoff_cap_s IS NULL OR backoff_cap_s >= 0)
 );
-INSERT INTO schedules_v4 (name, cron, tz, kind, payload, queue, priority, max_attempts, timeout_s, created_at, next_at, last_at, last_task_id)
+INSERT INTO schedules (name, cron, tz, kind, payload, queue, priority, max_attempts, timeout_s, created_at, next_at, last_at, last_task_id)
     SELECT name, cron, tz, kind, payload, queue, priority, max_attempts, timeout_s, created_at, next_at, last_at, last_task_id
-    FROM schedules;
-DROP TABLE schedules;
-ALTER TABLE schedules_v4 RENAME TO schedules;
+    FROM schedules_v3;
+DROP TABLE schedules_v3;

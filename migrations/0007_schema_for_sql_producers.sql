@@ -4,11 +4,13 @@
 -- `taskq enqueue` gives it, and a bad row is refused with a message. Ids are never
 -- given out twice, even after `taskq purge` deleted the newest tasks.
 --
--- tasks and processes are rebuilt (SQLite's 12-step procedure, in the migration's
--- one transaction): columns added by ALTER TABLE in 0002, 0004 and 0005 were
--- appended after another column's comment, and `sqlite3 taskq.db .schema` showed
--- them on one long line. Same columns, in the same order (taskq reads some by
--- position); every row, id, index, trigger and view is kept.
+-- tasks and processes are rebuilt (in the migration's one transaction): columns
+-- added by ALTER TABLE in 0002, 0004 and 0005 were appended after another column's
+-- comment, and `sqlite3 taskq.db .schema` showed them on one long line. Same
+-- columns, in the same order (taskq reads some by position); every row, id, index,
+-- trigger and view is kept. The old table is renamed away first and the new one
+-- created under its own name: a table renamed to `tasks` would be stored as
+-- CREATE TABLE "tasks", which .schema shows as CREATE TABLE IF NOT EXISTS "tasks".
 --
 -- taskq's own connections run with triggers off (SQLiteConnection.configure): they
 -- write every column themselves, so the triggers below cost their inserts nothing.
@@ -30,7 +32,15 @@ CREATE TABLE task_id_high_water (
 
 DROP VIEW IF EXISTS attempts;   -- refers to tasks: dropped for the rebuild, created again below
 
-CREATE TABLE tasks_v7 (
+-- Legacy rename: a view of your own that reads tasks is left as it is (it reads the
+-- new table by name) instead of being rewritten to read the old one. Indexes and
+-- triggers of your own on tasks go with the old table; taskq creates them again
+-- after its migrations.
+PRAGMA legacy_alter_table = ON;
+ALTER TABLE tasks RENAME TO tasks_v6;
+PRAGMA legacy_alter_table = OFF;
+
+CREATE TABLE tasks (
     id             INTEGER PRIMARY KEY,             -- above every id ever given out (task_id_high_water)
     kind           TEXT    NOT NULL
                    CONSTRAINT "kind must be 1 to 200 letters, digits, '.', '_', '-' or ':', not starting with '-'"
@@ -75,20 +85,14 @@ CREATE TABLE tasks_v7 (
     CHECK ((state <> 'running' AND state <> 'succeeded') OR attempts >= 1),
     CHECK (state = 'succeeded' OR result IS NULL)
 );
-INSERT INTO tasks_v7 (id, kind, queue, state, priority, payload, run_at, attempts, max_attempts, timeout_s, owner,
+INSERT INTO tasks (id, kind, queue, state, priority, payload, run_at, attempts, max_attempts, timeout_s, owner,
                       created_at, started_at, finished_at, result, last_error, worker_pid, worker_host, on_crash,
                       has_dependants, unique_key, backoff_base_s, backoff_cap_s)
     SELECT id, kind, queue, state, priority, payload, run_at, attempts, max_attempts, timeout_s, owner,
            created_at, started_at, finished_at, result, last_error, worker_pid, worker_host, on_crash,
            has_dependants, unique_key, backoff_base_s, backoff_cap_s
-    FROM tasks ORDER BY id;
-DROP TABLE tasks;     -- and with it its indexes and triggers, created again below
--- Legacy rename: a view of your own that reads tasks is left as it is (it reads the
--- new table by name) instead of failing the rename. Indexes and triggers of your
--- own on tasks go with the old table; taskq creates them again after its migrations.
-PRAGMA legacy_alter_table = ON;
-ALTER TABLE tasks_v7 RENAME TO tasks;
-PRAGMA legacy_alter_table = OFF;
+    FROM tasks_v6 ORDER BY id;
+DROP TABLE tasks_v6;     -- and with it its indexes and triggers, created again below
 
 -- Tasks that may run at once, in enqueue order within a priority (0006).
 CREATE INDEX tasks_ready ON tasks (priority DESC, id) WHERE state = 'queued' AND run_at = '';
@@ -167,9 +171,12 @@ CREATE VIEW attempts AS
     SELECT id, attempts, started_at, CASE WHEN state = 'succeeded' THEN finished_at END, worker_pid, worker_host, state, NULL, stderr
     FROM tasks WHERE (state = 'running' OR state = 'succeeded') AND kind <> 'taskq.stop';
 
--- processes: rebuilt for the same reason (claimed, from 0005). Its ids are
--- AUTOINCREMENT (an owner id is never reused): the sequence is carried over.
-CREATE TABLE processes_v7 (
+-- processes: rebuilt the same way, for the same reason (claimed, from 0005). Its
+-- ids are AUTOINCREMENT (an owner id is never reused): the sequence is carried over.
+PRAGMA legacy_alter_table = ON;
+ALTER TABLE processes RENAME TO processes_v6;
+PRAGMA legacy_alter_table = OFF;
+CREATE TABLE processes (
     id            INTEGER PRIMARY KEY AUTOINCREMENT, -- the owner id tasks refer to; unlike a pid, never reused
     role          TEXT    NOT NULL CHECK (role IN ('supervisor', 'worker')),
     supervisor_id INTEGER,                           -- a worker's supervisor (processes.id)
@@ -185,14 +192,11 @@ CREATE TABLE processes_v7 (
     claimed       TEXT    DEFAULT '[]',              -- JSON array of the ids it claimed and has not reported on (0005)
     CHECK ((role = 'worker') = (supervisor_id IS NOT NULL))
 );
-INSERT INTO processes_v7 (id, role, supervisor_id, pid, host, boot_id, start_ticks, queues, kinds, started_at,
+INSERT INTO processes (id, role, supervisor_id, pid, host, boot_id, start_ticks, queues, kinds, started_at,
                           heartbeat_at, expires_at, claimed)
     SELECT id, role, supervisor_id, pid, host, boot_id, start_ticks, queues, kinds, started_at,
            heartbeat_at, expires_at, claimed
-    FROM processes ORDER BY id;
-DELETE FROM sqlite_sequence WHERE name = 'processes_v7';
-INSERT INTO sqlite_sequence (name, seq) SELECT 'processes_v7', seq FROM sqlite_sequence WHERE name = 'processes';
-DROP TABLE processes;
-PRAGMA legacy_alter_table = ON;
-ALTER TABLE processes_v7 RENAME TO processes;
-PRAGMA legacy_alter_table = OFF;
+    FROM processes_v6 ORDER BY id;
+DELETE FROM sqlite_sequence WHERE name = 'processes';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'processes', seq FROM sqlite_sequence WHERE name = 'processes_v6';
+DROP TABLE processes_v6;

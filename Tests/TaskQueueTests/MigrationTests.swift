@@ -150,7 +150,8 @@ import Glibc
 
     @Test func upgradeFromVersion3KeepsSchedulesAndTasks() throws {
         // A database left by a taskq with schema 3: migration 4 rebuilds the
-        // schedules table (max_attempts becomes nullable) and must keep its rows.
+        // schedules table (max_attempts becomes nullable) and must keep its rows
+        // and a view of one's own that reads it.
         let db = TempDB()
         defer { db.close() }
         let upTo3 = Migrator.migrations.filter { $0.version <= 3 }.map(\.sql).joined(separator: "\n")
@@ -159,6 +160,7 @@ import Glibc
             INSERT INTO tasks (kind, run_at, created_at, max_attempts) VALUES ('old', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', 7);
             INSERT INTO schedules (name, cron, kind, max_attempts, timeout_s, created_at, next_at, last_task_id)
                 VALUES ('nightly', '0 3 * * *', 'report', 5, 60, '2026-01-01T00:00:00.000Z', '2026-01-02T03:00:00.000Z', 1);
+            CREATE VIEW my_schedules AS SELECT name FROM schedules;
             """)
         #expect(sqliteInt(db.path, "PRAGMA user_version") == 3)
         let store = try db.store()
@@ -168,6 +170,8 @@ import Glibc
                 && s.nextAt.iso == "2026-01-02T03:00:00.000Z" && s.lastTaskID == 1)
         let t = try #require(try store.task(1))
         #expect(t.kind == "old" && t.maxAttempts == 7 && t.backoffBase == nil && t.backoffCap == nil)
+        // A view of one's own on the rebuilt table is kept, and reads the new one.
+        #expect(sqlite(db.path, "SELECT name FROM my_schedules") == "nightly")
         #expect(sqlite(db.path, "PRAGMA integrity_check") == "ok")
     }
 

@@ -219,4 +219,38 @@ import TaskQueueTestSupport
                     "\(line)")
         }
     }
+
+    /// `sqlite3 taskq.db .schema` shows every table as CREATE TABLE name (: a table
+    /// renamed into place is stored as CREATE TABLE "name", which the shell shows as
+    /// CREATE TABLE IF NOT EXISTS "name". At every version on the way from 1, and
+    /// the upgraded database shows what a new one does.
+    @Test func everyTableReadsCreateTableItsNameInDotSchema() throws {
+        func checkHeaders(_ path: String, _ at: String) -> String {
+            let schema = run("/usr/bin/sqlite3", [path, ".schema"]).stdout
+            for line in schema.split(separator: "\n") where line.contains("IF NOT EXISTS") || line.contains("CREATE TABLE \"") {
+                Issue.record("\(at): \(line)")
+            }
+            for table in sqlite(path, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").split(separator: "\n") {
+                #expect(schema.contains("\nCREATE TABLE \(table) (\n") || schema.hasPrefix("CREATE TABLE \(table) (\n"), "\(at): \(table)")
+            }
+            return schema
+        }
+        let fresh = TempDB()
+        defer { fresh.close() }
+        _ = try fresh.store()
+        let expected = checkHeaders(fresh.path, "new database")
+
+        // One migration per transaction, as taskq versions 1, 2, ... would have left it.
+        let db = TempDB()
+        defer { db.close() }
+        #expect(sqlite3Shell(db.path, "PRAGMA journal_mode = WAL").status == 0)
+        for m in Migrator.migrations.dropLast() {
+            let step = sqlite3Shell(db.path, "BEGIN IMMEDIATE;\n\(m.sql)\nPRAGMA user_version = \(m.version);\nCOMMIT;")
+            #expect(step.status == 0, "\(m.name): \(step)")
+            _ = checkHeaders(db.path, "version \(m.version)")
+        }
+        _ = try db.store()   // the last migration, by taskq
+        #expect(sqliteInt(db.path, "PRAGMA user_version") == Migrator.latestVersion)
+        #expect(checkHeaders(db.path, "upgraded database") == expected)
+    }
 }
