@@ -86,8 +86,8 @@ CREATE TABLE tasks (
     CHECK (state = 'succeeded' OR result IS NULL)
 );
 INSERT INTO tasks (id, kind, queue, state, priority, payload, run_at, attempts, max_attempts, timeout_s, owner,
-                      created_at, started_at, finished_at, result, last_error, worker_pid, worker_host, on_crash,
-                      has_dependants, unique_key, backoff_base_s, backoff_cap_s)
+                   created_at, started_at, finished_at, result, last_error, worker_pid, worker_host, on_crash,
+                   has_dependants, unique_key, backoff_base_s, backoff_cap_s)
     SELECT id, kind, queue, state, priority, payload, run_at, attempts, max_attempts, timeout_s, owner,
            created_at, started_at, finished_at, result, last_error, worker_pid, worker_host, on_crash,
            has_dependants, unique_key, backoff_base_s, backoff_cap_s
@@ -193,7 +193,7 @@ CREATE TABLE processes (
     CHECK ((role = 'worker') = (supervisor_id IS NOT NULL))
 );
 INSERT INTO processes (id, role, supervisor_id, pid, host, boot_id, start_ticks, queues, kinds, started_at,
-                          heartbeat_at, expires_at, claimed)
+                       heartbeat_at, expires_at, claimed)
     SELECT id, role, supervisor_id, pid, host, boot_id, start_ticks, queues, kinds, started_at,
            heartbeat_at, expires_at, claimed
     FROM processes_v6 ORDER BY id;
