@@ -1,4 +1,5 @@
 import Testing
+import TaskQueue
 import TaskQueueTestSupport
 #if canImport(Glibc)
 import Glibc
@@ -30,10 +31,13 @@ struct PostgresHostsTests {
             if [ "$1" = hostB ]; then sleep 0.2; fi
             echo "$1 $TASKQ_ATTEMPT"
             """)
+        // Each host's connections name it (libpq's PGAPPNAME), for pg_stat_activity.
+        func appName(_ name: String) -> String { "taskq-\(getpid())-\(name)" }
         func host(_ name: String) -> Child {
             s.start("/usr/bin/unshare", ["--uts", "--pid", "--fork", "--mount-proc", "--kill-child", "/bin/sh", "-c",
                                          #"hostname "$0" && exec "$@""#, name, Harness.taskq, "supervise", "--db", url,
-                                         "--workers", "2", "--lease", "2", "--handler", "t=\(handler) \(name)"])
+                                         "--workers", "2", "--lease", "2", "--handler", "t=\(handler) \(name)"],
+                    env: ["PGAPPNAME": appName(name)])
         }
         let a = host("hostA"), b = host("hostB"), c = host("hostC")
         func logs() -> String { "A: \(a.stderrSoFar)\nB: \(b.stderrSoFar)\nC: \(c.stderrSoFar)" }
@@ -51,13 +55,23 @@ struct PostgresHostsTests {
 
         // hostB's workers freeze, until their lease has run out and their tasks are
         // recovered. Frozen at a moment when one of them holds a task whose handler has
-        // run (a late result), else thawed and frozen again.
+        // run (a late result), and none is in the middle of a transaction, else thawed
+        // and frozen again. (A transaction frozen open holds its worker's row lock until
+        // the server ends it, 10 s on: every recovery waits that long for it, and with
+        // this 2 s lease the waiting supervisors would miss their own heartbeats.)
+        func openTransactions() -> Int {
+            int("""
+                SELECT count(*) FROM pg_stat_activity WHERE application_name = '\(appName("hostB"))'
+                AND state <> 'idle' AND clock_timestamp() - state_change > interval '100 ms'
+                """)
+        }
         var frozen: [(pid: Int32, nsPid: Int32)] = []
         var late: [(id: Int, attempt: Int)] = []
         for _ in 0..<20 where late.isEmpty {
             frozen = childPids(of: initB).filter { isWorker($0) }.compactMap { pid in nsPid(pid).map { (pid, $0) } }
             for w in frozen { kill(w.pid, SIGSTOP) }
-            _ = eventually(timeout: 0.8, every: 0.1) {
+            let frozenAt = System.monotonic()
+            let caught = eventually(timeout: 0.8, every: 0.1) {
                 let ran = Set(String(decoding: readAll(s.dir + "/ran-hostB.log"), as: UTF8.self).split(separator: "\n"))
                 let held = sql("""
                     SELECT t.id || ' ' || t.attempts FROM tasks t JOIN processes p ON p.id = t.owner
@@ -67,14 +81,15 @@ struct PostgresHostsTests {
                     let f = row.split(separator: " ")
                     return (Int(f[0])!, Int(f[1])!)
                 }
-                return !late.isEmpty
+                return !late.isEmpty && System.monotonic() - frozenAt > 0.2 && openTransactions() == 0
             }
-            if late.isEmpty {
+            if !caught {
+                late = []
                 for w in frozen { kill(w.pid, SIGCONT) }
                 _ = eventually(timeout: 2) { running(on: "hostB") > 0 }
             }
         }
-        try #require(!late.isEmpty, "no frozen hostB worker held a finished run: \(logs())")
+        try #require(!late.isEmpty, "no frozen hostB worker held a finished run outside a transaction: \(logs())")
         let frozenList = frozen.map { String($0.nsPid) }.joined(separator: ",")
         #expect(eventually(timeout: 40) {
             int("SELECT count(*) FROM processes WHERE host = 'hostB' AND pid IN (\(frozenList))") == 0
