@@ -120,11 +120,13 @@ struct PostgresHostsTests {
         // The attempts that did not win, each recovered from a dead or frozen worker.
         var recovered: [Int: Set<Int>] = [:]
         var recoveredFrom: [String: Int] = [:]
+        var fromA: [Int] = []
         for row in sql("SELECT task_id, attempt, outcome, worker_host, error FROM task_attempts").split(separator: "\n") {
             let f = row.split(separator: "|", maxSplits: 4).map(String.init)
             #expect(f[2] == "crashed" && f[4].contains("stopped heartbeating"), "\(row)")
             #expect(recovered[Int(f[0])!, default: []].insert(Int(f[1])!).inserted, "recovered twice: \(row)")
             recoveredFrom[f[3], default: 0] += 1
+            if f[3] == "hostA" { fromA.append(Int(f[0])!) }
         }
         // Executions: each attempt ran at most once; a task ran again only after an
         // attempt recovered on record; the winning attempt ran.
@@ -147,6 +149,7 @@ struct PostgresHostsTests {
         // hostA's tasks were taken back by hostB or hostC, judged by lease (hostA's
         // processes are not theirs to look up); hostB's frozen ones too.
         #expect((recoveredFrom["hostA"] ?? 0) > 0 && (recoveredFrom["hostB"] ?? 0) > 0, "\(recoveredFrom)")
+        #expect(fromA.allSatisfy { final[$0]?.host != "hostA" }, "\(fromA.map { ($0, final[$0]!) })")
         for id in processesOfA {
             #expect(b.stderrSoFar.contains("(process \(id)), which stopped heartbeating")
                     || c.stderrSoFar.contains("(process \(id)), which stopped heartbeating"), "process \(id) of hostA: \(logs())")
