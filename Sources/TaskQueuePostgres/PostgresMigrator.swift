@@ -19,9 +19,7 @@ enum PostgresMigrator {
                    (SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()),
                    current_schema()
             """)
-        guard r.count == 1, !r.isNull(0, 2) else {
-            throw TaskQueueError.unavailable("\(db.location) has no schema to create taskq's tables in (check search_path)")
-        }
+        guard r.count == 1, !r.isNull(0, 2) else { throw try noSchema(db) }
         if !r.bool(0, 0) {
             if r.int(0, 1) > 0 {
                 throw TaskQueueError.badData("schema \(r.string(0, 2)) of \(db.location) has tables but is not a taskq schema (no taskq_migrations)")
@@ -34,6 +32,23 @@ enum PostgresMigrator {
                 "\(db.location) has taskq schema version \(v), newer than this taskq knows (\(latestVersion)); use a newer taskq")
         }
         return v
+    }
+
+    /// Why the connection has no current schema: the schemas its `search_path` names
+    /// do not exist (`.notFound`, as a missing directory is for a SQLite file), or
+    /// the role lacks USAGE on them (`.unavailable`, as a read-only file is).
+    static func noSchema(_ db: PostgresConnection) throws -> TaskQueueError {
+        let r = try db.exec(#"""
+            SELECT current_user::text, current_setting('search_path'),
+                   (SELECT string_agg(n.nspname, ', ')
+                    FROM unnest(regexp_split_to_array(current_setting('search_path'), '\s*,\s*')) AS p(name)
+                    JOIN pg_namespace n ON n.nspname = replace(btrim(p.name, '" '), '$user', current_user)
+                    WHERE NOT has_schema_privilege(n.oid, 'USAGE'))
+            """#)
+        if let refused = r.text(0, 2) {
+            return .unavailable("permission denied on \(db.location): role \(r.string(0, 0)) lacks USAGE on schema \(refused)")
+        }
+        return .notFound("\(db.location) has no schema named by search_path (\(r.string(0, 1))) to keep taskq's tables in: create it (CREATE SCHEMA), or name another")
     }
 
     /// Applies every pending migration, each in one transaction.

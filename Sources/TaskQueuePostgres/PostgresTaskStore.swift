@@ -54,9 +54,10 @@ package final class PostgresTaskStore: TaskStore {
         }
     }
 
-    /// Runs `body`, turning PostgreSQL's errors into taskq's one-line errors.
+    /// Runs `body`, turning PostgreSQL's errors into taskq's one-line errors (a
+    /// refused privilege names what the role lacks: `explained`).
     func pg<T>(_ body: () throws -> T) throws -> T {
-        do { return try body() } catch let e as PostgresError { throw e.taskQueueError(location: db.location) }
+        do { return try body() } catch let e as PostgresError { throw explained(e).taskQueueError(location: db.location) }
     }
 
     /// `body` in one transaction, errors as `pg`.
