@@ -14,6 +14,9 @@ struct PostgresError: Error, CustomStringConvertible {
     let message: String
     /// The statement's first line, for people.
     let statement: String
+    /// The connection died after COMMIT was sent and before its reply came: the
+    /// transaction may or may not have committed (see `PostgresTaskStore.pg`).
+    var commitUnknown = false
 
     var description: String { statement.isEmpty ? message : "\(message) (in: \(statement))" }
 
@@ -166,6 +169,38 @@ final class PostgresConnection {
 
     deinit { PQfinish(handle) }
 
+    /// Statements that set up a session (`SET …`), run again after a reconnect.
+    var sessionSetup: [String] = []
+    /// How many times it has reconnected: what a session holds (LISTEN, session
+    /// locks) belongs to one generation.
+    private(set) var generation = 0
+
+    /// The server closed the connection, or it broke: nothing more can be sent on it.
+    var isBroken: Bool { PQstatus(handle) == CONNECTION_BAD }
+    /// libpq's last message on this connection, on one line.
+    var lastError: String {
+        let m = Self.oneLine(String(cString: PQerrorMessage(handle)))
+        return m.isEmpty ? "connection lost" : m
+    }
+
+    /// Connects again with the same parameters (PQreset) and replays
+    /// `sessionSetup`. Throws, as a `PostgresError`, what made it fail.
+    func reconnect() throws {
+        PQreset(handle)
+        guard PQstatus(handle) == CONNECTION_OK else {
+            throw PostgresError(sqlstate: "08006", message: Self.oneLine(String(cString: PQerrorMessage(handle))), statement: "")
+        }
+        generation += 1
+        PQsetClientEncoding(handle, "UTF8")
+        for statement in sessionSetup { try run(script: statement) }
+    }
+
+    /// Runs `statement` now and after every reconnect.
+    func setUp(_ statement: String) throws {
+        try run(script: statement)
+        sessionSetup.append(statement)
+    }
+
     /// A setting the server reports at connect (`server_encoding`, `server_version`, …).
     func parameter(_ name: String) -> String? {
         PQparameterStatus(handle, name).map { String(cString: $0) }
@@ -246,7 +281,10 @@ final class PostgresConnection {
         do {
             try run(script: begin)
             let value = try body()
-            try run(script: "COMMIT")
+            do { try run(script: "COMMIT") } catch var e as PostgresError where isBroken {
+                e.commitUnknown = true
+                throw e
+            }
             return value
         } catch {
             if !isIdle { _ = PQexec(handle, "ROLLBACK").map { PQclear($0) } }
