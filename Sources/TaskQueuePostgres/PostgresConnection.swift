@@ -275,13 +275,33 @@ final class PostgresConnection {
     /// True while no transaction is open or failed on this connection.
     var isIdle: Bool { PQtransactionStatus(handle) == PQTRANS_IDLE }
 
+    /// For the tests: the connection drops at the next COMMIT, just before it is
+    /// sent (the transaction is rolled back) or just after its reply came (it
+    /// committed): both look the same to the caller, a COMMIT without a reply.
+    enum CommitFault { case beforeSending, afterCommitting }
+    var commitFault: CommitFault?
+
+    /// Closes the socket under libpq, as a network cut would.
+    private func cut() {
+        shutdown(PQsocket(handle), Int32(SHUT_RDWR))
+        _ = PQconsumeInput(handle)
+    }
+
     /// Runs `body` in a transaction (READ COMMITTED) begun by `begin`: committed
     /// when it returns, rolled back when it throws.
     func transaction<T>(begin: String = "BEGIN", _ body: () throws -> T) throws -> T {
         do {
             try run(script: begin)
             let value = try body()
-            do { try run(script: "COMMIT") } catch var e as PostgresError where isBroken {
+            do {
+                if commitFault == .beforeSending { commitFault = nil; cut() }
+                try run(script: "COMMIT")
+                if commitFault == .afterCommitting {
+                    commitFault = nil
+                    cut()
+                    throw PostgresError(sqlstate: "08006", message: "server closed the connection unexpectedly", statement: "COMMIT")
+                }
+            } catch var e as PostgresError where isBroken {
                 e.commitUnknown = true
                 throw e
             }
