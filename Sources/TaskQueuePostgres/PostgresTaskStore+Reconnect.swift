@@ -52,6 +52,8 @@ extension PostgresTaskStore {
                 return try body()
             } catch let e as PostgresError where db.isBroken {
                 lost(e.message)
+            } catch let e as TaskQueueError where db.isBroken {
+                lost(e.message)   // from a nested `pg`, already in taskq's words
             } catch let e as PostgresError {
                 throw e.taskQueueError(location: db.location)
             }
