@@ -281,8 +281,8 @@ final class PostgresConnection {
     enum CommitFault { case beforeSending, afterCommitting }
     var commitFault: CommitFault?
 
-    /// Closes the socket under libpq, as a network cut would.
-    private func cut() {
+    /// Closes the socket under libpq, as a network cut would (the tests' faults).
+    func cut() {
         shutdown(PQsocket(handle), Int32(SHUT_RDWR))
         _ = PQconsumeInput(handle)
     }

@@ -2,6 +2,7 @@
 // got no reply is settled, after reconnecting, as committed or not, so that no
 // task is finished twice or left running unknown to its worker.
 
+import Foundation
 import Testing
 @testable import TaskQueue
 @testable import TaskQueuePostgres
@@ -53,6 +54,35 @@ struct PostgresReconnectStoreTests {
     /// The connection dropped before the COMMIT was sent: rolled back, run again.
     @Test func aCommitThatNeverArrivedIsRunAgain() throws {
         try finishAcrossALostCommit(.beforeSending)
+    }
+
+    /// An idle worker's change signal after a reconnect: it returns at once from a
+    /// dead connection (the next store call reconnects), then LISTENs and arms
+    /// again on the new session, and an insert wakes it.
+    @Test func theChangeSignalListensAgainAfterAReconnect() throws {
+        let url = try TestPostgres.freshSchema()
+        let store = try PostgresTaskStore(url: url)
+        store.keepConnected(budget: 10)
+        let signal = store.makeChangeSignal(claims: true)
+        signal.wait(timeout: 0)   // arms
+        store.db.cut()
+        var t0 = System.monotonic()
+        signal.wait(timeout: 5)
+        #expect(System.monotonic() - t0 < 2.5, "a dead connection is not slept on")
+        _ = try store.processes()   // reconnects
+        #expect(store.db.generation == 1)
+        signal.wait(timeout: 0)   // arms again
+        let producer = try Queue.open(database: url)
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            usleep(200_000)
+            _ = try? producer.enqueue(kind: "k")
+            done.signal()
+        }.start()
+        t0 = System.monotonic()
+        signal.wait(timeout: 5)
+        #expect(System.monotonic() - t0 < 2.5, "woken by the insert's NOTIFY, not by the timeout")
+        done.wait()
     }
 
     /// A store that does not keep its connection (a one-shot command) fails at once.
