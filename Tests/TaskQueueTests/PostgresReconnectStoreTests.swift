@@ -56,6 +56,28 @@ struct PostgresReconnectStoreTests {
         try finishAcrossALostCommit(.beforeSending)
     }
 
+    /// A worker declared dead while its connection was down: after reconnecting,
+    /// its results are refused by the owner fence (it then exits, lease lost).
+    @Test func aWorkerRecoveredDuringTheOutageFindsItsRowGone() throws {
+        let url = try TestPostgres.freshSchema()
+        let store = try PostgresTaskStore(url: url)
+        store.keepConnected(budget: 10)
+        let f = RowFactory(store)
+        let s = try f.supervisor()
+        let w = try f.worker(supervisor: s)
+        try f.queued()
+        let claimed = try f.claimed(w, supervisor: s)
+        store.db.cut()
+        let other = try PostgresTaskStore(url: url)
+        #expect(try other.recoverProcess(w, now: .now()) { _ in .failed(error: "worker died", retryAt: .now()) }.count == 1)
+        let outcome = TaskOutcome(taskID: claimed[0].id, owner: w, attempt: claimed[0].attempt, result: .succeeded([]))
+        #expect(throws: OwnerNotRegistered.self) {
+            try store.finishAndClaim([outcome], claim: f.claim(w, supervisor: s), now: .now())
+        }
+        #expect(store.db.generation == 1)
+        #expect(try other.task(claimed[0].id)?.state == .queued)
+    }
+
     /// An idle worker's change signal after a reconnect: it returns at once from a
     /// dead connection (the next store call reconnects), then LISTENs and arms
     /// again on the new session, and an insert wakes it.
