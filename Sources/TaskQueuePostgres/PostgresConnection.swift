@@ -14,9 +14,6 @@ struct PostgresError: Error, CustomStringConvertible {
     let message: String
     /// The statement's first line, for people.
     let statement: String
-    /// The connection died after COMMIT was sent and before its reply came: the
-    /// transaction may or may not have committed (see `PostgresTaskStore.pg`).
-    var commitUnknown = false
 
     var description: String { statement.isEmpty ? message : "\(message) (in: \(statement))" }
 
@@ -293,17 +290,14 @@ final class PostgresConnection {
         do {
             try run(script: begin)
             let value = try body()
-            do {
-                if commitFault == .beforeSending { commitFault = nil; cut() }
-                try run(script: "COMMIT")
-                if commitFault == .afterCommitting {
-                    commitFault = nil
-                    cut()
-                    throw PostgresError(sqlstate: "08006", message: "server closed the connection unexpectedly", statement: "COMMIT")
-                }
-            } catch var e as PostgresError where isBroken {
-                e.commitUnknown = true
-                throw e
+            // A COMMIT that fails with the connection lost may have committed: see
+            // `PostgresTaskStore.keepingConnected`.
+            if commitFault == .beforeSending { commitFault = nil; cut() }
+            try run(script: "COMMIT")
+            if commitFault == .afterCommitting {
+                commitFault = nil
+                cut()
+                throw PostgresError(sqlstate: "08006", message: "server closed the connection unexpectedly", statement: "COMMIT")
             }
             return value
         } catch {

@@ -43,7 +43,8 @@ extension PostgresTaskStore {
     /// makes is fenced (a finish by owner, attempt and state; a recovery deletes the
     /// process row first; a schedule fires by its stored next time) except the
     /// claim, which `finishAndClaim` settles from its owner's claimed list (see
-    /// `UncertainFinish`).
+    /// `UncertainFinish`), and registering a process, which at worst leaves an
+    /// extra row with no tasks that expires and is removed by recovery.
     func keepingConnected<T>(_ body: () throws -> T) throws -> T {
         let deadline = System.monotonic() + (reconnectBudget ?? 0)
         while true {
