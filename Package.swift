@@ -103,7 +103,7 @@ let package = Package(
 package.targets += [
     // libpq, loaded at run time when a PostgreSQL queue is opened (Sources/CLibPQ says why).
     .target(name: "CLibPQ", path: "Sources/CLibPQ", linkerSettings: [.linkedLibrary("dl")]),
-    .target(name: "TaskQueuePostgres", dependencies: ["TaskQueue", "CLibPQ"],
+    .target(name: "TaskQueuePostgres", dependencies: ["TaskQueue", "CLibPQ", "CTaskQSystem"],
             resources: [.embedInCode("migrations")], plugins: ["MigrationList"]),
 ]
 package.products += [.library(name: "TaskQueuePostgres", targets: ["TaskQueuePostgres"])]

@@ -28,6 +28,7 @@ static void load(void) {
     SYM(resultErrorField, "PQresultErrorField") SYM(ntuples, "PQntuples") SYM(getvalue, "PQgetvalue")
     SYM(getlength, "PQgetlength") SYM(getisnull, "PQgetisnull") SYM(cmdTuples, "PQcmdTuples")
     SYM(clear, "PQclear") SYM(notifies, "PQnotifies") SYM(freemem, "PQfreemem") SYM(consumeInput, "PQconsumeInput")
+    SYM(reset, "PQreset")
 #undef SYM
     loaded = 0;
 }

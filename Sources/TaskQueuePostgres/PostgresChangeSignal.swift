@@ -24,7 +24,8 @@ final class PostgresChangeSignal: ChangeSignal {
     static let slots = 16
     private static let oid = "'tasks'::regclass::oid::integer"
 
-    /// Run in every transaction that inserts tasks: notify only if some process waits.
+    /// Run in every transaction that makes tasks claimable now (inserts, retries,
+    /// resumes, released dependants, recovered tasks): notify only if some process waits.
     static let notifyIfWaiting = "SELECT pg_notify('\(channel)', '') WHERE NOT pg_try_advisory_xact_lock(\(waitKey) + pg_backend_pid() % \(slots), \(oid))"
     /// Run by changes every idle worker must see (stop): notify whether or not one waits.
     static let notifyAlways = "SELECT pg_notify('\(channel)', '')"
@@ -36,11 +37,23 @@ final class PostgresChangeSignal: ChangeSignal {
     private var listening = false
     /// The waiting locks are held.
     private var armed = false
+    /// The connection's generation they belong to: a reconnected session holds
+    /// neither, and the next `wait` LISTENs and arms again.
+    private var generation = 0
 
-    init(db: PostgresConnection) { self.db = db }
+    init(db: PostgresConnection) { self.db = db; generation = db.generation }
+
+    /// Forgets what the old session held once the store has reconnected.
+    private func followReconnect() {
+        guard generation != db.generation else { return }
+        generation = db.generation
+        listening = false
+        armed = false
+    }
 
     func drain() -> Bool {
-        guard listening else { return false }
+        followReconnect()
+        guard listening, !db.isBroken else { return false }
         PQconsumeInput(db.handle)
         var any = false
         while let n = PQnotifies(db.handle) {
@@ -51,13 +64,17 @@ final class PostgresChangeSignal: ChangeSignal {
     }
 
     func wait(timeout: Double) {
+        followReconnect()
+        // A lost connection: back at once, so that the caller's next store call
+        // reconnects (with backoff) rather than sleeping on a dead socket.
+        if db.isBroken { return }
         if !armed && arm() { return }
         let ms = { (t: Double) in Int32(max(0, min(t, 3600)) * 1000) + 1 }
         guard armed else { poll(nil, 0, ms(timeout)); return }
         var p = pollfd(fd: PQsocket(db.handle), events: Int16(POLLIN), revents: 0)
         let deadline = System.monotonic() + timeout
         while true {
-            if drain() { return }
+            if drain() || db.isBroken { return }
             let left = deadline - System.monotonic()
             if left <= 0 { return }
             if poll(&p, 1, ms(left)) <= 0 { return }   // timeout or EINTR (signal)
@@ -66,7 +83,8 @@ final class PostgresChangeSignal: ChangeSignal {
     }
 
     func stopWaiting() {
-        guard armed else { return }
+        followReconnect()
+        guard armed, !db.isBroken else { return }
         armed = false
         try? db.run(script: Self.unlockAll)
     }
@@ -88,8 +106,10 @@ final class PostgresChangeSignal: ChangeSignal {
 
 extension PostgresTaskStore {
     /// For a worker, LISTEN/NOTIFY on this store's connection (see
-    /// `PostgresChangeSignal`). Only inserts and stop sentinels notify, so a wait
-    /// for anything else (a task finishing, a supervisor leaving) polls.
+    /// `PostgresChangeSignal`). What makes a task claimable now (an insert, a
+    /// retry, a resume, a dependant released, a task recovered) and stop
+    /// sentinels notify, so a wait for anything else (a task finishing, a
+    /// supervisor leaving) polls.
     package func makeChangeSignal(claims: Bool) -> any ChangeSignal {
         claims ? PostgresChangeSignal(db: db) : PollingSignal()
     }
@@ -104,6 +124,6 @@ extension PostgresTaskStore {
     /// (up to three times `wal_writer_delay`, 600 ms by default); never a
     /// half-written one, and a taskq process crash loses nothing.
     package func setSynchronousCommit(_ on: Bool) throws {
-        try pg { try db.run(script: "SET synchronous_commit = \(on ? "on" : "off")") }
+        try pg { try db.setUp("SET synchronous_commit = \(on ? "on" : "off")") }
     }
 }

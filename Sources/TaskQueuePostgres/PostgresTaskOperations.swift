@@ -64,7 +64,7 @@ extension PostgresTaskStore: TaskOperationsStore {
         """
 
     package func retryTasks(_ ids: [Int64], now: Timestamp) throws -> [TaskChange] {
-        try write {
+        try write(begin: "BEGIN; " + PostgresChangeSignal.notifyIfWaiting) {
             // Oldest first: a task runs --after older ones only, so a dependency
             // retried in the same call is queued before its dependants look at it.
             try TaskChange.eachOnce(ids, order: <) { try retryTask($0, now: now) }
@@ -204,7 +204,11 @@ extension PostgresTaskStore: TaskOperationsStore {
                     ON CONFLICT (name) DO UPDATE SET paused_at = $2 WHERE queues.paused_at IS NULL
                     """, [.text(queue), .ts(now)]).changes == 1
             }
-            return try db.exec("UPDATE queues SET paused_at = NULL WHERE name = $1 AND paused_at IS NOT NULL", [.text(queue)]).changes == 1
+            let resumed = try db.exec("UPDATE queues SET paused_at = NULL WHERE name = $1 AND paused_at IS NOT NULL",
+                                      [.text(queue)]).changes == 1
+            // Its queued tasks are claimable now: wake the idle workers.
+            if resumed { try db.exec(PostgresChangeSignal.notifyIfWaiting) }
+            return resumed
         }
     }
 

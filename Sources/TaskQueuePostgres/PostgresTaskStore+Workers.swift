@@ -21,7 +21,7 @@ extension PostgresTaskStore: OutcomeSettling {
         throws -> (accepted: [Bool], claimed: [ClaimedTask]) {
         let claim = claim.flatMap { $0.limit > 0 ? $0 : nil }
         if outcomes.isEmpty && claim == nil { return ([], []) }
-        return try write {
+        let result = try write { () -> (accepted: [Bool], claimed: [ClaimedTask]) in
             // The owner fence: every owner's row, locked in id order before anything
             // is written. Recovery deletes the row first: it waits for this
             // transaction, or this one finds the row gone.
@@ -31,6 +31,9 @@ extension PostgresTaskStore: OutcomeSettling {
                                 [.ints(owners.sorted())])
             var lists: [Int64: [Int64]?] = [:]
             for i in 0..<r.count { lists[r.int(i, 0)] = .some(r.int64s(i, 1)) }
+            if let earlier = uncertainFinish, let settled = try settle(earlier, lists: lists, outcomes, claim: claim, now: now) {
+                return settled
+            }
             for o in outcomes where lists[o.owner] == nil { throw OwnerNotRegistered(owner: o.owner) }
             let accepted = try finish(outcomes, now: now)
             var claimed: [ClaimedTask] = []
@@ -40,16 +43,21 @@ extension PostgresTaskStore: OutcomeSettling {
                 // nothing to claim there is nothing to refuse.
                 if lists[claim.owner] == nil && !claimed.isEmpty { throw OwnerNotRegistered(owner: claim.owner) }
             }
-            try updateClaimedLists(lists, reported: outcomes, claimed: claimed, owner: claim?.owner)
+            let after = try updateClaimedLists(lists, reported: outcomes, claimed: claimed, owner: claim?.owner)
+            uncertainFinish = UncertainFinish(before: lists, after: after, outcomes: outcomes, accepted: accepted,
+                                              claimed: claimed, claimOwner: claim?.owner)
             return (accepted, claimed)
         }
+        uncertainFinish = nil
+        return result
     }
 
     /// Keeps `processes.claimed` (what recovery reads): each owner's list loses the
     /// tasks it reported on and gains the ones it just claimed. One small row
-    /// (HOT, fillfactor 50) per owner and transaction.
+    /// (HOT, fillfactor 50) per owner and transaction. Returns the new lists.
     private func updateClaimedLists(_ lists: [Int64: [Int64]?], reported outcomes: [TaskOutcome], claimed: [ClaimedTask],
-                                    owner: Int64?) throws {
+                                    owner: Int64?) throws -> [Int64: [Int64]?] {
+        var after = lists
         for (p, list) in lists {
             guard let old = list else { continue }   // NULL: recovery scans the table
             let done = Set(outcomes.lazy.filter { $0.owner == p }.map(\.taskID))
@@ -57,7 +65,55 @@ extension PostgresTaskStore: OutcomeSettling {
             if p == owner { ids += claimed.map(\.id) }
             if ids == old { continue }
             try db.exec("UPDATE processes SET claimed = $2 WHERE id = $1", [.int(p), .ints(ids)])
+            after[p] = .some(ids)
         }
+        return after
+    }
+
+    /// A finish and claim not yet known to have committed: kept from its last
+    /// statement until its COMMIT returns. When the connection died after COMMIT
+    /// was sent, the next `finishAndClaim` (run again on a new connection, by
+    /// `keepingConnected` or by the worker's own retry) settles it. Its owners'
+    /// claimed lists tell: only that owner's own transactions rewrite its list, and
+    /// recovery deletes the row; so, read under the row lock (which waits for the
+    /// old transaction if its session still lives), lists equal to what it wrote
+    /// mean it committed, and anything else that it did not (rolled back, or the
+    /// row recovered: then the owner fence refuses as usual).
+    struct UncertainFinish {
+        var before: [Int64: [Int64]?]
+        var after: [Int64: [Int64]?]
+        var outcomes: [TaskOutcome]
+        var accepted: [Bool]
+        var claimed: [ClaimedTask]
+        var claimOwner: Int64?
+    }
+
+    /// The answer of a finish and claim that did commit, for the same call made
+    /// again: its outcomes' verdicts and the tasks it claimed (run by the caller:
+    /// they are running under its owner), with any outcome it did not carry
+    /// applied now. Nil when it did not commit: the call runs afresh.
+    private func settle(_ earlier: UncertainFinish, lists: [Int64: [Int64]?], _ outcomes: [TaskOutcome], claim: ClaimRequest?,
+                        now: Timestamp) throws -> (accepted: [Bool], claimed: [ClaimedTask])? {
+        uncertainFinish = nil
+        // A call that changed no list wrote nothing (no finish accepted, nothing
+        // claimed): running it again is harmless.
+        let wrote = earlier.after.contains { p, list in earlier.before[p].map { $0 != list } ?? true }
+        let committed = wrote && earlier.after.allSatisfy { p, list in lists[p].map { $0 == list } ?? false }
+        guard committed else { return nil }
+        var verdicts: [String: Bool] = [:]
+        for (o, ok) in zip(earlier.outcomes, earlier.accepted) { verdicts["\(o.taskID)/\(o.attempt)/\(o.owner)"] = ok }
+        var accepted: [Bool] = []
+        for o in outcomes {
+            if let ok = verdicts["\(o.taskID)/\(o.attempt)/\(o.owner)"] { accepted.append(ok); continue }
+            guard lists[o.owner] != nil else { throw OwnerNotRegistered(owner: o.owner) }
+            accepted.append(try apply(o, now: now))
+        }
+        // Claimed by that call: this owner's now, whether or not this call claims.
+        // A caller that no longer claims is stopping and removes its process,
+        // which gives them back.
+        let claimed = claim?.owner == earlier.claimOwner ? earlier.claimed : []
+        uncertainFinish = earlier
+        return (accepted, claimed)
     }
 
     // MARK: - finishing
@@ -141,10 +197,12 @@ extension PostgresTaskStore: OutcomeSettling {
         if r.count == 0 { return }
         let dependants = r.rows { r.int($0, 0) }.sorted()
         try db.exec("SELECT 1 FROM tasks WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE", [.ints(dependants)])
-        try db.exec("""
+        let released = try db.exec("""
             UPDATE tasks SET run_at = $2 WHERE id = ANY($1) AND state = 'queued' AND run_at = $3
               AND NOT EXISTS (SELECT 1 FROM task_dependencies d WHERE d.task_id = tasks.id)
-            """, [.ints(dependants), .ts(now), .ts(.blocked)])
+            """, [.ints(dependants), .ts(now), .ts(.blocked)]).changes
+        // Claimable now: an idle worker need not wait for its next look.
+        if released > 0 { try db.exec(PostgresChangeSignal.notifyIfWaiting) }
     }
 
     package func dependants(of id: Int64) throws -> [Int64] {
@@ -186,6 +244,8 @@ extension PostgresTaskStore: OutcomeSettling {
                                           failure: "crashed"), now: now)
                 }
             }
+            // Released or retried now: claimable by the idle workers.
+            if !held.isEmpty { try db.exec(PostgresChangeSignal.notifyIfWaiting) }
             try db.exec("""
                 UPDATE tasks SET state = 'cancelled', finished_at = $1,
                        last_error = 'its supervisor (process ' || $2 || ') ended before it stopped by this sentinel'
@@ -208,6 +268,7 @@ extension PostgresTaskStore: OutcomeSettling {
                 SELECT \(Self.claimedColumns()), owner FROM tasks WHERE id = ANY($1) AND \(orphaned) ORDER BY id FOR NO KEY UPDATE
                 """, [.ints(seen)])
             let held = r.rows { (task: claimedTask(r, $0), owner: r.int($0, 10)) }
+            if !held.isEmpty { try db.exec(PostgresChangeSignal.notifyIfWaiting) }
             for (t, owner) in held {
                 try apply(TaskOutcome(taskID: t.id, owner: owner, attempt: t.attempt, result: outcome(t, owner), failure: "crashed"),
                           now: now)

@@ -18,6 +18,16 @@ import TaskQueue
 package final class PostgresTaskStore: TaskStore {
     let db: PostgresConnection
     package var location: String { db.location }
+    /// Set by `keepConnected`: how long one call waits for a lost connection to
+    /// come back before it fails. nil: a lost connection fails the call at once.
+    var reconnectBudget: Double?
+    /// The connection is lost and being reconnected (see `keepingConnected`).
+    var outage: Outage?
+    /// Inside `pg`: a nested `pg` leaves reconnecting to the outer one.
+    var inPG = false
+    /// The last finish and claim, until it is known to have committed (see
+    /// `UncertainFinish`).
+    var uncertainFinish: UncertainFinish?
 
     /// Connects with a libpq URI (`postgresql://user@host/db?…`) or key=value
     /// string, and brings the schema up to date. Without `create`, a schema with no
@@ -43,7 +53,7 @@ package final class PostgresTaskStore: TaskStore {
             func ms(_ seconds: Double) -> Int { max(1, Int(max(0, min(seconds, 86_400)) * 1000)) }
             // taskq.writer: the insert trigger is for other writers (migrations/postgres/0007);
             // taskq writes every column itself.
-            try db.run(script: """
+            try db.setUp("""
                 SET lock_timeout = \(ms(busyTimeout)); SET idle_in_transaction_session_timeout = \(ms(idleTimeout));
                 SET taskq.writer = 'taskq'
                 """)
@@ -55,8 +65,15 @@ package final class PostgresTaskStore: TaskStore {
     }
 
     /// Runs `body`, turning PostgreSQL's errors into taskq's one-line errors (a
-    /// refused privilege names what the role lacks: `explained`).
+    /// refused privilege names what the role lacks: `explained`). When the store
+    /// keeps its connection (`keepConnected`), a lost connection is reconnected and
+    /// `body` run again (see `keepingConnected`).
     func pg<T>(_ body: () throws -> T) throws -> T {
+        if reconnectBudget != nil && !inPG {
+            inPG = true
+            defer { inPG = false }
+            return try keepingConnected(body)
+        }
         do { return try body() } catch let e as PostgresError { throw explained(e).taskQueueError(location: db.location) }
     }
 

@@ -103,6 +103,9 @@ public enum Stores {
         if isPostgres(database) {
             let store = try PostgresTaskStore(url: database, create: create, busyTimeout: busyTimeout)
             store.setLocation(label(database))
+            // Long-running processes ride out a lost connection (a server restart,
+            // a network cut); one-shot commands fail at once (exit 69).
+            if role == .worker || role == .supervisor { store.keepConnected(budget: 30) }
             if let synchronous { try store.setSynchronousCommit(synchronous == .full) }
             return store
         }

@@ -31,30 +31,53 @@ public enum PostgresServer {
             return (nil, "no PostgreSQL server: \(bin)/initdb not found (apt-get install postgresql-15) and TASKQ_TEST_POSTGRES_URL not set")
         }
         removeAbandonedServers()
-        // Short: the socket path (DIR/.s.PGSQL.5432) must fit in 107 bytes.
-        let dir = Harness.tempDir("taskq-pg")
-        let asRoot = getuid() == 0
-        if asRoot {
-            let chown = run("/bin/chown", ["postgres:", dir])
-            if chown.status != 0 { return (nil, "cannot hand \(dir) to user postgres: \(chown.stderr)") }
-        }
-        let me = String(cString: getpwuid(getuid()).pointee.pw_name)
-        let initdb = asServer([bin + "/initdb", "-D", dir + "/data", "-U", me, "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
-        if initdb.status != 0 { Harness.remove(dir); return (nil, "initdb failed: \(initdb.stderr)") }
-        let options = "-c listen_addresses='' -k \(dir) -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-        let started = asServer([bin + "/pg_ctl", "-D", dir + "/data", "-l", dir + "/server.log", "-o", options, "-w", "-t", "60", "start"])
-        if started.status != 0 {
-            let log = String(decoding: readAll(dir + "/server.log"), as: UTF8.self)
-            Harness.remove(dir)
-            return (nil, "the private PostgreSQL server did not start: \(started.stderr) \(log)")
+        let dir: String
+        switch create(durable: false) {
+        case .success(let d): dir = d
+        case .failure(let why): return (nil, why.message)
         }
         privateDir = dir
-        writeFile(dir + "/owner", "\(getpid())\n")
         atexit {
             guard let dir = PostgresServer.privateDir else { return }
             PostgresServer.stopServer(dir)
         }
         return ("postgresql:///postgres?host=\(dir)", "")
+    }
+
+    struct Failure: Error { let message: String }
+
+    /// initdb and start a server in a new directory (marked as this process's, so
+    /// `removeAbandonedServers` stops it if the process dies first). `durable`:
+    /// commits wait for their WAL (`synchronous_commit` on), so that an immediate
+    /// restart (a crash) loses no commit that was acknowledged.
+    fileprivate static func create(durable: Bool) -> Result<String, Failure> {
+        // Short: the socket path (DIR/.s.PGSQL.5432) must fit in 107 bytes.
+        let dir = Harness.tempDir("taskq-pg")
+        writeFile(dir + "/owner", "\(getpid())\n")
+        if getuid() == 0 {
+            let chown = run("/bin/chown", ["postgres:", dir])
+            if chown.status != 0 { Harness.remove(dir); return .failure(Failure(message: "cannot hand \(dir) to user postgres: \(chown.stderr)")) }
+        }
+        let me = String(cString: getpwuid(getuid()).pointee.pw_name)
+        let initdb = asServer([bin + "/initdb", "-D", dir + "/data", "-U", me, "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"])
+        if initdb.status != 0 { Harness.remove(dir); return .failure(Failure(message: "initdb failed: \(initdb.stderr)")) }
+        let started = pgctl(dir, ["-o", options(dir, durable: durable), "-w", "-t", "60", "start"])
+        if started.status != 0 {
+            let log = String(decoding: readAll(dir + "/server.log"), as: UTF8.self)
+            Harness.remove(dir)
+            return .failure(Failure(message: "the private PostgreSQL server did not start: \(started.stderr) \(log)"))
+        }
+        return .success(dir)
+    }
+
+    /// The server's settings: unix socket only, in `dir`.
+    fileprivate static func options(_ dir: String, durable: Bool) -> String {
+        "-c listen_addresses='' -k \(dir) -c fsync=off -c synchronous_commit=\(durable ? "on" : "off") -c full_page_writes=off -c max_connections=300"
+    }
+
+    /// `pg_ctl ARGS…` on the server in `dir`, as its owner.
+    fileprivate static func pgctl(_ dir: String, _ args: [String]) -> RunResult {
+        asServer([bin + "/pg_ctl", "-D", dir + "/data", "-l", dir + "/server.log"] + args)
     }
 
     private static func asServer(_ args: [String]) -> RunResult {
@@ -104,6 +127,45 @@ public enum PostgresServer {
         if url.contains("://") { return url + (url.contains("?") ? "&" : "?") + "options=-csearch_path%3D\(name)" }
         return url + " options='-c search_path=\(name)'"
     }
+}
+
+/// A server of one test's own, in its own directory with its own socket, that the
+/// test may restart or stop without disturbing the others; stopped and removed by
+/// `close` (or, if the test process dies first, by the next run).
+public final class PrivatePostgresServer {
+    public let dir: String
+    /// Its `postgres` database.
+    public var url: String { "postgresql:///postgres?host=\(dir)" }
+
+    /// Whether one can be started here (the server binaries exist).
+    public static var available: Bool {
+        access(PostgresServer.bin + "/initdb", X_OK) == 0 && access(PostgresServer.bin + "/pg_ctl", X_OK) == 0
+    }
+
+    /// Starts one (`synchronous_commit` on, see `PostgresServer.create`), or
+    /// says why it cannot.
+    public static func start() -> Result<PrivatePostgresServer, Error> {
+        PostgresServer.create(durable: true).map { PrivatePostgresServer(dir: $0) }.mapError { $0 as Error }
+    }
+
+    private init(dir: String) { self.dir = dir }
+
+    /// `pg_ctl -m immediate restart`: every backend is killed at once, as in a
+    /// crash, and the server recovers and accepts connections again.
+    @discardableResult
+    public func restartImmediately() -> RunResult { PostgresServer.pgctl(dir, ["-m", "immediate", "-w", "-t", "60", "restart"]) }
+
+    /// Stops it (`-m immediate`).
+    @discardableResult
+    public func stop() -> RunResult { PostgresServer.pgctl(dir, ["-m", "immediate", "-w", "stop"]) }
+
+    /// Starts it again after `stop`.
+    @discardableResult
+    public func startAgain() -> RunResult {
+        PostgresServer.pgctl(dir, ["-o", PostgresServer.options(dir, durable: true), "-w", "-t", "60", "start"])
+    }
+
+    public func close() { PostgresServer.stopServer(dir) }
 }
 
 /// A counter shared by threads.

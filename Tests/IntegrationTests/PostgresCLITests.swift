@@ -3,6 +3,7 @@
 // when there is none.
 
 import Testing
+import TaskQueue
 import TaskQueueTestSupport
 #if canImport(Glibc)
 import Glibc
@@ -151,6 +152,42 @@ struct PostgresCLITests {
         }
         let median = lags.sorted()[2]
         #expect(median >= 0 && median < 400, "enqueue-to-start lags \(lags.map { Int($0) }) ms")
+        sup.signal(SIGTERM)
+        #expect(sup.wait(timeout: 30) == 0)
+    }
+
+    /// NOTIFY for what makes a queued task claimable besides an insert: an idle
+    /// worker starts a task within 400 ms (well below its 1 s fallback poll) of
+    /// `taskq resume` of its queue and of `taskq retry`; 5 of each, the median.
+    @Test func anIdleWorkerWakesOnResumeAndRetry() {
+        let q = PGQueue()
+        defer { q.close() }
+        let sup = q.supervise(["--workers", "1", "--handler", "t=cat"])
+        #expect(eventually { q.workerPids.count == 1 }, "\(sup.stderrSoFar)")
+        /// Runs `change` once the worker is idle again; returns how long after it
+        /// task `id` started, in ms.
+        func lag(_ id: String, _ change: () -> RunResult) -> Double {
+            usleep(300_000)  // let the worker go idle again
+            let before = Timestamp.now()
+            let r = change()
+            #expect(r.status == 0, "\(r)")
+            #expect(eventually(timeout: 10) { q.sql("SELECT state FROM tasks WHERE id = \(id)") == "succeeded" }, "\(sup.stderrSoFar)")
+            let started = Double(q.sql("SELECT (extract(epoch FROM started_at) * 1000)::bigint FROM tasks WHERE id = \(id)")) ?? 0
+            return started - Double(before.milliseconds)
+        }
+        var resumed: [Double] = [], retried: [Double] = []
+        for i in 0..<5 {
+            #expect(q.taskq("pause", ["default"]).status == 0)
+            let id = q.taskq("enqueue", ["t", "\(i)"]).out
+            resumed.append(lag(id) { q.taskq("resume", ["default"]) })
+            let late = q.taskq("enqueue", ["t", "\(i)", "--delay", "1h"]).out
+            #expect(q.taskq("cancel", [late]).status == 0)
+            retried.append(lag(late) { q.taskq("retry", [late]) })
+        }
+        for (what, lags) in [("resume", resumed), ("retry", retried)] {
+            let median = lags.sorted()[2]
+            #expect(median >= 0 && median < 400, "\(what)-to-start lags \(lags.map { Int($0) }) ms")
+        }
         sup.signal(SIGTERM)
         #expect(sup.wait(timeout: 30) == 0)
     }

@@ -55,6 +55,7 @@ struct taskq_libpq {
     PGnotify *(*notifies)(PGconn *);
     void (*freemem)(void *);
     int (*consumeInput)(PGconn *);
+    void (*reset)(PGconn *);
 };
 extern struct taskq_libpq taskq_libpq;
 
@@ -85,5 +86,6 @@ static inline void PQclear(PGresult *r) { taskq_libpq.clear(r); }
 static inline PGnotify *PQnotifies(PGconn *c) { return taskq_libpq.notifies(c); }
 static inline void PQfreemem(void *p) { taskq_libpq.freemem(p); }
 static inline int PQconsumeInput(PGconn *c) { return taskq_libpq.consumeInput(c); }
+static inline void PQreset(PGconn *c) { taskq_libpq.reset(c); }
 
 #endif
