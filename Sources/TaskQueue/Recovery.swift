@@ -44,9 +44,17 @@ package enum Recovery {
                     System.killSession(p.pid, sparingLeader: true)
                 }
             }
-            let held = try store.recoverProcess(p.id, now: now) { t in
-                retry.crashOutcome(for: t, error: "\(p.role.rawValue) pid \(p.pid) on \(p.host) \(reason) while running task \(t.id), attempt \(t.attempt)/\(t.maxAttempts)",
-                                   policy: crashPolicy(t, onCrash), now: now)
+            let held: [ClaimedTask]
+            do {
+                held = try store.recoverProcess(p.id, now: now) { t in
+                    retry.crashOutcome(for: t, error: "\(p.role.rawValue) pid \(p.pid) on \(p.host) \(reason) while running task \(t.id), attempt \(t.attempt)/\(t.maxAttempts)",
+                                       policy: crashPolicy(t, onCrash), now: now)
+                }
+            } catch let e as TaskQueueError where e.code == .busy {
+                // Its row is held by a transaction in flight (on PostgreSQL, a worker
+                // frozen inside one): nothing changed; the next round tries again,
+                // and meanwhile the others are recovered.
+                continue
             }
             log("recovered \(p.role.rawValue) pid \(p.pid) (process \(p.id)), which \(reason)" + fates(held, onCrash))
             recovered.append(p)

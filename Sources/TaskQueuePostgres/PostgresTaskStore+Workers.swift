@@ -218,13 +218,22 @@ extension PostgresTaskStore: OutcomeSettling {
 
     // MARK: - recovery
 
+    /// How long recovery waits for a process row another transaction holds (ms).
+    static let recoveryLockWaitMs = 250
+
     @discardableResult
     package func recoverProcess(_ processID: Int64, now: Timestamp, startedTaskID: Int64?,
                                 outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask] {
         try write {
             // Deleted first: of two recoverers one gets the row, the other waits and
             // finds nothing; a worker of this process finishing or claiming right
-            // now holds the row, so this waits and then reads its new list.
+            // now holds the row, so this waits and then reads its new list. It
+            // waits briefly: a worker frozen in the middle of its transaction
+            // (SIGSTOP) holds the row until the server ends its session
+            // (`idle_in_transaction_session_timeout`), and a recoverer waiting that
+            // long would miss its own heartbeats. Past the wait this fails as busy,
+            // nothing changed, and the next round tries again.
+            try db.exec("SET LOCAL lock_timeout = \(Self.recoveryLockWaitMs)")
             let row = try db.exec("DELETE FROM processes WHERE id = $1 RETURNING claimed IS NOT NULL, claimed", [.int(processID)])
             var held: [ClaimedTask] = []
             if row.count == 1 {

@@ -77,9 +77,11 @@ struct PostgresStoreTests {
         }
     }
 
-    /// Recovery of a worker whose finish-and-claim is in flight waits for it, then
-    /// takes what it just claimed: nothing is left running under a deleted row.
-    @Test func recoveryWaitsForTheWorkersTransactionAndTakesItsNewClaims() throws {
+    /// Recovery of a worker whose finish-and-claim is in flight (or frozen inside
+    /// it) waits briefly, fails as busy and changes nothing; once that transaction
+    /// has ended, recovery takes what it claimed: nothing is left running under a
+    /// deleted row.
+    @Test func recoveryLeavesATransactionInFlightAloneThenTakesItsNewClaims() throws {
         let url = try TestPostgres.freshSchema()
         let store = try PostgresTaskStore(url: url)
         let f = RowFactory(store)
@@ -107,12 +109,19 @@ struct PostgresStoreTests {
             }
         }
         #expect(waitingOn("UPDATE tasks t SET state = 'succeeded'"), "the worker should wait for its task's row")
-        Thread {
-            let held = try? PostgresTaskStore(url: url).recoverProcess(w, now: .now()) { _ in .failed(error: "died", retryAt: .now()) }
-            recovered.withLock { $0 = held?.map(\.id) }
-        }.start()
-        #expect(waitingOn("DELETE FROM processes"), "recovery should wait for the worker's row")
+        // A recoverer meanwhile: busy after a short wait, the row and tasks untouched.
+        let recoverer = try PostgresTaskStore(url: url)
+        let t0 = System.monotonic()
+        #expect { try recoverer.recoverProcess(w, now: .now()) { _ in .failed(error: "died", retryAt: .now()) } } throws: { e in
+            (e as? TaskQueueError)?.code == .busy
+        }
+        #expect(System.monotonic() - t0 < 5, "recovery must not wait for the whole transaction")
+        #expect(try store.processes().contains { $0.id == w })
+        #expect(try store.task(t.id)?.state == .running)
         try holder.run(script: "ROLLBACK")
+        #expect(eventually(timeout: 30) { claimed.current != nil })
+        // The worker's transaction ended: the next round recovers what it claimed.
+        recovered.withLock { $0 = (try? recoverer.recoverProcess(w, now: .now()) { _ in .failed(error: "died", retryAt: .now()) })?.map(\.id) }
         #expect(eventually(timeout: 30) { claimed.current != nil && recovered.current != nil })
         #expect(claimed.current == waiting)
         #expect(recovered.current == waiting, "recovery must find what the worker claimed while it waited")
@@ -280,8 +289,15 @@ struct PostgresStoreTests {
         // transaction, open, holding the row.
         try store.db.run(script: "BEGIN")
         try store.db.exec("SELECT 1 FROM processes WHERE id = $1 FOR NO KEY UPDATE", [.int(w)])
-        let recovered = try PostgresTaskStore(url: url).recoverProcess(w, now: .now()) { _ in .released }
-        #expect(recovered.isEmpty)
+        // Recovery is busy until the server has ended that session (each try waits
+        // briefly), then takes the row.
+        let recoverer = try PostgresTaskStore(url: url)
+        var recovered: [ClaimedTask]?
+        #expect(eventually(timeout: 10) {
+            recovered = try? recoverer.recoverProcess(w, now: .now()) { _ in .released }
+            return recovered != nil
+        })
+        #expect(recovered?.isEmpty == true)
         #expect(try PostgresTaskStore(url: url).processes().map(\.id) == [s])
         #expect(throws: (any Error).self) { try store.db.exec("SELECT 1") }
     }
