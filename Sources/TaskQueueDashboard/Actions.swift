@@ -1,5 +1,4 @@
 import TaskQueue
-import TaskQueueSQLite
 
 extension Dashboard {
     /// Every POST but the login: checked (not read-only, same origin, CSRF

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import TaskQueue
-import TaskQueueSQLite
 
 /// Keeps the figures that need every row (counts of finished tasks, the chart,
 /// failure groups, histograms) up to date on a thread of its own, so that no
@@ -18,6 +17,8 @@ final class Aggregator: @unchecked Sendable {
     private let lock = Mutex()
     private let ready = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var latest: (DashboardAggregate, Timestamp, Double)?
+    /// The database version (`ChangeFeed.current`) the latest pass started after.
+    private var latestVersion: UInt64 = 0
     private var failure: String?
 
     init() { pthread_cond_init(ready, nil) }
@@ -25,11 +26,10 @@ final class Aggregator: @unchecked Sendable {
     /// Starts the loop: a first pass at once, then one after each change.
     func start(_ d: Dashboard) {
         spawnThread { [self] in
-            let store: SQLiteTaskStore
+            let store: any DashboardStore
             do {
-                let q = try Queue.open(path: d.options.database, create: false, busyTimeout: d.options.busyTimeout)
-                guard let s = q.store as? SQLiteTaskStore else { throw TaskQueueError.failed("the dashboard needs the SQLite store") }
-                store = s
+                // It only reads: its connection cannot write.
+                store = try Dashboard.openStore(d.options, readOnly: true)
             } catch {
                 lock.locked {
                     failure = "\(error)"
@@ -48,6 +48,7 @@ final class Aggregator: @unchecked Sendable {
                     let took = System.monotonic() - started
                     lock.locked {
                         latest = (a, .now(), took)
+                        latestVersion = v
                         failure = nil
                         pthread_cond_broadcast(ready)
                     }
@@ -68,14 +69,16 @@ final class Aggregator: @unchecked Sendable {
     /// the first pass has finished it waits up to `timeout` seconds (nil: as
     /// long as it takes), then answers nil: a page then shows what it can and
     /// updates itself when the pass is done.
-    func current(timeout: Double? = 0.15) throws -> (DashboardAggregate, Timestamp, Double)? {
+    /// With `version`, it waits (as long) for a pass that started at that
+    /// database version or later, and answers the latest when none comes in time.
+    func current(timeout: Double? = 0.15, version: UInt64? = nil) throws -> (DashboardAggregate, Timestamp, Double)? {
         try lock.locked {
             var deadline = timespec()
             clock_gettime(CLOCK_REALTIME, &deadline)
             let ns = Int(deadline.tv_nsec) + Int((timeout ?? 0) * 1e9)
             deadline.tv_sec += ns / 1_000_000_000
             deadline.tv_nsec = ns % 1_000_000_000
-            while latest == nil && failure == nil {
+            while (latest == nil || version.map { latestVersion < $0 } == true) && failure == nil {
                 if timeout == nil { pthread_cond_wait(ready, lock.m) } else if pthread_cond_timedwait(ready, lock.m, &deadline) == ETIMEDOUT { break }
             }
             if let latest { return latest }
@@ -84,7 +87,7 @@ final class Aggregator: @unchecked Sendable {
         }
     }
 
-    private func compute(_ store: SQLiteTaskStore) throws -> DashboardAggregate {
+    private func compute(_ store: any DashboardStore) throws -> DashboardAggregate {
         var a = DashboardAggregate()
         let now = Timestamp.now()
         for attempts in [false, true] {

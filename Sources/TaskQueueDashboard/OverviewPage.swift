@@ -1,5 +1,4 @@
 import TaskQueue
-import TaskQueueSQLite
 
 /// One queue's row on the overview.
 struct QueueRow {
