@@ -29,11 +29,11 @@ package final class ChangeFeed: @unchecked Sendable {
     private var streams = 0
     /// When the last request came (monotonic seconds).
     private var lastRequest = -Double.infinity
-    /// Probes started and completed; one asked for by `sync`.
-    private var started: UInt64 = 0
-    private var probes: UInt64 = 0
-    private var probeWanted = false
+    /// When the last probe started (monotonic seconds).
     private var probeStarted = -Double.infinity
+    /// The store's mark (`DashboardStore.dashboardChangeMark`), and its last value.
+    private var mark: (() throws -> String)?
+    private var last: String?
     /// How long after a request the probe goes on without an open stream.
     static let lookingFor = 5.0
     /// Seconds between two probes.
@@ -47,55 +47,59 @@ package final class ChangeFeed: @unchecked Sendable {
     /// Starts watching on a thread of its own. `signal` wakes it (it may only
     /// time out); `mark` is compared after each wake: a different value is a change.
     package func start(watch: DashboardChangeWatch, signal: any ChangeSignal, mark: @escaping () throws -> String) {
+        lock.locked { self.mark = mark }
+        // Marked once at start too, with the aggregate's first pass: what
+        // changes later is a change.
+        look()
         spawnThread { [self] in
-            var last: String? = watch == .signal ? try? mark() : nil
             while !isStopped {
                 if watch == .probe {
                     guard waitUntilLooked() else { break }
-                } else {
-                    signal.wait(timeout: 1)
+                    look()
+                    continue
                 }
-                let now = try? mark()
-                if now != last {
-                    if watch == .signal {
-                        // Let the burst finish, then announce it once.
-                        usleep(useconds_t(coalesce * 1_000_000))
-                        signal.drain()
-                        last = try? mark()
-                    } else {
-                        last = now
-                    }
-                    bump()
-                }
-                if watch == .probe { finishProbe() }
+                signal.wait(timeout: 1)
+                guard let m = try? mark(), m != lock.locked({ last }) else { continue }
+                // Let the burst finish, then announce it once.
+                usleep(useconds_t(coalesce * 1_000_000))
+                signal.drain()
+                look()
             }
         }
     }
 
-    /// Probe mode: waits until somebody looks and a probe is due (or asked for
-    /// by `sync`); false once stopped.
+    /// Reads the mark now; a different one than last time counts as a change.
+    /// A caller that must count every change committed before it (a scrape)
+    /// calls it first: nobody may have looked for a while.
+    @discardableResult
+    package func look() -> Bool {
+        guard let mark = lock.locked({ self.mark }) else { return false }
+        let m = try? mark()
+        return lock.locked {
+            guard m != last else { return false }
+            last = m
+            version &+= 1
+            events &+= 1
+            pthread_cond_broadcast(cond)
+            return true
+        }
+    }
+
+    
+    /// Probe mode: waits until somebody looks and a probe is due; false once stopped.
     private func waitUntilLooked() -> Bool {
         lock.locked {
             while !stopped {
                 let now = System.monotonic()
                 let looked = streams > 0 || now - lastRequest < Self.lookingFor
-                let due = probeWanted || now - probeStarted >= Self.probeInterval
+                let due = now - probeStarted >= Self.probeInterval
                 if looked && due {
                     probeStarted = now
-                    probeWanted = false
-                    started &+= 1
                     return true
                 }
                 timedWait(looked ? max(0.01, Self.probeInterval - (now - probeStarted)) : 1)
             }
             return false
-        }
-    }
-
-    private func finishProbe() {
-        lock.locked {
-            probes &+= 1
-            pthread_cond_broadcast(cond)
         }
     }
 
@@ -123,24 +127,6 @@ package final class ChangeFeed: @unchecked Sendable {
         lock.locked {
             streams += open ? 1 : -1
             pthread_cond_broadcast(cond)
-        }
-    }
-
-    /// Probe mode: has a probe run now (waiting at most `timeout` seconds), so
-    /// that `current` counts every change committed before this call.
-    package func sync(timeout: Double = 2) {
-        lock.locked {
-            lastRequest = System.monotonic()
-            // A probe already running may have read before this call: wait for the next.
-            let target = started &+ 1
-            probeWanted = true
-            pthread_cond_broadcast(cond)
-            let deadline = System.monotonic() + timeout
-            while probes < target && !stopped {
-                let left = deadline - System.monotonic()
-                if left <= 0 { break }
-                timedWait(left)
-            }
         }
     }
 

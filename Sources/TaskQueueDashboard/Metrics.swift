@@ -68,14 +68,10 @@ extension Dashboard {
     func metricsText() throws -> String {
         let now = Timestamp.now()
         // A scrape waits for the first pass: partial counters would look like
-        // resets. Where changes are probed, it has the probe run first and waits
-        // (a little) for the pass that counts them: nobody may have looked since.
-        var version: UInt64?
-        if store.dashboardChangeWatch == .probe {
-            feed.sync()
-            version = feed.current
-        }
-        guard let (agg, _, _) = try aggregator.current(timeout: version == nil ? nil : 5, version: version)
+        // resets. It looks for changes first (nobody may have looked since the
+        // last one) and waits, a little, for the pass that counts them.
+        feed.look()
+        guard let (agg, _, _) = try aggregator.current(timeout: 5, version: feed.current)
                 ?? aggregator.current(timeout: nil) else { return "" }
         let (l, sizes) = try read { (try store.dashboardLive(now: now), try store.dashboardSizes()) }
         // Finished tasks from the aggregate, queued and running ones live.
