@@ -54,8 +54,19 @@ package protocol DashboardStore: TaskStore {
     /// The lowest and highest id of `tasks` (with `attempts`, of `task_attempts`).
     func idRange(attempts: Bool) throws -> (Int64, Int64)?
 
-    /// Adds the tasks with ids `from...to` to `a`, in one read transaction.
-    func aggregateTasks(from: Int64, to: Int64, now: Timestamp, into a: inout DashboardAggregate) throws
+    /// The lowest id of a queued or running task (through the claim's partial
+    /// indexes and the workers' claimed lists; nil: none). Every task below it
+    /// has finished, and only a retry or a purge changes it again.
+    func dashboardUnfinishedFloor() throws -> Int64?
+
+    /// Adds the tasks with ids `from...to` to `a` (`newestFinish` included, the
+    /// chart left out), in one read transaction. Every statement reads the id
+    /// range through the primary key, never the whole table.
+    func aggregateTasks(from: Int64, to: Int64, into a: inout DashboardAggregate) throws
+
+    /// Adds the chart's figures of the tasks with ids `from...to` to `a`: tasks
+    /// finished per minute in the hour before `now`, and per queue in its last minute.
+    func aggregateChart(from: Int64, to: Int64, now: Timestamp, into a: inout DashboardAggregate) throws
 
     /// Adds the attempt history rows with ids `from...to` to `a`, in one read transaction.
     func aggregateAttempts(from: Int64, to: Int64, into a: inout DashboardAggregate) throws

@@ -70,6 +70,12 @@ package struct BucketCounts: Sendable, Equatable {
     package var sum: Double = 0
     package init(buckets: Int) { counts = Array(repeating: 0, count: buckets + 1) }
     package var total: Int64 { counts.reduce(0, +) }
+
+    /// Adds another count of the same buckets.
+    package mutating func add(_ o: BucketCounts) {
+        for i in counts.indices where i < o.counts.count { counts[i] += o.counts[i] }
+        sum += o.sum
+    }
 }
 
 /// Figures that need a pass over every row of `tasks` and `task_attempts`,
@@ -96,6 +102,8 @@ package struct DashboardAggregate: Sendable {
     package var latestFailed: [(String, Int64)] = []
     /// `taskq map` runs, by group name.
     package var mapGroups: [DashboardMapGroup] = []
+    /// The latest finish among the rows added (nil: none finished).
+    package var newestFinish: Timestamp?
     package init() {}
 
     /// Counts per state of the tasks of `queue` and `kind` (nil: any).
@@ -187,6 +195,31 @@ extension DashboardAggregate {
         if let lastSeen, g.lastSeen.map({ lastSeen > $0 }) ?? true { g.lastSeen = lastSeen }
         g.newestID = max(g.newestID, newestID)
         failureGroups[key] = g
+    }
+
+    /// Adds the figures of other rows (another id range).
+    package mutating func merge(_ o: DashboardAggregate) {
+        tasks.merge(o.tasks, uniquingKeysWith: +)
+        attempts.merge(o.attempts, uniquingKeysWith: +)
+        for (k, b) in o.attemptDuration { attemptDuration[k, default: BucketCounts(buckets: attemptDurationBuckets.count)].add(b) }
+        for (k, b) in o.wait { wait[k, default: BucketCounts(buckets: taskWaitBuckets.count)].add(b) }
+        for (k, m) in o.minutes {
+            var row = minutes[k] ?? DashboardMinute(minute: k, succeeded: 0, failed: 0)
+            row.succeeded += m.succeeded
+            row.failed += m.failed
+            minutes[k] = row
+        }
+        finishedLastMinute.merge(o.finishedLastMinute, uniquingKeysWith: +)
+        for g in o.failureGroups.values {
+            addFailures(kind: g.kind, firstLine: g.firstLine, count: g.count, firstSeen: g.firstSeen, lastSeen: g.lastSeen, newestID: g.newestID)
+        }
+        addLatestFailed(o.latestFailed)
+        noteFinish(o.newestFinish)
+    }
+
+    /// Keeps the latest finish.
+    package mutating func noteFinish(_ t: Timestamp?) {
+        if let t, newestFinish.map({ t > $0 }) ?? true { newestFinish = t }
     }
 
     /// Failed tasks as (finished_at in ISO 8601, id): the newest 10 are kept.

@@ -26,6 +26,7 @@ extension Dashboard {
         } catch {
             note = "failed: \(error)"
         }
+        aggregator.invalidate()
         feed.bump()
         return redirect(back + (back.contains("?") ? "&" : "?") + "done=" + percentEncode(note))
     }

@@ -6,11 +6,12 @@ import TaskQueue
 /// Keeps the figures that need every row (counts of finished tasks, the chart,
 /// failure groups, histograms) up to date on a thread of its own, so that no
 /// page waits for a scan of a large table. It recomputes after each database
-/// change on a connection of its own (requests never wait for it), one id
-/// range at a time, each range in its own short read transaction (a long one
-/// would keep the WAL from being checkpointed); it rests at least as long as the
-/// last pass took, so a busy queue costs it at most half a core. While nothing
-/// changes it reads nothing.
+/// change on a read-only connection of its own (requests never wait for it),
+/// one id range at a time, each range in its own short read transaction (a long
+/// one would keep the WAL from being checkpointed). After a first full pass it
+/// reads again only the ranges that may have changed (see `fullPassEvery`), and
+/// it rests after each pass as long as the pass took (up to a second). While
+/// nothing changes it reads nothing.
 final class Aggregator: @unchecked Sendable {
     /// Ids per read transaction.
     static let chunk: Int64 = 50_000
@@ -53,7 +54,10 @@ final class Aggregator: @unchecked Sendable {
                         pthread_cond_broadcast(ready)
                     }
                     d.feed.announce()
-                    usleep(useconds_t(min(30, max(0.2, took)) * 1_000_000))
+                    // A rest after each pass, as long as the pass took (at most a
+                    // second: a full pass is followed by cheap ones, see
+                    // `fullPassEvery`).
+                    usleep(useconds_t(min(1, max(0.2, took)) * 1_000_000))
                 } catch {
                     lock.locked {
                         failure = "\(error)"
@@ -87,21 +91,86 @@ final class Aggregator: @unchecked Sendable {
         }
     }
 
+    /// A full pass at least this often while the database changes (or ten times
+    /// as long as the last one took, so that full passes cost a tenth of a core
+    /// at most). Between two,
+    /// a pass reads again only the id ranges that may have changed: those with an
+    /// unfinished task, and the newest (and for the chart, those with a task
+    /// finished in the last hour, through one cheaper statement); a settled
+    /// range (every task finished) changes only by a retry or a
+    /// purge, which the dashboard's own actions follow with a full pass, and
+    /// another process's within this many seconds.
+    static let fullPassEvery = 60.0
+    /// The figures of settled id ranges, by chunk ((id - 1) / chunk), with the
+    /// range they were taken over. Used by the aggregator's thread only.
+    private var settledTasks: [Int64: (from: Int64, to: Int64, a: DashboardAggregate)] = [:]
+    private var settledAttempts: [Int64: (from: Int64, to: Int64, a: DashboardAggregate)] = [:]
+    private var lastFullPass = -Double.infinity
+    private var lastFullPassTook = 0.0
+    private var fullPassWanted = false
+
+    /// The next pass reads every row (after the dashboard's own retry or purge).
+    func invalidate() { lock.locked { fullPassWanted = true } }
+
     private func compute(_ store: any DashboardStore) throws -> DashboardAggregate {
-        var a = DashboardAggregate()
-        let now = Timestamp.now()
-        for attempts in [false, true] {
-            guard let (low, high) = try store.idRange(attempts: attempts) else { continue }
-            var from = low
-            while from <= high {
-                let to = min(high, from + Self.chunk - 1)
-                if attempts { try store.aggregateAttempts(from: from, to: to, into: &a) } else {
-                    try store.aggregateTasks(from: from, to: to, now: now, into: &a)
-                }
-                from = to + 1
-            }
+        let started = System.monotonic()
+        let wanted = lock.locked { () -> Bool in
+            defer { fullPassWanted = false }
+            return fullPassWanted
         }
-        a.mapGroups = try store.mapGroups()
-        return a
+        let full = wanted || started - lastFullPass >= max(Self.fullPassEvery, 10 * lastFullPassTook)
+        if full {
+            settledTasks = [:]
+            settledAttempts = [:]
+            lastFullPass = started
+        }
+        defer { if full { lastFullPassTook = System.monotonic() - started } }
+        var total = DashboardAggregate()
+        let now = Timestamp.now(), hourAgo = now.adding(seconds: -3600)
+        let floor = try store.dashboardUnfinishedFloor() ?? Int64.max
+        var ranges: [(from: Int64, to: Int64, newestFinish: Timestamp?)] = []
+        settledTasks = try pass(store.idRange(attempts: false), settledTasks, into: &total, ranges: &ranges) { from, to, a in
+            try store.aggregateTasks(from: from, to: to, into: &a)
+            return to < floor
+        }
+        // The chart: only ranges with a task finished in the last hour.
+        for r in ranges where r.newestFinish.map({ $0 >= hourAgo }) ?? false {
+            try store.aggregateChart(from: r.from, to: r.to, now: now, into: &total)
+        }
+        let attemptRange = try store.idRange(attempts: true)
+        let highAttempt = attemptRange?.1 ?? 0
+        var attemptRanges: [(from: Int64, to: Int64, newestFinish: Timestamp?)] = []
+        settledAttempts = try pass(attemptRange, settledAttempts, into: &total, ranges: &attemptRanges) { from, to, a in
+            try store.aggregateAttempts(from: from, to: to, into: &a)
+            // Not the newest ranges: a PostgreSQL insert may commit below the highest id seen.
+            return to + Self.chunk <= highAttempt
+        }
+        total.mapGroups = try store.mapGroups()
+        return total
+    }
+
+    /// Adds every chunk of `range` to `total`: a settled one from `settled`,
+    /// others read by `read`, which says whether what it read is settled now.
+    /// Returns the settled chunks for the next pass; `ranges` gets every chunk.
+    private func pass(_ range: (Int64, Int64)?, _ settled: [Int64: (from: Int64, to: Int64, a: DashboardAggregate)],
+                      into total: inout DashboardAggregate, ranges: inout [(from: Int64, to: Int64, newestFinish: Timestamp?)],
+                      _ read: (Int64, Int64, inout DashboardAggregate) throws -> Bool) throws
+        -> [Int64: (from: Int64, to: Int64, a: DashboardAggregate)] {
+        guard let (low, high) = range else { return [:] }
+        var kept: [Int64: (from: Int64, to: Int64, a: DashboardAggregate)] = [:]
+        for k in ((low - 1) / Self.chunk)...((high - 1) / Self.chunk) {
+            let from = max(low, k * Self.chunk + 1), to = min(high, (k + 1) * Self.chunk)
+            var a: DashboardAggregate
+            if let c = settled[k], c.from == from, c.to == to {
+                a = c.a
+                kept[k] = c
+            } else {
+                a = DashboardAggregate()
+                if try read(from, to, &a) { kept[k] = (from, to, a) }
+            }
+            total.merge(a)
+            ranges.append((from, to, a.newestFinish))
+        }
+        return kept
     }
 }

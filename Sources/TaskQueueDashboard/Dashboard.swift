@@ -111,9 +111,7 @@ package final class Dashboard: @unchecked Sendable {
             case "/api/maps": return json(try mapsJSON())
             case "/metrics": return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", try metricsText())
             case "/events": return events(r)
-            case "/api/status": return json(try read { TaskJSON.status(database: queue.location, stats: try queue.stats(),
-                                                                        paused: try queue.pausedQueues(),
-                                                                        unserved: try queue.unservedTasks(), now: .now()) })
+            case "/api/status": return json(try statusJSON())
             case "/api/tasks": return json(try tasksJSON(r))
             case "/api/failures": return json(try failuresJSON())
             default:

@@ -25,11 +25,21 @@ extension PostgresTaskStore {
         }
     }
 
-    package func aggregateTasks(from: Int64, to: Int64, now: Timestamp, into a: inout DashboardAggregate) throws {
+    package func dashboardUnfinishedFloor() throws -> Int64? {
+        try pg {
+            try db.exec("""
+                SELECT least((SELECT min(id) FROM tasks WHERE state = 'queued' AND run_at IS NULL),
+                             (SELECT min(id) FROM tasks WHERE state = 'queued' AND run_at IS NOT NULL),
+                             (SELECT min(c) FROM processes p CROSS JOIN LATERAL unnest(p.claimed) c))
+                """).optionalInt(0, 0)
+        }
+    }
+
+    package func aggregateTasks(from: Int64, to: Int64, into a: inout DashboardAggregate) throws {
         try snapshot {
             let s = try db.exec("""
-                SELECT queue, kind, state, d, w, count(*), coalesce(sum(dv), 0), coalesce(sum(wv), 0)
-                FROM (SELECT queue, kind, state,
+                SELECT queue, kind, state, d, w, count(*), coalesce(sum(dv), 0), coalesce(sum(wv), 0), max(finished_at)
+                FROM (SELECT queue, kind, state, finished_at,
                              CASE WHEN state = 'succeeded' THEN \(bucketSQL(durationSQL, attemptDurationBuckets)) END AS d,
                              CASE WHEN state = 'succeeded' THEN \(durationSQL) END AS dv,
                              CASE WHEN started_at IS NOT NULL THEN \(bucketSQL(waitSQL, taskWaitBuckets)) END AS w,
@@ -41,14 +51,7 @@ extension PostgresTaskStore {
                 a.addTasks(queue: s.string(i, 0), kind: s.string(i, 1), state: s.string(i, 2), count: s.int(i, 5),
                            durationBucket: s.isNull(i, 3) ? nil : Int(s.int(i, 3)), durationSum: s.double(i, 6),
                            waitBucket: s.isNull(i, 4) ? nil : Int(s.int(i, 4)), waitSum: s.double(i, 7))
-            }
-            // The last hour, per minute and queue.
-            let m = try db.exec("""
-                SELECT queue, state, left(\(isoSQL("finished_at")), 16), count(*), count(*) FILTER (WHERE finished_at >= $4) FROM tasks
-                WHERE id BETWEEN $1 AND $2 AND finished_at >= $3 AND kind <> 'taskq.stop' GROUP BY 1, 2, 3
-                """, [.int(from), .int(to), .ts(now.adding(seconds: -3600)), .ts(now.adding(seconds: -60))])
-            for i in 0..<m.count {
-                a.addFinished(queue: m.string(i, 0), state: m.string(i, 1), minute: m.string(i, 2), count: m.int(i, 3), lastMinute: m.int(i, 4))
+                a.noteFinish(s.optionalTimestamp(i, 8))
             }
             let f = try db.exec("""
                 SELECT kind, split_part(coalesce(last_error, ''), E'\\n', 1) AS line, count(*), min(finished_at), max(finished_at), max(id)
@@ -62,6 +65,18 @@ extension PostgresTaskStore {
                 SELECT \(isoSQL("finished_at")), id FROM tasks WHERE id BETWEEN $1 AND $2 AND state = 'failed'
                 ORDER BY finished_at DESC LIMIT 10
                 """, [.int(from), .int(to)]).rows { ($1.string($0, 0), $1.int($0, 1)) })
+        }
+    }
+
+    package func aggregateChart(from: Int64, to: Int64, now: Timestamp, into a: inout DashboardAggregate) throws {
+        try pg {
+            let m = try db.exec("""
+                SELECT queue, state, left(\(isoSQL("finished_at")), 16), count(*), count(*) FILTER (WHERE finished_at >= $4) FROM tasks
+                WHERE id BETWEEN $1 AND $2 AND finished_at >= $3 AND kind <> 'taskq.stop' GROUP BY 1, 2, 3
+                """, [.int(from), .int(to), .ts(now.adding(seconds: -3600)), .ts(now.adding(seconds: -60))])
+            for i in 0..<m.count {
+                a.addFinished(queue: m.string(i, 0), state: m.string(i, 1), minute: m.string(i, 2), count: m.int(i, 3), lastMinute: m.int(i, 4))
+            }
         }
     }
 

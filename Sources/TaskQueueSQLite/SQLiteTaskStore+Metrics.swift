@@ -3,7 +3,7 @@ import TaskQueue
 /// The SQL that puts a duration (seconds, column expression) in its bucket's
 /// index (`bounds.count` for +Inf).
 private func bucketSQL(_ expr: String, _ bounds: [Double]) -> String {
-    "CASE " + bounds.enumerated().map { "WHEN \(expr) <= \($0.element) THEN \($0.offset)" }.joined(separator: " ")
+    "CASE WHEN \(expr) IS NULL THEN NULL " + bounds.enumerated().map { "WHEN \(expr) <= \($0.element) THEN \($0.offset)" }.joined(separator: " ")
         + " ELSE \(bounds.count) END"
 }
 
@@ -22,31 +22,34 @@ extension SQLiteTaskStore {
         } ?? nil
     }
 
+    package func dashboardUnfinishedFloor() throws -> Int64? {
+        try db.prepare("""
+            SELECT min(id) FROM (SELECT min(id) AS id FROM tasks INDEXED BY tasks_ready WHERE state = 'queued' AND run_at = ''
+                                 UNION ALL SELECT min(id) FROM tasks INDEXED BY tasks_delayed WHERE state = 'queued' AND run_at > ''
+                                 UNION ALL SELECT min(j.value) FROM processes p, json_each(p.claimed) j)
+            """).firstRow { $0.optionalInt(0) } ?? nil
+    }
+
     /// Adds the tasks with ids `from...to` to `a`, in one read transaction.
-    package func aggregateTasks(from: Int64, to: Int64, now: Timestamp, into a: inout DashboardAggregate) throws {
+    package func aggregateTasks(from: Int64, to: Int64, into a: inout DashboardAggregate) throws {
         try db.readTransaction {
+            // The durations are computed once per row, in the inner query: `LIMIT -1`
+            // keeps SQLite from folding it into the outer one, which would compute
+            // them again in every WHEN of the buckets (a third of the pass).
             let s = try db.prepare("""
-                SELECT queue, kind, state, d, w, count(*), sum(dv), sum(wv)
-                FROM (SELECT queue, kind, state,
-                             CASE WHEN state = 'succeeded' THEN \(bucketSQL(durationSQL, attemptDurationBuckets)) END AS d,
+                SELECT queue, kind, state, \(bucketSQL("dv", attemptDurationBuckets)) AS d, \(bucketSQL("wv", taskWaitBuckets)) AS w,
+                       count(*), sum(dv), sum(wv), max(finished_at)
+                FROM (SELECT queue, kind, state, finished_at,
                              CASE WHEN state = 'succeeded' THEN \(durationSQL) END AS dv,
-                             CASE WHEN started_at IS NOT NULL THEN \(bucketSQL(waitSQL, taskWaitBuckets)) END AS w,
                              CASE WHEN started_at IS NOT NULL THEN \(waitSQL) END AS wv
-                      FROM tasks WHERE id BETWEEN ?1 AND ?2 AND kind <> 'taskq.stop')
+                      FROM tasks WHERE id BETWEEN ?1 AND ?2 AND kind <> 'taskq.stop' LIMIT -1)
                 GROUP BY queue, kind, state, d, w
                 """).bind(.int(from), .int(to))
             while try s.step() {
                 a.addTasks(queue: s.string(0), kind: s.string(1), state: s.string(2), count: s.int(5),
                            durationBucket: s.isNull(3) ? nil : Int(s.int(3)), durationSum: s.double(6),
                            waitBucket: s.isNull(4) ? nil : Int(s.int(4)), waitSum: s.double(7))
-            }
-            // The last hour, per minute and queue.
-            let m = try db.prepare("""
-                SELECT queue, state, substr(finished_at, 1, 16), count(*), sum(finished_at >= ?4) FROM tasks
-                WHERE id BETWEEN ?1 AND ?2 AND finished_at >= ?3 AND kind <> 'taskq.stop' GROUP BY 1, 2, 3
-                """).bind(.int(from), .int(to), .ts(now.adding(seconds: -3600)), .ts(now.adding(seconds: -60)))
-            while try m.step() {
-                a.addFinished(queue: m.string(0), state: m.string(1), minute: m.string(2), count: m.int(3), lastMinute: m.int(4))
+                a.noteFinish(s.text(8).flatMap(Timestamp.init(iso:)))
             }
             let f = try db.prepare("""
                 SELECT kind, \(firstLineSQL) AS line, count(*), min(finished_at), max(finished_at), max(id)
@@ -63,15 +66,25 @@ extension SQLiteTaskStore {
         }
     }
 
+    package func aggregateChart(from: Int64, to: Int64, now: Timestamp, into a: inout DashboardAggregate) throws {
+        try db.readTransaction {
+            let m = try db.prepare("""
+                SELECT queue, state, substr(finished_at, 1, 16), count(*), sum(finished_at >= ?4) FROM tasks
+                WHERE id BETWEEN ?1 AND ?2 AND finished_at >= ?3 AND kind <> 'taskq.stop' GROUP BY 1, 2, 3
+                """).bind(.int(from), .int(to), .ts(now.adding(seconds: -3600)), .ts(now.adding(seconds: -60)))
+            while try m.step() {
+                a.addFinished(queue: m.string(0), state: m.string(1), minute: m.string(2), count: m.int(3), lastMinute: m.int(4))
+            }
+        }
+    }
+
     /// Adds the attempt history rows with ids `from...to` to `a`, in one read transaction.
     package func aggregateAttempts(from: Int64, to: Int64, into a: inout DashboardAggregate) throws {
         try db.readTransaction {
             let s = try db.prepare("""
-                SELECT t.queue, t.kind, a.outcome, d, count(*), sum(dv)
-                FROM (SELECT task_id, outcome,
-                             CASE WHEN started_at IS NOT NULL THEN \(bucketSQL(durationSQL, attemptDurationBuckets)) END AS d,
-                             CASE WHEN started_at IS NOT NULL THEN \(durationSQL) END AS dv
-                      FROM task_attempts WHERE id BETWEEN ?1 AND ?2) a JOIN tasks t ON t.id = a.task_id
+                SELECT t.queue, t.kind, a.outcome, \(bucketSQL("dv", attemptDurationBuckets)) AS d, count(*), sum(dv)
+                FROM (SELECT task_id, outcome, CASE WHEN started_at IS NOT NULL THEN \(durationSQL) END AS dv
+                      FROM task_attempts WHERE id BETWEEN ?1 AND ?2 LIMIT -1) a JOIN tasks t ON t.id = a.task_id
                 GROUP BY t.queue, t.kind, a.outcome, d
                 """).bind(.int(from), .int(to))
             while try s.step() {
