@@ -9,6 +9,11 @@ package struct DashboardMinute: Sendable, Equatable {
     package init(minute: String, succeeded: Int64, failed: Int64) {
         self.minute = minute; self.succeeded = succeeded; self.failed = failed
     }
+
+    /// The sum of two counts of the same minute (`other` nil: this one).
+    package func adding(_ other: DashboardMinute?) -> DashboardMinute {
+        DashboardMinute(minute: minute, succeeded: succeeded + (other?.succeeded ?? 0), failed: failed + (other?.failed ?? 0))
+    }
 }
 
 /// A task a worker holds right now.
@@ -203,12 +208,7 @@ extension DashboardAggregate {
         attempts.merge(o.attempts, uniquingKeysWith: +)
         for (k, b) in o.attemptDuration { attemptDuration[k, default: BucketCounts(buckets: attemptDurationBuckets.count)].add(b) }
         for (k, b) in o.wait { wait[k, default: BucketCounts(buckets: taskWaitBuckets.count)].add(b) }
-        for (k, m) in o.minutes {
-            var row = minutes[k] ?? DashboardMinute(minute: k, succeeded: 0, failed: 0)
-            row.succeeded += m.succeeded
-            row.failed += m.failed
-            minutes[k] = row
-        }
+        for (k, m) in o.minutes { minutes[k] = m.adding(minutes[k]) }
         finishedLastMinute.merge(o.finishedLastMinute, uniquingKeysWith: +)
         for g in o.failureGroups.values {
             addFailures(kind: g.kind, firstLine: g.firstLine, count: g.count, firstSeen: g.firstSeen, lastSeen: g.lastSeen, newestID: g.newestID)

@@ -105,6 +105,7 @@ final class Aggregator: @unchecked Sendable {
     /// range they were taken over. Used by the aggregator's thread only.
     private var settledTasks: [Int64: (from: Int64, to: Int64, a: DashboardAggregate)] = [:]
     private var settledAttempts: [Int64: (from: Int64, to: Int64, a: DashboardAggregate)] = [:]
+    private var settledCharts: [Int64: (from: Int64, to: Int64, chart: DashboardAggregate)] = [:]
     private var lastFullPass = -Double.infinity
     private var lastFullPassTook = 0.0
     private var fullPassWanted = false
@@ -122,6 +123,7 @@ final class Aggregator: @unchecked Sendable {
         if full {
             settledTasks = [:]
             settledAttempts = [:]
+            settledCharts = [:]
             lastFullPass = started
         }
         defer { if full { lastFullPassTook = System.monotonic() - started } }
@@ -133,10 +135,26 @@ final class Aggregator: @unchecked Sendable {
             try store.aggregateTasks(from: from, to: to, into: &a)
             return to < floor
         }
-        // The chart: only ranges with a task finished in the last hour.
+        // The chart: only ranges with a task finished in the last hour. A settled
+        // range's minutes do not change: they are read once, and later only the
+        // minutes still in the hour are kept (while none of its tasks finished in
+        // the last minute, which is counted exactly).
+        let oldestMinute = String(hourAgo.iso.prefix(16)), minuteAgo = now.adding(seconds: -60)
+        var charts: [Int64: (from: Int64, to: Int64, chart: DashboardAggregate)] = [:]
         for r in ranges where r.newestFinish.map({ $0 >= hourAgo }) ?? false {
-            try store.aggregateChart(from: r.from, to: r.to, now: now, into: &total)
+            let k = (r.from - 1) / Self.chunk
+            if settledTasks[k] != nil, let c = settledCharts[k], c.from == r.from, c.to == r.to,
+               r.newestFinish.map({ $0 < minuteAgo }) ?? true {
+                for (minute, m) in c.chart.minutes where minute >= oldestMinute { total.minutes[minute] = m.adding(total.minutes[minute]) }
+                charts[k] = c
+                continue
+            }
+            var chart = DashboardAggregate()
+            try store.aggregateChart(from: r.from, to: r.to, now: now, into: &chart)
+            if settledTasks[k] != nil { charts[k] = (r.from, r.to, chart) }
+            total.merge(chart)
         }
+        settledCharts = charts
         let attemptRange = try store.idRange(attempts: true)
         let highAttempt = attemptRange?.1 ?? 0
         var attemptRanges: [(from: Int64, to: Int64, newestFinish: Timestamp?)] = []

@@ -17,7 +17,10 @@ private let firstLineSQL = """
 extension SQLiteTaskStore {
     /// The lowest and highest id of `tasks` (or of `task_attempts`).
     package func idRange(attempts: Bool = false) throws -> (Int64, Int64)? {
-        try db.prepare("SELECT min(id), max(id) FROM \(attempts ? "task_attempts" : "tasks")").firstRow { r in
+        // Two subqueries: SQLite reads min() or max() alone from the end of the
+        // primary key, but both in one SELECT by a scan of the whole table.
+        let table = attempts ? "task_attempts" : "tasks"
+        return try db.prepare("SELECT (SELECT min(id) FROM \(table)), (SELECT max(id) FROM \(table))").firstRow { r in
             r.isNull(0) ? nil : (r.int(0), r.int(1))
         } ?? nil
     }

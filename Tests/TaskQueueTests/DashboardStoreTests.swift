@@ -1,4 +1,6 @@
 import Testing
+import CSQLite
+@testable import TaskQueueSQLite
 @testable import TaskQueue
 import TaskQueueStores
 import TaskQueueTestSupport
@@ -23,5 +25,56 @@ import TaskQueueTestSupport
         let store = try Stores.openStore(url, create: false, readOnly: true)
         #expect(throws: TaskQueueError.self) { try store.insertTasks([NewTask(kind: "b")], now: .now()) }
         #expect(try store.tasks(TaskFilter()).map(\.kind) == ["a"])
+    }
+}
+
+/// The statements behind the dashboard's summaries read an id range through the
+/// primary key, or the claim's partial indexes, never a whole table: on a
+/// million finished tasks a pass reads only the ranges that changed, and a page
+/// answers at once. Checked by SQLite's own plan of every statement they run.
+@Suite struct DashboardPlanTests {
+    /// The SQL of every statement `body` runs on `store`'s connection.
+    private func statements(_ store: SQLiteTaskStore, _ body: () throws -> Void) rethrows -> [String] {
+        final class Box { var sql: [String] = [] }
+        let box = Box()
+        let ctx = Unmanaged.passUnretained(box).toOpaque()
+        sqlite3_trace_v2(store.db.handle, UInt32(SQLITE_TRACE_STMT), { _, ctx, p, _ in
+            if let ctx, let p, let sql = sqlite3_sql(OpaquePointer(p)) {
+                Unmanaged<Box>.fromOpaque(ctx).takeUnretainedValue().sql.append(String(cString: sql))
+            }
+            return 0
+        }, ctx)
+        defer { sqlite3_trace_v2(store.db.handle, 0, nil, nil) }
+        try body()
+        return box.sql
+    }
+
+    @Test func summariesReadRangesAndIndexesNotWholeTables() throws {
+        let dir = Harness.tempDir("taskq-dashplan")
+        defer { Harness.remove(dir) }
+        let store = try SQLiteTaskStore(path: dir + "/taskq.db", create: true)
+        _ = try store.insertTasks((0..<10).map { _ in NewTask(kind: "a") }, now: .now())
+        var query = DashboardTaskQuery()
+        query.minID = 1
+        query.maxID = 10
+        let now = Timestamp.now()
+        let sql = try statements(store) {
+            var a = DashboardAggregate()
+            _ = try store.idRange(attempts: false)
+            _ = try store.idRange(attempts: true)
+            _ = try store.dashboardUnfinishedFloor()
+            try store.aggregateTasks(from: 1, to: 10, into: &a)
+            try store.aggregateChart(from: 1, to: 10, now: now, into: &a)
+            try store.aggregateAttempts(from: 1, to: 10, into: &a)
+            _ = try store.dashboardLive(now: now)
+            _ = try store.dashboardStateCounts(query)
+        }
+        let checked = sql.filter { $0.hasPrefix("SELECT") || $0.hasPrefix("WITH") }
+        #expect(checked.count >= 9, "\(sql)")
+        for statement in checked {
+            let plan = try store.db.prepare("EXPLAIN QUERY PLAN " + statement).rows { $0.string(3) }
+            let scans = plan.filter { ["SCAN tasks", "SCAN t", "SCAN task_attempts"].contains($0) }
+            #expect(scans.isEmpty, "a whole table read by: \(statement)\n\(plan.joined(separator: "\n"))")
+        }
     }
 }
