@@ -80,16 +80,22 @@ extension PostgresTaskStore {
         }
     }
 
+    /// Through the primary key of `tasks`, one row per attempt: `OFFSET 0` keeps
+    /// the subquery from being pulled up into a join, for which PostgreSQL would
+    /// rather hash the whole of `tasks` (a million rows) than look up 50,000.
+    static let aggregateAttemptsSQL = """
+        SELECT t.queue, t.kind, a.outcome, d, count(*), coalesce(sum(dv), 0)
+        FROM (SELECT task_id, outcome,
+                     CASE WHEN started_at IS NOT NULL THEN \(bucketSQL(durationSQL, attemptDurationBuckets)) END AS d,
+                     CASE WHEN started_at IS NOT NULL THEN \(durationSQL) END AS dv
+              FROM task_attempts WHERE id BETWEEN $1 AND $2) a
+        CROSS JOIN LATERAL (SELECT queue, kind FROM tasks WHERE id = a.task_id OFFSET 0) t
+        GROUP BY t.queue, t.kind, a.outcome, d
+        """
+
     package func aggregateAttempts(from: Int64, to: Int64, into a: inout DashboardAggregate) throws {
         try snapshot {
-            let s = try db.exec("""
-                SELECT t.queue, t.kind, a.outcome, d, count(*), coalesce(sum(dv), 0)
-                FROM (SELECT task_id, outcome,
-                             CASE WHEN started_at IS NOT NULL THEN \(bucketSQL(durationSQL, attemptDurationBuckets)) END AS d,
-                             CASE WHEN started_at IS NOT NULL THEN \(durationSQL) END AS dv
-                      FROM task_attempts WHERE id BETWEEN $1 AND $2) a JOIN tasks t ON t.id = a.task_id
-                GROUP BY t.queue, t.kind, a.outcome, d
-                """, [.int(from), .int(to)])
+            let s = try db.exec(Self.aggregateAttemptsSQL, [.int(from), .int(to)])
             for i in 0..<s.count {
                 a.addAttempts(queue: s.string(i, 0), kind: s.string(i, 1), outcome: s.string(i, 2), count: s.int(i, 4),
                               durationBucket: s.isNull(i, 3) ? nil : Int(s.int(i, 3)), durationSum: s.double(i, 5))
@@ -104,7 +110,8 @@ extension PostgresTaskStore {
                        count(*) FILTER (WHERE t.state = 'succeeded'), count(*) FILTER (WHERE t.state = 'failed'),
                        count(*) FILTER (WHERE t.state = 'cancelled'), count(*) FILTER (WHERE t.id IS NULL),
                        min(g.task_id), max(g.task_id), min(t.created_at), max(t.finished_at)
-                FROM task_groups g LEFT JOIN tasks t ON t.id = g.task_id GROUP BY g.group_name ORDER BY min(g.task_id) DESC
+                FROM task_groups g LEFT JOIN LATERAL (SELECT id, state, created_at, finished_at FROM tasks WHERE id = g.task_id OFFSET 0) t ON true
+                GROUP BY g.group_name ORDER BY min(g.task_id) DESC
                 """).rows { i, r in
                 var states: [TaskState: Int64] = [:]
                 for (k, st) in TaskState.allCases.enumerated() { states[st] = r.int(i, 2 + k) }

@@ -1,6 +1,7 @@
 import Testing
 import CSQLite
 @testable import TaskQueueSQLite
+@testable import TaskQueuePostgres
 @testable import TaskQueue
 import TaskQueueStores
 import TaskQueueTestSupport
@@ -76,5 +77,30 @@ import TaskQueueTestSupport
             let scans = plan.filter { ["SCAN tasks", "SCAN t", "SCAN task_attempts"].contains($0) }
             #expect(scans.isEmpty, "a whole table read by: \(statement)\n\(plan.joined(separator: "\n"))")
         }
+    }
+}
+
+/// On PostgreSQL the attempt history is joined to `tasks` by its primary key,
+/// however many attempts a range holds: never by hashing the whole table.
+@Suite(.enabled(if: TestPostgres.isAvailable, TestPostgres.skipReason))
+struct DashboardPostgresPlanTests {
+    @Test func attemptsAreJoinedThroughThePrimaryKey() throws {
+        let url = try TestPostgres.freshSchema()
+        let store = try PostgresTaskStore(url: url)
+        // Enough rows, analysed, that a hash join over a scan of `tasks` looks cheaper.
+        try store.db.run(script: """
+            SET taskq.writer = 'other';
+            INSERT INTO tasks (kind, state, attempts, max_attempts, created_at, started_at, finished_at, last_error)
+            SELECT 'k', 'failed', 1, 1, now(), now(), now(), 'x' FROM generate_series(1, 20000);
+            INSERT INTO task_attempts (task_id, attempt, started_at, finished_at, outcome)
+            SELECT id, 1, now(), now(), 'failed' FROM tasks;
+            ANALYZE tasks; ANALYZE task_attempts; SET taskq.writer = 'taskq'
+            """)
+        let plan = try store.db.exec("EXPLAIN " + PostgresTaskStore.aggregateAttemptsSQL, [.int(1), .int(50_000)]).rows { $1.string($0, 0) }
+        #expect(!plan.contains { $0.contains("Seq Scan on tasks") }, "\(plan.joined(separator: "\n"))")
+        #expect(plan.contains { $0.contains("Index Scan using tasks_pkey") }, "\(plan.joined(separator: "\n"))")
+        var a = DashboardAggregate()
+        try store.aggregateAttempts(from: 1, to: 50_000, into: &a)
+        #expect(a.attempts["default\u{0}k\u{0}failed"] == 20_000)
     }
 }
