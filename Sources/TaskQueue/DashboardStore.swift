@@ -56,7 +56,7 @@ package protocol DashboardStore: TaskStore {
 
     /// The lowest id of a queued or running task (through the claim's partial
     /// indexes and the workers' claimed lists; nil: none). Every task below it
-    /// has finished, and only a retry or a purge changes it again.
+    /// has finished; a retried task lowers it while it is queued or running.
     func dashboardUnfinishedFloor() throws -> Int64?
 
     /// Adds the tasks with ids `from...to` to `a` (`newestFinish` included, the

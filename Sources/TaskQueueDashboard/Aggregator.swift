@@ -93,13 +93,13 @@ final class Aggregator: @unchecked Sendable {
 
     /// A full pass at least this often while the database changes (or ten times
     /// as long as the last one took, so that full passes cost a tenth of a core
-    /// at most). Between two,
-    /// a pass reads again only the id ranges that may have changed: those with an
-    /// unfinished task, and the newest (and for the chart, those with a task
-    /// finished in the last hour, through one cheaper statement); a settled
-    /// range (every task finished) changes only by a retry or a
-    /// purge, which the dashboard's own actions follow with a full pass, and
-    /// another process's within this many seconds.
+    /// at most). Between two, a pass reads again only the id ranges that may have
+    /// changed: those with a queued or running task (then or now: a retried task
+    /// is queued), and the newest (for the chart, those with a task finished in
+    /// the last hour, by a cheaper statement). A settled range (every task
+    /// finished) changes otherwise only by a purge, or a retry whose task ran to
+    /// its end between two passes: the dashboard's own retry or purge is followed
+    /// by a full pass, another process's is counted by the next.
     static let fullPassEvery = 60.0
     /// The figures of settled id ranges, by chunk ((id - 1) / chunk), with the
     /// range they were taken over. Used by the aggregator's thread only.
@@ -128,12 +128,16 @@ final class Aggregator: @unchecked Sendable {
         }
         defer { if full { lastFullPassTook = System.monotonic() - started } }
         var total = DashboardAggregate()
-        let now = Timestamp.now(), hourAgo = now.adding(seconds: -3600)
+        // A range at or above the oldest queued or running task is read again:
+        // a task retried (by any process) since the last pass lies there.
         let floor = try store.dashboardUnfinishedFloor() ?? Int64.max
+        let now = Timestamp.now(), hourAgo = now.adding(seconds: -3600)
         var ranges: [(from: Int64, to: Int64, newestFinish: Timestamp?)] = []
-        settledTasks = try pass(store.idRange(attempts: false), settledTasks, into: &total, ranges: &ranges) { from, to, a in
+        settledTasks = try pass(store.idRange(attempts: false), settledTasks.filter { $0.value.to < floor }, into: &total,
+                                ranges: &ranges) { from, to, a in
             try store.aggregateTasks(from: from, to: to, into: &a)
-            return to < floor
+            // Settled when every task in it has finished, as read in the same snapshot.
+            return !a.tasks.contains { key, n in n > 0 && (key.hasSuffix("\u{0}queued") || key.hasSuffix("\u{0}running")) }
         }
         // The chart: only ranges with a task finished in the last hour. A settled
         // range's minutes do not change: they are read once, and later only the
