@@ -85,7 +85,6 @@ package final class ChangeFeed: @unchecked Sendable {
         }
     }
 
-    
     /// Probe mode: waits until somebody looks and a probe is due; false once stopped.
     private func waitUntilLooked() -> Bool {
         lock.locked {
