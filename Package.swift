@@ -115,7 +115,7 @@ if let tests = package.targets.first(where: { $0.name == "TaskQueueTests" }) {
 // `taskq dashboard`: the browser view and /metrics, served by a small HTTP server
 // over POSIX sockets in the target itself: no package dependency, and no Foundation
 // (with its ICU data) loaded by every taskq command.
-package.targets.append(.target(name: "TaskQueueDashboard", dependencies: ["TaskQueue", "TaskQueueSQLite"]))
+package.targets.append(.target(name: "TaskQueueDashboard", dependencies: ["TaskQueue", "TaskQueueStores"]))
 for target in package.targets where target.name == "taskq" || target.name == "TaskQueueTests" {
     target.dependencies.append("TaskQueueDashboard")
 }

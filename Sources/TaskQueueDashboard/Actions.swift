@@ -1,5 +1,4 @@
 import TaskQueue
-import TaskQueueSQLite
 
 extension Dashboard {
     /// Every POST but the login: checked (not read-only, same origin, CSRF
@@ -27,6 +26,7 @@ extension Dashboard {
         } catch {
             note = "failed: \(error)"
         }
+        aggregator.invalidate()
         feed.bump()
         return redirect(back + (back.contains("?") ? "&" : "?") + "done=" + percentEncode(note))
     }

@@ -1,8 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import TaskQueue
-import TaskQueueSQLite
+import TaskQueueStores
 
 /// How `taskq dashboard` was started.
 package struct DashboardOptions: Sendable {
@@ -23,12 +22,13 @@ package struct DashboardOptions: Sendable {
 /// The dashboard: routes requests to pages, APIs, the event stream and
 /// `/metrics`, with the safety rules in front (token, host, same origin, CSRF).
 /// Database reads and actions go through one connection, one request at a time,
-/// each in its own short transaction.
+/// each in its own short transaction. Any store taskq opens serves it: the reads
+/// it needs beyond `TaskStore` are `DashboardStore`'s.
 package final class Dashboard: @unchecked Sendable {
     package let options: DashboardOptions
     let queue: Queue
-    let store: SQLiteTaskStore
-    let feed: ChangeFeed
+    let store: any DashboardStore
+    let feed = ChangeFeed()
     let aggregator = Aggregator()
     private let dbLock = Mutex()
     /// Put in every form; an action without it is refused.
@@ -38,11 +38,22 @@ package final class Dashboard: @unchecked Sendable {
 
     package init(options: DashboardOptions) throws {
         self.options = options
-        queue = try Queue.open(path: options.database, create: false, busyTimeout: options.busyTimeout)
-        guard let s = queue.store as? SQLiteTaskStore else { throw TaskQueueError.failed("the dashboard needs the SQLite store") }
-        store = s
-        feed = ChangeFeed(databasePath: options.database)
+        store = try Self.openStore(options, readOnly: options.readOnly)
+        queue = Queue(store: store)
     }
+
+    /// A connection of its own to the database; with `readOnly` it cannot write
+    /// (and does not migrate).
+    static func openStore(_ options: DashboardOptions, readOnly: Bool) throws -> any DashboardStore {
+        let store = try Stores.openStore(options.database, create: false, busyTimeout: options.busyTimeout, readOnly: readOnly)
+        guard let s = store as? any DashboardStore else {
+            throw TaskQueueError.unavailable("\(store.location): this store has no dashboard")
+        }
+        return s
+    }
+
+    /// True on PostgreSQL: the SQL beside a view is SQLite's, and is not shown.
+    var showsSQL: Bool { !Stores.isPostgres(options.database) }
 
     /// Runs `body` with the database to itself.
     func read<T>(_ body: () throws -> T) throws -> T { try dbLock.locked(body) }
@@ -85,6 +96,7 @@ package final class Dashboard: @unchecked Sendable {
             }
             return html(401, loginPage(error: nil))
         }
+        feed.touch()
         if r.method == "POST" { return act(r) }
         guard r.method == "GET" || r.method == "HEAD" else { return text(405, "method not allowed\n") }
         do {
@@ -99,9 +111,7 @@ package final class Dashboard: @unchecked Sendable {
             case "/api/maps": return json(try mapsJSON())
             case "/metrics": return HTTPResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", try metricsText())
             case "/events": return events(r)
-            case "/api/status": return json(try read { TaskJSON.status(database: queue.location, stats: try queue.stats(),
-                                                                        paused: try queue.pausedQueues(),
-                                                                        unserved: try queue.unservedTasks(), now: .now()) })
+            case "/api/status": return json(try statusJSON())
             case "/api/tasks": return json(try tasksJSON(r))
             case "/api/failures": return json(try failuresJSON())
             default:
@@ -169,6 +179,8 @@ package final class Dashboard: @unchecked Sendable {
         let feed = self.feed
         return HTTPResponse(status: 200, headers: [("Content-Type", "text/event-stream"), ("Cache-Control", "no-store")]) { write in
             var seen = feed.currentEvent
+            feed.stream(true)
+            defer { feed.stream(false) }
             guard write("retry: 1000\n\n") else { return }
             while let v = feed.wait(after: seen, timeout: 15, events: true) {
                 if v == seen { if !write(": idle\n\n") { return }; continue }

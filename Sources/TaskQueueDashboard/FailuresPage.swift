@@ -1,5 +1,4 @@
 import TaskQueue
-import TaskQueueSQLite
 
 extension Dashboard {
     /// From the aggregate, biggest group first; nil before its first pass.

@@ -78,7 +78,7 @@ extension Dashboard {
     func cliBox(_ commands: [String], sql: String? = nil) -> String {
         var s = "<details class=\"cli\"><summary>Same answer from the shell</summary><pre>"
         s += commands.map { "$ " + escape($0) }.joined(separator: "\n")
-        if let sql { s += "\n\n$ sqlite3 " + escape(shellWord(queue.location)) + "\nsqlite> " + escape(sql) + ";" }
+        if let sql, showsSQL { s += "\n\n$ sqlite3 " + escape(shellWord(queue.location)) + "\nsqlite> " + escape(sql) + ";" }
         return s + "</pre></details>"
     }
 

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import TaskQueue
-import TaskQueueSQLite
 
 /// The Prometheus text format (version 0.0.4), written by hand: every value is
 /// computed from the database at scrape time, which client libraries that keep
@@ -62,20 +61,19 @@ private func metricValue(_ v: Double) -> String {
 
 private func split(_ key: String) -> [String] { key.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init) }
 
-private func fileSize(_ path: String) -> Int64? {
-    var st = stat()
-    return stat(path, &st) == 0 ? Int64(st.st_size) : nil
-}
-
 extension Dashboard {
     /// `/metrics`: gauges of what is, counters of what happened (counts of rows,
     /// so they survive a restart of the dashboard), histograms from the rows'
     /// timestamps.
     func metricsText() throws -> String {
         let now = Timestamp.now()
-        // A scrape waits for the first pass: partial counters would look like resets.
-        guard let (agg, _, _) = try aggregator.current(timeout: nil) else { return "" }
-        let l = try read { try store.dashboardLive(now: now) }
+        // A scrape waits for the first pass: partial counters would look like
+        // resets. It looks for changes first (nobody may have looked since the
+        // last one) and waits, a little, for the pass that counts them.
+        feed.look()
+        guard let (agg, _, _) = try aggregator.current(timeout: 5, version: feed.current)
+                ?? aggregator.current(timeout: nil) else { return "" }
+        let (l, sizes) = try read { (try store.dashboardLive(now: now), try store.dashboardSizes()) }
         // Finished tasks from the aggregate, queued and running ones live.
         var tasks: [String: [TaskState: Int64]] = [:]
         var enqueued: [String: Int64] = [:], finished: [String: Int64] = [:]
@@ -156,9 +154,10 @@ extension Dashboard {
         }
         w.family("taskq_schedule_next_run_timestamp_seconds", "gauge", "Unix time of the schedule's next occurrence.")
         for s in m.schedules { w.sample("taskq_schedule_next_run_timestamp_seconds", [("schedule", s.name)], Double(s.nextAt.milliseconds) / 1000) }
-        w.family("taskq_database_size_bytes", "gauge", "Size of the database file and its write-ahead log.")
-        w.sample("taskq_database_size_bytes", [("file", "db")], fileSize(queue.location) ?? 0)
-        w.sample("taskq_database_size_bytes", [("file", "wal")], fileSize(queue.location + "-wal") ?? 0)
+        for (i, size) in sizes.enumerated() {
+            if i == 0 || sizes[i - 1].metric != size.metric { w.family(size.metric, "gauge", size.help) }
+            w.sample(size.metric, size.labels, size.bytes)
+        }
         w.family("taskq_build_info", "gauge", "The taskq version serving these metrics.")
         w.sample("taskq_build_info", [("version", options.version)], Int64(1))
         return w.text

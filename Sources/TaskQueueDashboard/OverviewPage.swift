@@ -1,5 +1,4 @@
 import TaskQueue
-import TaskQueueSQLite
 
 /// One queue's row on the overview.
 struct QueueRow {
@@ -33,6 +32,38 @@ extension Dashboard {
         for (q, n) in agg.finishedLastMinute { rows[q]?.finishedLastMinute = n }
         for (q, p) in live.paused where p { touch(q); rows[q]!.paused = true }
         return rows.values.sorted { $0.queue < $1.queue }
+    }
+
+    /// `/api/status`, as `status --json` prints it, without its count of every
+    /// row: finished tasks from the aggregate (after a look for changes, waiting
+    /// a little for the pass that counts them), queued and running ones live.
+    /// Before the first pass has ended, the counts are `status`'s own.
+    func statusJSON() throws -> String {
+        feed.look()
+        let now = Timestamp.now()
+        let aggregate = try aggregator.current(timeout: 0.5, version: feed.current) ?? aggregator.current(timeout: 0)
+        return try read {
+            let stats: QueueStats
+            if let (agg, _, _) = aggregate {
+                let live = try store.dashboardLive(now: now)
+                var counts: [String: [TaskState: Int64]] = [:]
+                for (key, n) in agg.tasks {
+                    let p = key.split(separator: "\u{0}", omittingEmptySubsequences: false).map(String.init)
+                    if let st = TaskState(rawValue: p[2]), st.isFinished { counts[p[0], default: [:]][st, default: 0] += n }
+                }
+                for (q, n) in live.ready { counts[q, default: [:]][.queued, default: 0] += n }
+                for (q, n) in live.delayed { counts[q, default: [:]][.queued, default: 0] += n }
+                for r in live.running { counts[r.queue, default: [:]][.running, default: 0] += 1 }
+                let rows = counts.keys.sorted().flatMap { q in
+                    TaskState.allCases.compactMap { st in counts[q]?[st].flatMap { $0 > 0 ? (queue: q, state: st, count: $0) : nil } }
+                }
+                stats = QueueStats(counts: rows, waiting: live.delayed.filter { $0.value > 0 }, processes: live.processes)
+            } else {
+                stats = try queue.stats()
+            }
+            return TaskJSON.status(database: queue.location, stats: stats, paused: try queue.pausedQueues(),
+                                   unserved: try queue.unservedTasks(), now: now)
+        }
     }
 
     func overviewPage() throws -> String {

@@ -1,5 +1,4 @@
 import TaskQueue
-import TaskQueueSQLite
 
 /// A schedule whose occurrence is this far past without being enqueued is late:
 /// no supervisor is firing it.

@@ -16,7 +16,9 @@ extension Dashboard {
         pthread_sigmask(SIG_BLOCK, &set, nil)
         signal(SIGPIPE, SIG_IGN)
         let server = try HTTPServer(host: options.host, port: options.port) { [self] in handle($0) }
-        feed.start()
+        feed.start(watch: store.dashboardChangeWatch, signal: store.makeChangeSignal(claims: false)) { [self] in
+            try read { try store.dashboardChangeMark() }
+        }
         aggregator.start(self)
         server.start()
         let shown = options.host.contains(":") ? "[\(options.host)]" : options.host

@@ -1,5 +1,4 @@
 import TaskQueue
-import TaskQueueSQLite
 
 /// Results longer than this are cut on the page (the whole one is a download).
 let resultPreviewBytes = 8192

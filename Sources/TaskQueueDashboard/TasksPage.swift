@@ -1,5 +1,4 @@
 import TaskQueue
-import TaskQueueSQLite
 
 /// Most tasks one "act on everything matching" touches.
 let maxMatchingAction = 10_000
@@ -145,7 +144,7 @@ extension Dashboard {
             }
             return counts
         }
-        let top = try q.maxID ?? read { try store.idRange()?.1 ?? 0 }
+        let top = try q.maxID ?? read { try store.idRange(attempts: false)?.1 ?? 0 }
         if top - (q.minID ?? 1) > 200_000 { return nil }
         return try read { try store.dashboardStateCounts(q) }
     }

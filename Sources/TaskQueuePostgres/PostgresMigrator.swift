@@ -51,6 +51,15 @@ enum PostgresMigrator {
         return .notFound("\(db.location) has no schema named by search_path (\(r.string(0, 1))) to keep taskq's tables in: create it (CREATE SCHEMA), or name another")
     }
 
+    /// For a read-only session, which may not migrate: throws unless the schema
+    /// is this taskq's.
+    static func checkCurrent(_ db: PostgresConnection) throws {
+        let v = try version(db)
+        if v == latestVersion { return }
+        throw TaskQueueError.unavailable(
+            "\(db.location) has taskq schema version \(v), older than this taskq's (\(latestVersion)); a read-only session does not upgrade it: run 'taskq status' on it once to upgrade")
+    }
+
     /// Applies every pending migration, each in one transaction.
     static func migrate(_ db: PostgresConnection, now: Timestamp) throws {
         if try version(db) == latestVersion { return }

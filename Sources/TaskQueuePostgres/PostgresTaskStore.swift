@@ -41,7 +41,10 @@ package final class PostgresTaskStore: TaskStore {
     /// only a process frozen mid-transaction (SIGSTOP, a host stalled) gets there:
     /// its session is ended and its locks released, so that recovering it (its
     /// lease is 30 s by default) does not wait for it to thaw.
-    package init(url: String, create: Bool = true, busyTimeout: Double = 10, idleTimeout: Double = 10) throws {
+    /// `readOnly`: the session's transactions are all read-only
+    /// (`default_transaction_read_only`) and the schema is not migrated: one
+    /// older than this taskq's is an `.unavailable` error.
+    package init(url: String, create: Bool = true, busyTimeout: Double = 10, idleTimeout: Double = 10, readOnly: Bool = false) throws {
         db = try PostgresConnection(url)
         try pg {
             // Payloads and outputs are kept byte for byte: a database in another
@@ -55,12 +58,12 @@ package final class PostgresTaskStore: TaskStore {
             // taskq writes every column itself.
             try db.setUp("""
                 SET lock_timeout = \(ms(busyTimeout)); SET idle_in_transaction_session_timeout = \(ms(idleTimeout));
-                SET taskq.writer = 'taskq'
+                SET taskq.writer = 'taskq'\(readOnly ? "; SET default_transaction_read_only = on" : "")
                 """)
             if !create, try PostgresMigrator.version(db) == 0 {
                 throw TaskQueueError.notFound("no taskq database in \(db.location) (create one with 'taskq init')")
             }
-            try PostgresMigrator.migrate(db, now: .now())
+            if readOnly { try PostgresMigrator.checkCurrent(db) } else { try PostgresMigrator.migrate(db, now: .now()) }
         }
     }
 

@@ -36,6 +36,16 @@ enum Migrator {
         }
     }
 
+    /// For a read-only connection, which may not migrate: throws unless the
+    /// schema is this taskq's.
+    static func checkCurrent(_ db: SQLiteConnection) throws {
+        let current = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
+        if current == latestVersion { return }
+        try checkNotNewer(current, db: db)
+        throw TaskQueueError.unavailable(
+            "\(db.path) has taskq schema version \(current), older than this taskq's (\(latestVersion)); a read-only open does not upgrade it: run 'taskq status --db \(db.path)' once to upgrade")
+    }
+
     static func migrate(_ db: SQLiteConnection, now: Timestamp) throws {
         // Fast path: one pragma read when the database is current.
         let current = Int(try db.scalarInt("PRAGMA user_version") ?? 0)

@@ -16,14 +16,18 @@ final class SQLiteConnection {
     /// Opened with SQLite's `immutable=1`: a file this user may only read, with no
     /// WAL beside it (see init).
     let isImmutable: Bool
+    /// Opened with `SQLITE_OPEN_READONLY` (`taskq dashboard --read-only`): no
+    /// statement may write, and the schema is never migrated.
+    let isReadOnly: Bool
     /// Checkpoints this connection's commits leave to a thread (`configure`).
     private var checkpointer: OpaquePointer?
 
     /// Opens `path`. With `create`, a missing file is created first with mode 0600
     /// so the database (and the -wal/-shm files SQLite derives from it) is readable
     /// by its owner only.
-    init(path: String, create: Bool, busyTimeoutMs: Int32) throws {
+    init(path: String, create: Bool, busyTimeoutMs: Int32, readOnly: Bool = false) throws {
         self.path = path
+        isReadOnly = readOnly && !create
         if create && access(path, F_OK) == 0 && access(path, W_OK) != 0 {
             // SQLite would open it read-only without a word and fail at the first
             // write, after creating -wal and -shm files beside it.
@@ -45,7 +49,8 @@ final class SQLiteConnection {
             && access(path + "-wal", F_OK) != 0
         taskq_sqlite_tune()
         var db: OpaquePointer?
-        let flags = SQLITE_OPEN_NOMUTEX | (isImmutable ? SQLITE_OPEN_READONLY | SQLITE_OPEN_URI : SQLITE_OPEN_READWRITE)
+        let flags = SQLITE_OPEN_NOMUTEX | (isImmutable ? SQLITE_OPEN_READONLY | SQLITE_OPEN_URI
+                                                       : isReadOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE)
         let name = isImmutable ? "file:" + Self.uriEscaped(path) + "?immutable=1" : path
         let rc = sqlite3_open_v2(name, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
@@ -68,6 +73,14 @@ final class SQLiteConnection {
         if isImmutable {
             // Nothing to switch: it is only read, with every commit already in the file.
             try exec("PRAGMA cache_size=-\(cacheKiB)")
+            return
+        }
+        if isReadOnly {
+            // Nothing that writes: the journal mode is the file's own (WAL, set
+            // by whoever created it), and no checkpoint is ever run from here.
+            try exec("PRAGMA cache_size=-\(cacheKiB)")
+            try exec("PRAGMA temp_store=MEMORY")
+            try exec("PRAGMA query_only=ON")
             return
         }
         // WAL: readers never block the writer and the writer never blocks readers.

@@ -1,53 +1,7 @@
 import TaskQueue
-
-/// Tasks finished in one minute, for the overview's chart.
-package struct DashboardMinute: Sendable, Equatable {
-    /// "2026-12-07T16:51" (UTC).
-    package var minute: String
-    package var succeeded: Int64
-    package var failed: Int64
-}
-
-/// A task a worker holds right now.
-package struct DashboardRunning: Sendable, Equatable {
-    package var owner: Int64
-    package var taskID: Int64
-    package var kind: String
-    package var queue: String
-}
-
-/// Failed tasks that share a kind and the first line of their error.
-package struct DashboardFailureGroup: Sendable, Equatable {
-    package var kind: String
-    package var firstLine: String
-    package var count: Int64
-    package var firstSeen: Timestamp?
-    package var lastSeen: Timestamp?
-    package var newestID: Int64
-}
-
-/// What the tasks page asks for. Pages go by id (keyset): `beforeID` shows the
-/// tasks below it, newest first.
-package struct DashboardTaskQuery: Sendable, Equatable {
-    package var state: TaskState?
-    package var queue: String?
-    package var kind: String?
-    package var minID: Int64?
-    package var maxID: Int64?
-    /// A JSON path ('$.user.id') and the value it must have (compared as text).
-    package var jsonPath: String?
-    package var jsonValue: String?
-    /// Text the latest error must contain.
-    package var errorText: String?
-    package var beforeID: Int64?
-    package var limit = 50
-    /// A search (payload or error) looks at the newest this many rows only, so it
-    /// stays fast on a large table.
-    package var scanLimit = 100_000
-    package init() {}
-
-    package var isSearch: Bool { jsonPath != nil || errorText != nil }
-}
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension SQLiteTaskStore {
     /// One page of tasks for the dashboard, newest first, and whether the search
@@ -154,5 +108,30 @@ extension SQLiteTaskStore {
     /// The tasks enqueued `--after` this one.
     package func dashboardDependants(of id: Int64) throws -> [Int64] {
         try db.prepare("SELECT task_id FROM task_dependencies WHERE depends_on = ? ORDER BY task_id").bind(.int(id)).rows { $0.int(0) }
+    }
+}
+
+extension SQLiteTaskStore: DashboardStore {
+    /// The database file and its write-ahead log (`taskq_database_size_bytes`).
+    package func dashboardSizes() throws -> [DashboardSize] {
+        let help = "Size of the database file and its write-ahead log."
+        return [("db", location), ("wal", location + "-wal")].map { file, path in
+            var st = stat()
+            let bytes = stat(path, &st) == 0 ? Int64(st.st_size) : 0
+            return DashboardSize(metric: "taskq_database_size_bytes", help: help, labels: [("file", file)], bytes: bytes)
+        }
+    }
+
+    /// inotify wakes the dashboard at every commit (`makeChangeSignal`).
+    package var dashboardChangeWatch: DashboardChangeWatch { .signal }
+
+    /// The sizes and modification times of the file and its `-wal`: every commit
+    /// writes the `-wal`; a checkpoint writes the file. Read without a query.
+    package func dashboardChangeMark() throws -> String {
+        [location, location + "-wal"].map { path in
+            var st = stat()
+            guard stat(path, &st) == 0 else { return "-" }
+            return "\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+        }.joined(separator: " ")
     }
 }

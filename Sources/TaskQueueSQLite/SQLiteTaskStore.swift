@@ -31,8 +31,11 @@ package final class SQLiteTaskStore: TaskOperationsStore {
     /// `checks: false`: skip the tables' CHECKs, for a worker's connection (only
     /// taskq's own claim, finish and heartbeat statements) or an enqueue-only one
     /// (tasks validated in Swift first).
+    /// `readOnly`: opened read-only (`SQLITE_OPEN_READONLY`, `query_only`): no
+    /// write, no migration; a schema older than this taskq's is an `.unavailable`
+    /// error, for the caller to open it once without `readOnly`.
     package init(path: String, create: Bool, synchronous: Synchronous = .normal, busyTimeout: Double = 10,
-                 cacheKiB: Int = 32768, checks: Bool = true) throws {
+                 cacheKiB: Int = 32768, checks: Bool = true, readOnly: Bool = false) throws {
         var st = stat()
         if stat(path, &st) == 0 {
             if (st.st_mode & S_IFMT) == S_IFDIR {
@@ -41,7 +44,8 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         } else if !create {
             throw TaskQueueError.notFound("no database at \(path) (create one with 'taskq init', or choose another with --db or $TASKQ_DB)")
         }
-        db = try SQLiteConnection(path: path, create: create, busyTimeoutMs: Int32(max(0, min(busyTimeout * 1000, 86_400_000))))
+        db = try SQLiteConnection(path: path, create: create, busyTimeoutMs: Int32(max(0, min(busyTimeout * 1000, 86_400_000))),
+                                  readOnly: readOnly)
         // Look before changing anything: a stranger's file is refused untouched,
         // and a read-only command on an empty file creates no schema.
         if try Migrator.isUninitialized(db) && !create {
@@ -55,7 +59,7 @@ package final class SQLiteTaskStore: TaskOperationsStore {
         // Before any statement is prepared: defining a function expires every prepared
         // statement of the connection, and each would be compiled again at its next use.
         outcomeTable = taskq_outcomes_register(db.handle)
-        try Migrator.migrate(db, now: .now())
+        if db.isReadOnly { try Migrator.checkCurrent(db) } else { try Migrator.migrate(db, now: .now()) }
     }
 
     // MARK: - statements, prepared once

@@ -98,10 +98,14 @@ public enum Stores {
     /// PostgreSQL the server's `synchronous_commit` (on unless configured
     /// otherwise), which `full` sets on and `normal` off. `busyTimeout`: how long to wait for a lock
     /// another process holds (SQLite's write lock; PostgreSQL's `lock_timeout`).
+    /// `readOnly`: nothing is written, not even a migration (SQLite: the file
+    /// opened read-only; PostgreSQL: a read-only session); a missing database or
+    /// an older schema is an error.
     package static func openStore(_ database: String, create: Bool, synchronous: Synchronous? = nil,
-                                  busyTimeout: Double = 10, role: StoreRole = .command) throws -> any TaskStore {
+                                  busyTimeout: Double = 10, role: StoreRole = .command,
+                                  readOnly: Bool = false) throws -> any TaskStore {
         if isPostgres(database) {
-            let store = try PostgresTaskStore(url: database, create: create, busyTimeout: busyTimeout)
+            let store = try PostgresTaskStore(url: database, create: create && !readOnly, busyTimeout: busyTimeout, readOnly: readOnly)
             store.setLocation(label(database))
             // Long-running processes ride out a lost connection (a server restart,
             // a network cut); one-shot commands fail at once (exit 69).
@@ -116,8 +120,8 @@ public enum Stores {
         case .worker: (cacheKiB, checks) = (SQLiteTaskStore.workerCacheKiB, false)
         case .supervisor: (cacheKiB, checks) = (SQLiteTaskStore.supervisorCacheKiB, true)
         }
-        return try SQLiteTaskStore(path: database, create: create, synchronous: synchronous ?? .normal,
-                                   busyTimeout: busyTimeout, cacheKiB: cacheKiB, checks: checks)
+        return try SQLiteTaskStore(path: database, create: create && !readOnly, synchronous: synchronous ?? .normal,
+                                   busyTimeout: busyTimeout, cacheKiB: cacheKiB, checks: checks, readOnly: readOnly)
     }
 
     /// `Synchronous` from its name; "" (or nil) is the engine's default.

@@ -13,7 +13,8 @@ struct DashboardCommand: ParsableCommand {
             Pages: overview (queues, chart of the last hour, supervisors and workers, latest \
             failures), tasks (by state, filters, payload and error search, retry / cancel / \
             purge), one task (payload, result, attempts), failures grouped by kind and error. \
-            They update by themselves when the database changes. JSON behind them: /api/status \
+            They update by themselves when the database changes, on SQLite and on PostgreSQL \
+            (where it looks once a second while a page is open). JSON behind them: /api/status \
             (as 'status --json'), /api/tasks (as 'list --json'), /api/tasks/ID (as 'show --json'), \
             /api/failures. Prometheus text format at /metrics.
 
@@ -29,7 +30,8 @@ struct DashboardCommand: ParsableCommand {
               curl -s localhost:8080/metrics
 
             Exit status: 0 stopped by a signal, 64 usage (e.g. a non-loopback address without \
-            --token-file), 66 no such database, 69 the address cannot be listened on.
+            --token-file), 66 no such database, 69 the address cannot be listened on, or \
+            (--read-only) a schema older than this taskq's.
             """)
 
     @OptionGroup var database: DatabaseOptions
@@ -38,7 +40,9 @@ struct DashboardCommand: ParsableCommand {
     @Option(name: .customLong("token-file"), help: ArgumentHelp(
         "File holding the token every request must present (a trailing newline is ignored). Required off loopback.", valueName: "path"))
     var tokenFile: String?
-    @Flag(name: .customLong("read-only"), help: "No actions: browse only (every POST answers 403).") var readOnly = false
+    @Flag(name: .customLong("read-only"), help: ArgumentHelp(
+        "No actions, and no write at all: the database is opened read-only (every POST answers 403; an older schema is refused, not upgraded)."))
+    var readOnly = false
     @Flag(name: .customLong("hide-payloads"), help: "Show neither payloads nor results.") var hidePayloads = false
 
     /// "host:port", "[v6]:port" or ":port".

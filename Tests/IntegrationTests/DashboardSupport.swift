@@ -12,13 +12,54 @@ struct HTTPAnswer: CustomStringConvertible {
     var description: String { "HTTP \(status)\n\(headers)\n\(body.prefix(2000))" }
 }
 
+/// Where a dashboard test's queue lives.
+enum DashboardBackend: String, Sendable { case sqlite, postgres }
+
+/// One test's queue: a scenario (directory, processes) and its database, the
+/// scenario's SQLite file or a fresh PostgreSQL schema. Every `taskq` it runs
+/// gets the database as `$TASKQ_DB`.
+final class DashboardQueue {
+    let s = Scenario("taskq-dash")
+    let backend: DashboardBackend
+    let db: String
+
+    init(_ backend: DashboardBackend) {
+        self.backend = backend
+        db = backend == .sqlite ? s.db : PostgresServer.freshSchema()!
+    }
+
+    @discardableResult
+    func taskq(_ args: [String], stdin: String? = nil) -> RunResult { s.taskq(args, stdin: stdin, env: ["TASKQ_DB": db]) }
+
+    /// Enqueues one task and returns its id (fails the precondition on error).
+    @discardableResult
+    func enqueue(_ kind: String, _ payload: String = "null", _ extra: [String] = []) -> Int64 {
+        let r = taskq(["enqueue", kind, payload] + extra)
+        precondition(r.status == 0, "enqueue failed: \(r)")
+        return Int64(r.out)!
+    }
+
+    /// One value (or rows, one per line) of a query, with sqlite3 or psql.
+    func sql(_ query: String) -> String { backend == .sqlite ? s.sql(query) : PostgresServer.psql(db, query).out }
+
+    /// Count of tasks (not sentinels) in `state`.
+    func count(_ state: String) -> Int {
+        Int(sql("SELECT count(*) FROM tasks WHERE state = '\(state)' AND kind <> 'taskq.stop'")) ?? -1
+    }
+
+    func dashboard(_ args: [String] = []) -> DashboardProcess? { DashboardProcess(s, db: db, args) }
+
+    func close() { s.close() }
+}
+
 /// A `taskq dashboard` started for a scenario on a free loopback port.
 final class DashboardProcess {
     let child: Child
     let port: Int
 
-    init?(_ s: Scenario, _ args: [String] = []) {
-        let child = s.start(Harness.taskq, ["dashboard", "--db", s.db, "--listen", "127.0.0.1:0"] + args)
+    /// On `db` (nil: the scenario's SQLite file).
+    init?(_ s: Scenario, db: String? = nil, _ args: [String] = []) {
+        let child = s.start(Harness.taskq, ["dashboard", "--db", db ?? s.db, "--listen", "127.0.0.1:0"] + args)
         self.child = child
         var port = 0
         _ = eventually(timeout: 30) {

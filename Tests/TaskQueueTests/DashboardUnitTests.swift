@@ -1,6 +1,6 @@
 import Testing
 @testable import TaskQueueDashboard
-import TaskQueueSQLite
+import TaskQueue
 
 /// The dashboard's small pure parts: escaping, request parsing, the token and
 /// host rules, the Prometheus writer.
