@@ -45,7 +45,8 @@ package final class Dashboard: @unchecked Sendable {
     /// A connection of its own to the database; with `readOnly` it cannot write
     /// (and does not migrate).
     static func openStore(_ options: DashboardOptions, readOnly: Bool) throws -> any DashboardStore {
-        let store = try Stores.openStore(options.database, create: false, busyTimeout: options.busyTimeout, readOnly: readOnly)
+        let store = try Stores.openStore(options.database, create: false, busyTimeout: options.busyTimeout, role: .service,
+                                         readOnly: readOnly)
         guard let s = store as? any DashboardStore else {
             throw TaskQueueError.unavailable("\(store.location): this store has no dashboard")
         }

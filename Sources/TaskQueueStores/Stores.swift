@@ -18,6 +18,10 @@ public enum StoreRole: Sendable {
     case worker
     /// A supervisor: registers, recovers, prunes; never claims.
     case supervisor
+    /// A long-running reader that serves requests (the dashboard): as a command,
+    /// but on PostgreSQL it reconnects after a lost connection, briefly, so that a
+    /// request waits a few seconds at most.
+    case service
 }
 
 /// The one place that turns a database named by `--db` (or `$TASKQ_DB`) into a
@@ -109,13 +113,17 @@ public enum Stores {
             store.setLocation(label(database))
             // Long-running processes ride out a lost connection (a server restart,
             // a network cut); one-shot commands fail at once (exit 69).
-            if role == .worker || role == .supervisor { store.keepConnected(budget: 30) }
+            switch role {
+            case .worker, .supervisor: store.keepConnected(budget: 30)
+            case .service: store.keepConnected(budget: 5)
+            case .command, .producer: break
+            }
             if let synchronous { try store.setSynchronousCommit(synchronous == .full) }
             return store
         }
         let cacheKiB: Int, checks: Bool
         switch role {
-        case .command: (cacheKiB, checks) = (32768, true)
+        case .command, .service: (cacheKiB, checks) = (32768, true)
         case .producer: (cacheKiB, checks) = (SQLiteTaskStore.supervisorCacheKiB, false)
         case .worker: (cacheKiB, checks) = (SQLiteTaskStore.workerCacheKiB, false)
         case .supervisor: (cacheKiB, checks) = (SQLiteTaskStore.supervisorCacheKiB, true)

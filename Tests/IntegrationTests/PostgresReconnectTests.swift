@@ -114,4 +114,22 @@ struct PostgresReconnectTests {
             #expect(r.stderr.split(separator: "\n").count == 1, "\(r)")
         }
     }
+
+    /// The dashboard serves on after the server restarts: its next requests
+    /// reconnect, and what changed meanwhile shows.
+    @Test func theDashboardServesOnAfterAnImmediateServerRestart() throws {
+        let q = try RestartableQueue()
+        defer { q.close() }
+        #expect(q.taskq("init").status == 0)
+        let d = try #require(DashboardProcess(q.s, db: q.url))
+        #expect(d.get("/api/status").status == 200)
+        #expect(q.server.restartImmediately().status == 0)
+        #expect(q.taskq("enqueue", ["t", "1"]).status == 0)
+        var last = HTTPAnswer(status: 0, headers: [:], body: "")
+        #expect(eventually(timeout: 20) {
+            last = d.get("/api/status")
+            return last.status == 200 && last.body.contains(#""queued":1"#)
+        }, "\(last)\n\(d.child.stderrSoFar)")
+        #expect(d.get("/").status == 200)
+    }
 }
