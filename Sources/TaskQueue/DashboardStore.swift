@@ -35,8 +35,9 @@ package enum DashboardChangeWatch: Sendable {
 /// that it serves the same pages, APIs and metrics on every store. Reads only;
 /// the actions go through `Queue` like the CLI's.
 package protocol DashboardStore: TaskStore {
-    /// One page of tasks, newest first, and whether a search stopped at its scan limit.
-    func dashboardTasks(_ q: DashboardTaskQuery) throws -> (tasks: [TaskRecord], scanLimited: Bool)
+    /// One page of tasks, newest first, and, when the query reads only the newest
+    /// rows (`scansNewestOnly`), the lowest id it read (nil: it read down to the first).
+    func dashboardTasks(_ q: DashboardTaskQuery) throws -> (tasks: [TaskRecord], scannedDownTo: Int64?)
 
     /// Counts per state under the query's filters (state and paging aside),
     /// counted in the rows: call it for an id range, which bounds the work.

@@ -59,9 +59,18 @@ package struct DashboardTaskQuery: Sendable, Equatable {
     /// A search (payload or error) looks at the newest this many rows only, so it
     /// stays fast on a large table.
     package var scanLimit = 100_000
+    /// Set by the tasks page: any filter (state, queue, kind, search) looks at
+    /// the newest `scanLimit` rows below `beforeID` only, since a filter that
+    /// matches few rows would otherwise walk the whole table; the page links on
+    /// to the rows below. The API and the actions on a filter read every row.
+    package var boundedScan = false
     package init() {}
 
     package var isSearch: Bool { jsonPath != nil || errorText != nil }
+    /// Whether the listing reads only the newest `scanLimit` rows.
+    package var scansNewestOnly: Bool {
+        isSearch || (boundedScan && (state != nil || queue != nil || kind != nil))
+    }
 }
 
 /// Upper bounds (seconds) of the attempt-duration histogram's buckets.

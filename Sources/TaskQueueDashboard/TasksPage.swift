@@ -64,11 +64,13 @@ extension Dashboard {
             return layout("Tasks", nav: "/tasks", "<h1>Tasks</h1><p class=\"error\">\(escape(e.message))</p><p><a href=\"/tasks\">All tasks</a></p>")
         }
         let counts = try stateCounts(q)
-        let (tasks, limited) = try read { () -> ([TaskRecord], Bool) in
+        var bounded = q
+        bounded.boundedScan = true
+        let (tasks, scannedDownTo) = try read { () -> ([TaskRecord], Int64?) in
             // A state the counts say is empty is not looked for in a million rows.
-            if let st = q.state, let counts, (counts[st] ?? 0) == 0 { return ([], false) }
-            let page = try store.dashboardTasks(q)
-            return (page.tasks, page.scanLimited)
+            if let st = q.state, let counts, (counts[st] ?? 0) == 0 { return ([], nil) }
+            let page = try store.dashboardTasks(bounded)
+            return (page.tasks, page.scannedDownTo)
         }
         var body = "<h1>Tasks</h1>"
         // Tabs: one per state, counts under the other filters.
@@ -85,8 +87,12 @@ extension Dashboard {
         }
         body += "</nav>"
         body += filterForm(q)
-        if limited {
-            body += "<p class=\"notice\">The search looked at the newest \(number(Int64(q.scanLimit))) tasks only (narrow it with an id range to look further back).</p>"
+        if let floor = scannedDownTo, tasks.count < q.limit {
+            // Fewer matches than a page among the rows read: the rest lie further back.
+            let further = tasksURL(queryFields(q).filter { $0.0 != "before" } + [("before", String(floor))])
+            body += "<p class=\"notice\">This page looked at tasks from id \(floor) up only, \(number(Int64(q.scanLimit))) at most "
+                + "(a filter that matches few tasks would otherwise read the whole table): "
+                + "<a href=\"\(escape(further))\">look below id \(floor) →</a></p>"
         }
         if tasks.isEmpty {
             body += "<p class=\"empty\">No tasks match.</p>"

@@ -9,19 +9,20 @@ extension PostgresTaskStore: DashboardStore {
         try write(begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", body)
     }
 
-    package func dashboardTasks(_ q: DashboardTaskQuery) throws -> (tasks: [TaskRecord], scanLimited: Bool) {
+    package func dashboardTasks(_ q: DashboardTaskQuery) throws -> (tasks: [TaskRecord], scannedDownTo: Int64?) {
         try snapshot {
             var (whereSQL, values) = dashboardWhere(q, paging: true)
-            var scanLimited = false
-            if q.isSearch, let floor = try scanFloor(q) {
-                // Only the newest rows: a search must not read a million payloads.
-                values.append(.int(floor))
+            var floor: Int64?
+            if q.scansNewestOnly, let f = try scanFloor(q) {
+                // Only the newest rows: a search must not read a million payloads,
+                // nor a filter that matches few rows walk the whole table.
+                values.append(.int(f))
                 whereSQL += " AND id >= $\(values.count)"
-                scanLimited = true
+                floor = f
             }
             values.append(.int(Int64(q.limit)))
             let r = try db.exec("SELECT \(Self.taskColumns()) FROM tasks \(whereSQL) ORDER BY id DESC LIMIT $\(values.count)", values)
-            return (r.rows { taskRecord($1, $0) }, scanLimited)
+            return (r.rows { taskRecord($1, $0) }, floor)
         }
     }
 

@@ -4,22 +4,23 @@ import Glibc
 #endif
 
 extension SQLiteTaskStore {
-    /// One page of tasks for the dashboard, newest first, and whether the search
-    /// stopped at its scan limit.
-    package func dashboardTasks(_ q: DashboardTaskQuery) throws -> (tasks: [TaskRecord], scanLimited: Bool) {
+    /// One page of tasks for the dashboard, newest first, and the lowest id it
+    /// read when it read only the newest rows.
+    package func dashboardTasks(_ q: DashboardTaskQuery) throws -> (tasks: [TaskRecord], scannedDownTo: Int64?) {
         let (whereSQL, values) = dashboardWhere(q, paging: true)
         return try db.readTransaction {
-            var scanLimited = false
+            var floor: Int64?
             var values = values
             var sql = "SELECT \(Self.taskColumns()) FROM tasks \(whereSQL) ORDER BY id DESC LIMIT ?"
-            if q.isSearch, let floor = try scanFloor(q) {
-                // Only the newest rows: a search must not read a million payloads.
+            if q.scansNewestOnly, let f = try scanFloor(q) {
+                // Only the newest rows: a search must not read a million payloads,
+                // nor a filter that matches few rows walk the whole table.
                 sql = "SELECT \(Self.taskColumns()) FROM tasks \(whereSQL.isEmpty ? "WHERE" : whereSQL + " AND") id >= ? ORDER BY id DESC LIMIT ?"
-                values.append(.int(floor))
-                scanLimited = true
+                values.append(.int(f))
+                floor = f
             }
             values.append(.int(Int64(q.limit)))
-            return (try db.prepare(sql).bind(values).rows(taskRecord), scanLimited)
+            return (try db.prepare(sql).bind(values).rows(taskRecord), floor)
         }
     }
 

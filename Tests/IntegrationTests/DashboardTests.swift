@@ -17,6 +17,26 @@ import Glibc
     @Test func theEventStreamSaysWhenTheDatabaseChanges() throws { try DashboardChecks.events(.sqlite, within: 5) }
     @Test func schedulesAndMapGroups() throws { try DashboardChecks.schedulesAndMaps(.sqlite) }
 
+    /// A filter that matches only an old task reads the newest 100,000 rows, not
+    /// the whole table, and links on to the rows below them, where the task shows.
+    @Test func aRareFilterReadsTheNewestRowsAndLinksFurtherBack() throws {
+        let q = DashboardQueue(.sqlite)
+        defer { q.close() }
+        let rare = q.enqueue("rare", #"{"old":true}"#)
+        let lines = String(repeating: "1\n", count: 100_010)
+        #expect(q.taskq(["enqueue", "common", "--lines", "--commit-every", "5000", "--quiet"], stdin: lines).status == 0)
+        let d = try #require(q.dashboard())
+        let first = d.get("/tasks?kind=rare")
+        #expect(first.status == 200 && first.body.contains("No tasks match"), "\(first)")
+        let link = try #require(first.body.firstRange(of: "/tasks?kind=rare&amp;before=").map { r in
+            String(first.body[r.lowerBound...].prefix { $0 != "\"" })
+        }, "\(first)")
+        let further = d.get(link.replacing("&amp;", with: "&"))
+        #expect(further.status == 200 && further.body.contains("href=\"/tasks/\(rare)\""), "\(further)")
+        // The API reads every row, as taskq list does.
+        #expect(d.get("/api/tasks?kind=rare").body.contains("\"id\":\(rare)"))
+    }
+
     /// The file's bytes and modification time.
     private func fingerprint(_ path: String) -> String {
         var st = stat()
