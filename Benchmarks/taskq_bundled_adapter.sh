@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # taskq built with the BundledSQLite trait, for ../shared/bench beside the default build:
-#   run_peers.sh --own-sqlite "taskq-bundled=$PWD/Sources/CSQLiteBundled/csqlite.c" \
+#   run_peers.sh --own-sqlite "taskq-bundled=$PWD/Benchmarks/bundled_sqlite.c" \
 #     --add "taskq cli W1,W1b,W2,W3 $PWD/Benchmarks/taskq_adapter.sh" \
 #     --add "taskq-bundled cli W1,W1b,W2,W3 $PWD/Benchmarks/taskq_bundled_adapter.sh"
 # Uses the release binaries in $TASKQ_BUNDLED_BIN_DIR, else builds them once into
