@@ -40,7 +40,7 @@ struct TaskqBench: ParsableCommand {
                       5 s, and the peak RSS of one worker draining 200,000 tasks alone.
                       Goal: worker <= 15 MiB, supervisor <= 20 MiB, CPU < 1% of a core.
               scale   W2 on a table holding 1,000,000 finished tasks (100,000 queued)
-                      against a fresh table; then 1,000,000 tasks enqueued (rate per
+                      against a fresh table, 3 drains of each, alternating; then 1,000,000 tasks enqueued (rate per
                       tenth) and drained (rate per second), and RSS after.
                       Goal: >= 80% of fresh, flat rates (max/min near 1), RSS as above.
               dashboard  W2 with 2 workers while `taskq dashboard` serves the database,

@@ -130,3 +130,8 @@ func copyDatabase(_ from: String, _ to: String) throws {
     try writeBytes(to, readAll(from))
     if access(from + "-wal", F_OK) == 0 { try writeBytes(to + "-wal", readAll(from + "-wal")) }
 }
+
+/// Removes a database file with its `-wal` and `-shm` (a copy no longer needed).
+func removeDatabase(_ path: String) {
+    for f in [path, path + "-wal", path + "-shm"] { unlink(f) }
+}
