@@ -66,6 +66,36 @@ struct PostgresSchemaTests {
         #expect(got.count == 100)
     }
 
+    /// A worker's claim and finish read only the rows they name, also where the
+    /// statistics of a mid-sized, all-queued table make a hash of the whole table
+    /// look cheaper to the planner.
+    @Test func claimAndFinishPlansReadOnlyTheirRowsOnAMidSizedQueue() throws {
+        let url = try TestPostgres.freshSchema()
+        let store = try PostgresTaskStore(url: url)
+        let sql = try admin(url)
+        let f = RowFactory(store)
+        let s = try f.supervisor()
+        let w = try f.worker(supervisor: s)
+        try sql.exec("INSERT INTO tasks (kind, created_at) SELECT 't', now() FROM generate_series(1, 20000)")
+        try sql.exec("ANALYZE tasks")
+        let running = try f.claimed(w, supervisor: s, limit: 512)
+        #expect(running.count == 512)
+        try sql.run(script: PostgresTaskStore.beginWorker)
+        let claim = try sql.exec("EXPLAIN (COSTS OFF) " + PostgresTaskStore.claimSQL(queues: false, paused: false),
+                                 [.ts(.now()), .text(String(s)), .int(512), .texts(["t"]), .int(w), .int(1), .text("h")])
+        let finish = try sql.exec("EXPLAIN (COSTS OFF) " + PostgresTaskStore.finishBatchSQL,
+                                  [.ts(.now()), .ints(running.map(\.id)), .ints(running.map { _ in w }), .ints(running.map(\.attempt)),
+                                   .byteas(running.map { _ in [] }), .list(running.map { _ in .null }, of: PGType.text, arrayOID: PGType.textArray)])
+        try sql.run(script: "ROLLBACK")
+        for plan in [claim, finish] {
+            let text = plan.rows { plan.string($0, 0) }.joined(separator: "\n")
+            print(text)
+            #expect(!text.contains("Seq Scan on tasks") && !text.contains("Hash Join") && !text.contains("Merge Join"), "\(text)")
+            #expect(!text.contains("JIT"), "no compiling for a claim: \(text)")
+            #expect(text.contains("Index Scan using tasks_pkey on tasks t"), "\(text)")
+        }
+    }
+
     /// `nextRunAt` reads the delayed index only.
     @Test func nextRunAtPlanReadsTheDelayedIndex() throws {
         let url = try TestPostgres.freshSchema()
