@@ -28,10 +28,10 @@ done
 "$bin/taskq" init --db "$fresh" >/dev/null
 "$bin/taskq" init --db "$full" >/dev/null
 t0=$(date +%s.%N)
-psql "$full" -qAt <<SQL
+psql "$full" -qAt -v ON_ERROR_STOP=1 <<SQL
 SET taskq.writer = 'taskq';
-INSERT INTO tasks (kind, state, payload, attempts, created_at, started_at, finished_at, result)
-SELECT 'bench-noop', 'succeeded', '{"seq":' || g || '}', 1, now(), now(), now(), '\x3130'::bytea
+INSERT INTO tasks (kind, state, payload, attempts, max_attempts, created_at, started_at, finished_at, result)
+SELECT 'bench-noop', 'succeeded', '{"seq":' || g || '}', 1, 3, now(), now(), now(), '\x3130'::bytea
 FROM generate_series(1, $finished) g;
 VACUUM ANALYZE tasks;
 SQL

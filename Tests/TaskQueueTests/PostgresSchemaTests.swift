@@ -13,18 +13,22 @@ struct PostgresSchemaTests {
     /// A connection to the schema behind `url`, around the store, as psql would be.
     func admin(_ url: String) throws -> PostgresConnection { try PostgresConnection(url) }
 
+    /// A fresh schema with its store, a psql-like connection, a supervisor and a worker.
+    func fixture() throws -> (PostgresTaskStore, PostgresConnection, RowFactory, Int64, Int64) {
+        let url = try TestPostgres.freshSchema()
+        let store = try PostgresTaskStore(url: url)
+        let f = RowFactory(store)
+        let s = try f.supervisor()
+        return (store, try admin(url), f, s, try f.worker(supervisor: s))
+    }
+
     // MARK: the claim's plan
 
     /// The claim must read the two partial indexes in order, whatever the table
     /// holds: never a scan of the table, never a sort of its rows (only the merge
     /// of at most twice `limit` picked rows is sorted).
     @Test func claimPlanReadsThePartialIndexes() throws {
-        let url = try TestPostgres.freshSchema()
-        let store = try PostgresTaskStore(url: url)
-        let sql = try admin(url)
-        let f = RowFactory(store)
-        let s = try f.supervisor()
-        let w = try f.worker(supervisor: s)
+        let (store, sql, f, s, w) = try fixture()
         // 100,000 finished tasks, 20,000 ready, 2,000 delayed (half due), 500 blocked.
         try sql.exec("""
             INSERT INTO tasks (kind, state, attempts, created_at, started_at, finished_at)
@@ -70,12 +74,7 @@ struct PostgresSchemaTests {
     /// statistics of a mid-sized, all-queued table make a hash of the whole table
     /// look cheaper to the planner.
     @Test func claimAndFinishPlansReadOnlyTheirRowsOnAMidSizedQueue() throws {
-        let url = try TestPostgres.freshSchema()
-        let store = try PostgresTaskStore(url: url)
-        let sql = try admin(url)
-        let f = RowFactory(store)
-        let s = try f.supervisor()
-        let w = try f.worker(supervisor: s)
+        let (_, sql, f, s, w) = try fixture()
         try sql.exec("INSERT INTO tasks (kind, created_at) SELECT 't', now() FROM generate_series(1, 20000)")
         try sql.exec("ANALYZE tasks")
         let running = try f.claimed(w, supervisor: s, limit: 512)
@@ -119,12 +118,7 @@ struct PostgresSchemaTests {
 
     /// Careless changes from psql are refused by the CHECKs and the trigger.
     @Test func schemaRefusesIllegalChanges() throws {
-        let url = try TestPostgres.freshSchema()
-        let store = try PostgresTaskStore(url: url)
-        let sql = try admin(url)
-        let f = RowFactory(store)
-        let s = try f.supervisor()
-        let w = try f.worker(supervisor: s)
+        let (store, sql, f, s, w) = try fixture()
         let queued = try f.queued(kind: "other")
         let done = try f.succeeded(Array("ok".utf8), owner: w, supervisor: s)
         for bad in [
