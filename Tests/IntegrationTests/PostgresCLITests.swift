@@ -9,34 +9,6 @@ import TaskQueueTestSupport
 import Glibc
 #endif
 
-/// One test's queue on PostgreSQL: a scenario directory for scripts and logs, and a
-/// fresh schema named by `url`.
-private final class PGQueue {
-    let s = Scenario("taskq-pgcli")
-    let url: String
-
-    init() { url = PostgresServer.freshSchema()! }
-
-    /// `taskq COMMAND ARGS… --db URL`.
-    @discardableResult
-    func taskq(_ command: String, _ args: [String] = [], stdin: String? = nil) -> RunResult {
-        s.taskq([command] + args + ["--db", url], stdin: stdin)
-    }
-
-    func supervise(_ args: [String]) -> Child { s.supervise(["--db", url] + args) }
-
-    /// One value (or rows, one per line) of a query in this schema.
-    func sql(_ query: String) -> String { PostgresServer.psql(url, query).out }
-
-    func count(_ state: String) -> Int {
-        Int(sql("SELECT count(*) FROM tasks WHERE state = '\(state)' AND kind <> 'taskq.stop'")) ?? -1
-    }
-
-    var workerPids: [Int32] { sql("SELECT pid FROM processes WHERE role = 'worker'").split(separator: "\n").compactMap { Int32($0) } }
-
-    func close() { s.close() }
-}
-
 @Suite(.serialized, .enabled(if: PostgresServer.url != nil, Comment(rawValue: PostgresServer.skipReason)))
 struct PostgresCLITests {
     @Test func enqueueSuperviseResult() {

@@ -8,33 +8,19 @@ import TaskQueueTestSupport
 import Glibc
 #endif
 
-/// A private server and a scenario directory for scripts and logs.
-private final class RestartableQueue {
-    let s = Scenario("taskq-pgre")
+/// A queue on a private server of the test's own, which it may restart or stop.
+private final class RestartableQueue: PGQueue {
     let server: PrivatePostgresServer
 
-    init() throws { server = try PrivatePostgresServer.start().get() }
-
-    var url: String { server.url }
-
-    @discardableResult
-    func taskq(_ command: String, _ args: [String] = [], stdin: String? = nil) -> RunResult {
-        s.taskq([command] + args + ["--db", url], stdin: stdin)
+    init(server: PrivatePostgresServer) {
+        self.server = server
+        super.init("taskq-pgre", url: server.url)
     }
 
-    func supervise(_ args: [String]) -> Child { s.supervise(["--db", url] + args) }
+    static func start() throws -> RestartableQueue { RestartableQueue(server: try PrivatePostgresServer.start().get()) }
 
-    /// One value (or rows, one per line); "" while the server is down.
-    func sql(_ query: String) -> String { PostgresServer.psql(url, query).out }
-
-    func count(_ state: String) -> Int {
-        Int(sql("SELECT count(*) FROM tasks WHERE state = '\(state)' AND kind <> 'taskq.stop'")) ?? -1
-    }
-
-    var workerPids: [Int32] { sql("SELECT pid FROM processes WHERE role = 'worker' ORDER BY pid").split(separator: "\n").compactMap { Int32($0) } }
-
-    func close() {
-        s.close()
+    override func close() {
+        super.close()
         server.close()
     }
 }
@@ -46,7 +32,7 @@ struct PostgresReconnectTests {
     /// middle of a drain: the supervisor and its workers reconnect and finish it;
     /// no task is lost, none runs or finishes twice.
     @Test func aDrainSurvivesAnImmediateServerRestart() throws {
-        let q = try RestartableQueue()
+        let q = try RestartableQueue.start()
         defer { q.close() }
         let total = 2000
         let log = q.s.dir + "/ran.log"
@@ -78,7 +64,7 @@ struct PostgresReconnectTests {
     /// The server stops for a while and comes back: the idle worker waits it out
     /// (one warning, not one per try), keeps its process row, and runs the next task.
     @Test func aWorkerOutlivesAServerStoppedForAWhile() throws {
-        let q = try RestartableQueue()
+        let q = try RestartableQueue.start()
         defer { q.close() }
         let sup = q.supervise(["--workers", "1", "--handler", "t=cat"])
         #expect(eventually { q.workerPids.count == 1 }, "\(sup.stderrSoFar)")
@@ -105,7 +91,7 @@ struct PostgresReconnectTests {
 
     /// A one-shot command does not wait for a server that is down: one line, exit 69.
     @Test func aCommandFailsAtOnceWhileTheServerIsDown() throws {
-        let q = try RestartableQueue()
+        let q = try RestartableQueue.start()
         defer { q.close() }
         #expect(q.taskq("init").status == 0)
         #expect(q.server.stop().status == 0)
@@ -118,7 +104,7 @@ struct PostgresReconnectTests {
     /// The dashboard serves on after the server restarts: its next requests
     /// reconnect, and what changed meanwhile shows.
     @Test func theDashboardServesOnAfterAnImmediateServerRestart() throws {
-        let q = try RestartableQueue()
+        let q = try RestartableQueue.start()
         defer { q.close() }
         #expect(q.taskq("init").status == 0)
         let d = try #require(DashboardProcess(q.s, db: q.url))
