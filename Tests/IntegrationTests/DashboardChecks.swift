@@ -170,6 +170,17 @@ enum DashboardChecks {
     }
 
     /// Every page, API and the metrics, as a browser and a scraper would read them.
+    /// A `--read-only` dashboard on `q`: every page, API and download opened, then
+    /// stopped (the read-only tests compare the database before and after).
+    static func browseReadOnly(_ q: DashboardQueue, failed: Int64) throws {
+        let d = try #require(q.dashboard(["--read-only"]))
+        browseEverything(d, task: failed)
+        browseEverything(d, task: 1)
+        #expect(d.get("/tasks/1/result").status == 200)
+        d.child.signal(SIGTERM)
+        #expect(d.child.wait(timeout: 10) == 0)
+    }
+
     static func browseEverything(_ d: DashboardProcess, task: Int64) {
         for path in ["/", "/tasks", "/tasks?state=failed", "/tasks?state=queued", "/tasks/\(task)", "/failures",
                      "/schedules", "/maps", "/api/status", "/api/tasks", "/api/tasks/\(task)", "/api/failures", "/api/schedules",

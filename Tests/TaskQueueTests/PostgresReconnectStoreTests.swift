@@ -11,15 +11,20 @@ import TaskQueueConformance
 
 @Suite(.enabled(if: TestPostgres.isAvailable, TestPostgres.skipReason))
 struct PostgresReconnectStoreTests {
-    /// Runs one worker's batch of two tasks and then asks to finish it and claim
-    /// the next two, with the connection dropping at that COMMIT (`fault`).
-    func finishAcrossALostCommit(_ fault: PostgresConnection.CommitFault) throws {
+    /// A fresh schema and a store that keeps its connection, with a supervisor and a worker.
+    func fixture() throws -> (String, PostgresTaskStore, RowFactory, Int64, Int64) {
         let url = try TestPostgres.freshSchema()
         let store = try PostgresTaskStore(url: url)
         store.keepConnected(budget: 10)
         let f = RowFactory(store)
         let s = try f.supervisor()
-        let w = try f.worker(supervisor: s)
+        return (url, store, f, s, try f.worker(supervisor: s))
+    }
+
+    /// Runs one worker's batch of two tasks and then asks to finish it and claim
+    /// the next two, with the connection dropping at that COMMIT (`fault`).
+    func finishAcrossALostCommit(_ fault: PostgresConnection.CommitFault) throws {
+        let (url, store, f, s, w) = try fixture()
         let ids = try (0..<4).map { _ in try f.queued() }
         let first = try store.finishAndClaim([], claim: f.claim(w, supervisor: s, limit: 2), now: .now()).claimed
         #expect(first.map(\.id) == Array(ids[0..<2]))
@@ -59,12 +64,7 @@ struct PostgresReconnectStoreTests {
     /// A worker declared dead while its connection was down: after reconnecting,
     /// its results are refused by the owner fence (it then exits, lease lost).
     @Test func aWorkerRecoveredDuringTheOutageFindsItsRowGone() throws {
-        let url = try TestPostgres.freshSchema()
-        let store = try PostgresTaskStore(url: url)
-        store.keepConnected(budget: 10)
-        let f = RowFactory(store)
-        let s = try f.supervisor()
-        let w = try f.worker(supervisor: s)
+        let (url, store, f, s, w) = try fixture()
         try f.queued()
         let claimed = try f.claimed(w, supervisor: s)
         store.db.cut()
