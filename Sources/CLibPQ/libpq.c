@@ -28,8 +28,14 @@ static void load(void) {
     SYM(resultErrorField, "PQresultErrorField") SYM(ntuples, "PQntuples") SYM(getvalue, "PQgetvalue")
     SYM(getlength, "PQgetlength") SYM(getisnull, "PQgetisnull") SYM(cmdTuples, "PQcmdTuples")
     SYM(clear, "PQclear") SYM(notifies, "PQnotifies") SYM(freemem, "PQfreemem") SYM(consumeInput, "PQconsumeInput")
-    SYM(reset, "PQreset")
+    SYM(reset, "PQreset") SYM(prepare, "PQprepare") SYM(execPrepared, "PQexecPrepared")
+    SYM(sendPrepare, "PQsendPrepare") SYM(sendQueryPrepared, "PQsendQueryPrepared") SYM(getResult, "PQgetResult")
 #undef SYM
+    // Pipeline mode is optional: without it, taskq sends a pipeline's statements one by one.
+    *(void **)&taskq_libpq.enterPipelineMode = dlsym(h, "PQenterPipelineMode");
+    *(void **)&taskq_libpq.exitPipelineMode = dlsym(h, "PQexitPipelineMode");
+    *(void **)&taskq_libpq.pipelineSync = dlsym(h, "PQpipelineSync");
+    if (!taskq_libpq.enterPipelineMode || !taskq_libpq.exitPipelineMode) taskq_libpq.pipelineSync = NULL;
     loaded = 0;
 }
 

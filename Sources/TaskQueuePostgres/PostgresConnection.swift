@@ -81,16 +81,30 @@ enum PGValue {
         return .array(oid: arrayOID, data: b.data)
     }
 
-    /// Its type and binary representation for PQexecParams.
-    fileprivate var wire: (oid: UInt32, bytes: [UInt8]?) {
+    /// Its type oid (0 for NULL: the server infers it).
+    var oid: UInt32 {
         switch self {
-        case .null: return (0, nil)
-        case .int(let v): return (PGType.int8, bigEndian(UInt64(bitPattern: v)))
-        case .double(let v): return (PGType.float8, bigEndian(v.bitPattern))
-        case .text(let s): return (PGType.text, Array(s.utf8))
-        case .bytes(let b): return (PGType.bytea, b)
-        case .bool(let b): return (PGType.bool, [b ? 1 : 0])
-        case .ts(let t): return (PGType.timestamptz, bigEndian(UInt64(bitPattern: PGType.micros(t))))
+        case .null: return 0
+        case .int: return PGType.int8
+        case .double: return PGType.float8
+        case .text: return PGType.text
+        case .bytes: return PGType.bytea
+        case .bool: return PGType.bool
+        case .ts: return PGType.timestamptz
+        case .array(let oid, _): return oid
+        }
+    }
+
+    /// Its type and binary representation for PQexecParams.
+    var wire: (oid: UInt32, bytes: [UInt8]?) {
+        switch self {
+        case .null: return (oid, nil)
+        case .int(let v): return (oid, bigEndian(UInt64(bitPattern: v)))
+        case .double(let v): return (oid, bigEndian(v.bitPattern))
+        case .text(let s): return (oid, Array(s.utf8))
+        case .bytes(let b): return (oid, b)
+        case .bool(let b): return (oid, [b ? 1 : 0])
+        case .ts(let t): return (oid, bigEndian(UInt64(bitPattern: PGType.micros(t))))
         case .array(let oid, let data): return (oid, data)
         }
     }
@@ -168,6 +182,11 @@ final class PostgresConnection {
 
     /// Statements that set up a session (`SET …`), run again after a reconnect.
     var sessionSetup: [String] = []
+    /// The statements prepared on this connection (see `execPrepared`): the name of
+    /// each, by its text and parameter types.
+    var prepared: [String: String] = [:]
+    /// Names given so far (`taskq_1`, `taskq_2`, …).
+    var preparedCount = 0
     /// How many times it has reconnected: what a session holds (LISTEN, session
     /// locks) belongs to one generation.
     private(set) var generation = 0
@@ -188,6 +207,7 @@ final class PostgresConnection {
             throw PostgresError(sqlstate: "08006", message: Self.oneLine(String(cString: PQerrorMessage(handle))), statement: "")
         }
         generation += 1
+        prepared = [:]
         PQsetClientEncoding(handle, "UTF8")
         for statement in sessionSetup { try run(script: statement) }
     }
@@ -207,30 +227,51 @@ final class PostgresConnection {
     /// protocol, as migrations need). Returns its rows.
     @discardableResult
     func exec(_ sql: String, _ params: [PGValue] = []) throws -> PGResult {
-        let result: OpaquePointer?
-        if params.isEmpty {
-            result = PQexecParams(handle, sql, 0, nil, nil, nil, nil, 1)
-        } else {
-            let wires = params.map(\.wire)
-            var types = wires.map(\.oid)
-            var lengths = wires.map { Int32($0.bytes?.count ?? 0) }
-            var formats = [Int32](repeating: 1, count: wires.count)
-            // Every value's bytes live until the call returns.
-            var pointers: [UnsafePointer<CChar>?] = []
-            var buffers: [UnsafeMutablePointer<CChar>] = []
-            defer { buffers.forEach { $0.deallocate() } }
-            for w in wires {
-                guard let b = w.bytes else { pointers.append(nil); continue }
-                let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, b.count))
-                b.withUnsafeBufferPointer { src in
-                    if let base = src.baseAddress { UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: b.count) }
-                }
-                buffers.append(p)
-                pointers.append(UnsafePointer(p))
+        if params.isEmpty { return try check(PQexecParams(handle, sql, 0, nil, nil, nil, nil, 1), sql) }
+        return try check(Self.withWire(params) { w in
+            PQexecParams(handle, sql, w.count, w.types, w.values, w.lengths, w.formats, 1)
+        }, sql)
+    }
+
+    /// `params` as libpq takes them: types, values (binary format), lengths and formats,
+    /// valid while `body` runs.
+    static func withWire<T>(_ params: [PGValue], _ body: (Wire) throws -> T) rethrows -> T {
+        let wires = params.map(\.wire)
+        var types = wires.map(\.oid)
+        var lengths = wires.map { Int32($0.bytes?.count ?? 0) }
+        var formats = [Int32](repeating: 1, count: wires.count)
+        // Every value's bytes live until `body` returns.
+        var pointers: [UnsafePointer<CChar>?] = []
+        var buffers: [UnsafeMutablePointer<CChar>] = []
+        defer { buffers.forEach { $0.deallocate() } }
+        for w in wires {
+            guard let b = w.bytes else { pointers.append(nil); continue }
+            let p = UnsafeMutablePointer<CChar>.allocate(capacity: max(1, b.count))
+            b.withUnsafeBufferPointer { src in
+                if let base = src.baseAddress { UnsafeMutableRawPointer(p).copyMemory(from: base, byteCount: b.count) }
             }
-            result = PQexecParams(handle, sql, Int32(params.count), &types, &pointers, &lengths, &formats, 1)
+            buffers.append(p)
+            pointers.append(UnsafePointer(p))
         }
-        return try check(result, sql)
+        return try types.withUnsafeMutableBufferPointer { t in
+            try pointers.withUnsafeMutableBufferPointer { v in
+                try lengths.withUnsafeMutableBufferPointer { l in
+                    try formats.withUnsafeMutableBufferPointer { f in
+                        try body(Wire(count: Int32(wires.count), types: t.baseAddress, values: v.baseAddress,
+                                      lengths: l.baseAddress, formats: f.baseAddress))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Bound parameters in libpq's shape (see `withWire`).
+    struct Wire {
+        let count: Int32
+        let types: UnsafeMutablePointer<UInt32>?
+        let values: UnsafeMutablePointer<UnsafePointer<CChar>?>?
+        let lengths: UnsafeMutablePointer<Int32>?
+        let formats: UnsafeMutablePointer<Int32>?
     }
 
     /// Several statements without parameters or results, in one round trip (simple
@@ -239,7 +280,7 @@ final class PostgresConnection {
         _ = try check(PQexec(handle, sql), sql)
     }
 
-    private func check(_ result: OpaquePointer?, _ sql: String) throws -> PGResult {
+    func check(_ result: OpaquePointer?, _ sql: String) throws -> PGResult {
         guard let result else { throw error(nil, sql) }
         switch PQresultStatus(result) {
         case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
@@ -251,7 +292,7 @@ final class PostgresConnection {
         }
     }
 
-    private func error(_ result: OpaquePointer?, _ sql: String) -> PostgresError {
+    func error(_ result: OpaquePointer?, _ sql: String) -> PostgresError {
         func field(_ code: UInt8) -> String? {
             guard let result, let p = PQresultErrorField(result, Int32(code)) else { return nil }
             return String(cString: p)

@@ -5,16 +5,24 @@ import TaskQueue
 
 extension PostgresTaskStore {
     /// One INSERT for any number of rows: each column bound as one array and
-    /// unnested, so a batch costs one statement and one round trip. With `unique`,
-    /// a row whose key is held by a queued or running task is skipped (the partial
-    /// unique index decides, also against a concurrent insert).
+    /// unnested, so a batch costs one statement and one round trip. Each row's
+    /// retry policy is resolved against its kind's row in `kinds` in the same
+    /// statement (as `EnqueueOptions.storedPolicy` does: the task's own value, else
+    /// the kind's, a backoff half the task sets winning over the kind's other half,
+    /// else 3 attempts), and rows are inserted in the order given, so ids follow it.
+    /// With `unique`, a row whose key is held by a queued or running task is
+    /// skipped (the partial unique index decides, also against a concurrent insert).
     static func insertSQL(unique: Bool) -> String {
         """
         INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash,
                            unique_key, backoff_base_s, backoff_cap_s)
-        SELECT k, q, p, pl, r, m, t, $9, oc, u, bb, bc
+        SELECT x.k, x.q, x.p, x.pl, x.r, coalesce(x.m, kd.max_attempts, 3), x.t, $9, coalesce(x.oc, kd.on_crash), x.u,
+               coalesce(x.bb, CASE WHEN kd.backoff_base_s IS NOT NULL THEN least(kd.backoff_base_s, coalesce(x.bc, kd.backoff_base_s)) END),
+               coalesce(x.bc, CASE WHEN kd.backoff_cap_s IS NOT NULL THEN greatest(kd.backoff_cap_s, coalesce(x.bb, kd.backoff_cap_s)) END)
         FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::timestamptz[], $6::int8[], $7::float8[],
-                    $8::text[], $10::text[], $11::float8[], $12::float8[]) AS x(k, q, p, pl, r, m, t, oc, u, bb, bc)
+                    $8::text[], $10::text[], $11::float8[], $12::float8[]) WITH ORDINALITY AS x(k, q, p, pl, r, m, t, oc, u, bb, bc, n)
+        LEFT JOIN kinds kd ON kd.kind = x.k
+        ORDER BY x.n
         """ + (unique ? """
 
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
@@ -26,28 +34,37 @@ extension PostgresTaskStore {
             return try enqueueTasks(tasks, now: now).map(\.id)
         }
         if tasks.isEmpty { return [] }
-        return try write(begin: Self.beginInsert) { try insertRows(tasks, now: now) }
+        // One round trip: the insert lock, the NOTIFY if a worker waits, the rows.
+        return try pg {
+            let r = try db.pipeline(Self.insertPrologue + [insertStatement(tasks, now: now, unique: false)])
+            return Self.ids(r.last!)
+        }
     }
 
-    /// Inserts `tasks` in this transaction, their retry policy resolved against
-    /// their kinds' rows; returns their ids in order (a sequence hands them out in
-    /// the order the rows are inserted).
+    /// Inserts `tasks` in this transaction; returns their ids in order (a sequence
+    /// hands them out in the order the rows are inserted).
     func insertRows(_ tasks: [NewTask], now: Timestamp, unique: Bool = false) throws -> [Int64] {
         if tasks.isEmpty { return [] }
-        let policies = try kindPolicies(of: Set(tasks.map(\.kind)))
+        let s = insertStatement(tasks, now: now, unique: unique)
+        return Self.ids(try db.execPrepared(s.sql, s.params))
+    }
+
+    private static func ids(_ r: PGResult) -> [Int64] { r.rows { r.int($0, 0) }.sorted() }
+
+    /// The INSERT of `tasks` (see `insertSQL`), with its parameters.
+    private func insertStatement(_ tasks: [NewTask], now: Timestamp, unique: Bool) -> PGStatement {
         var kinds: [PGValue] = [], queues: [PGValue] = [], priorities: [PGValue] = [], payloads: [PGValue] = []
         var runAts: [PGValue] = [], maxAttempts: [PGValue] = [], timeouts: [PGValue] = [], onCrash: [PGValue] = []
         var keys: [PGValue] = [], bases: [PGValue] = [], caps: [PGValue] = []
         for t in tasks {
             let o = t.options
-            let p = o.storedPolicy(kind: policies[t.kind])
             kinds.append(.text(t.kind)); queues.append(.text(o.queue)); priorities.append(.int(o.priority))
-            payloads.append(.text(t.payload)); runAts.append(.opt(o.runAt)); maxAttempts.append(.opt(p.maxAttempts))
-            timeouts.append(.opt(o.timeout)); onCrash.append(.opt(p.onCrash?.rawValue)); keys.append(.opt(o.uniqueKey))
-            bases.append(.opt(p.backoffBase)); caps.append(.opt(p.backoffCap))
+            payloads.append(.text(t.payload)); runAts.append(.opt(o.runAt)); maxAttempts.append(.opt(o.maxAttempts))
+            timeouts.append(.opt(o.timeout)); onCrash.append(.opt(o.onCrash?.rawValue)); keys.append(.opt(o.uniqueKey))
+            bases.append(.opt(o.backoffBase)); caps.append(.opt(o.backoffCap))
         }
         let text = PGType.text, textArray = PGType.textArray
-        let r = try db.exec(Self.insertSQL(unique: unique), [
+        return PGStatement(sql: Self.insertSQL(unique: unique), params: [
             .list(kinds, of: text, arrayOID: textArray), .list(queues, of: text, arrayOID: textArray),
             .list(priorities, of: PGType.int8, arrayOID: PGType.int8Array), .list(payloads, of: text, arrayOID: textArray),
             .list(runAts, of: PGType.timestamptz, arrayOID: PGType.timestamptzArray),
@@ -56,7 +73,6 @@ extension PostgresTaskStore {
             .ts(now), .list(keys, of: text, arrayOID: textArray),
             .list(bases, of: PGType.float8, arrayOID: PGType.float8Array), .list(caps, of: PGType.float8, arrayOID: PGType.float8Array),
         ])
-        return r.rows { r.int($0, 0) }.sorted()
     }
 
     /// The policy rows of `kinds` (absent: the kind has none), in one read.

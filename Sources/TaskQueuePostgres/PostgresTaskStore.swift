@@ -99,9 +99,12 @@ package final class PostgresTaskStore: TaskStore {
     /// `stop` did). The cost is one lock per inserting transaction, not per task.
     /// The lock is keyed by the tasks table's oid: one per taskq schema.
     static let insertLockKey: Int32 = 0x7471_6964   // "tqid"
-    /// Each also tells waiting workers (see `PostgresChangeSignal`).
-    static let beginInsert = "BEGIN; SELECT pg_advisory_xact_lock_shared(\(insertLockKey), 'tasks'::regclass::oid::integer); "
-        + PostgresChangeSignal.notifyIfWaiting
+    static let insertLock = "SELECT pg_advisory_xact_lock_shared(\(insertLockKey), 'tasks'::regclass::oid::integer)"
+    /// What an inserting transaction runs first: the insert lock, then (see
+    /// `PostgresChangeSignal`) a NOTIFY if some worker waits.
+    static let insertPrologue = [PGStatement(sql: insertLock), PGStatement(sql: PostgresChangeSignal.notifyIfWaiting)]
+    /// The same, as the BEGIN of a transaction sent statement by statement.
+    static let beginInsert = "BEGIN; \(insertLock); " + PostgresChangeSignal.notifyIfWaiting
     static let beginSentinels = "BEGIN; SELECT pg_advisory_xact_lock(\(insertLockKey), 'tasks'::regclass::oid::integer); "
         + PostgresChangeSignal.notifyAlways
 

@@ -20,7 +20,8 @@ typedef unsigned int Oid;
 typedef enum { CONNECTION_OK, CONNECTION_BAD } ConnStatusType;
 typedef enum {
     PGRES_EMPTY_QUERY = 0, PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_COPY_OUT, PGRES_COPY_IN,
-    PGRES_BAD_RESPONSE, PGRES_NONFATAL_ERROR, PGRES_FATAL_ERROR
+    PGRES_BAD_RESPONSE, PGRES_NONFATAL_ERROR, PGRES_FATAL_ERROR, PGRES_COPY_BOTH, PGRES_SINGLE_TUPLE,
+    PGRES_PIPELINE_SYNC, PGRES_PIPELINE_ABORTED
 } ExecStatusType;
 typedef enum { PQTRANS_IDLE, PQTRANS_ACTIVE, PQTRANS_INTRANS, PQTRANS_INERROR, PQTRANS_UNKNOWN } PGTransactionStatusType;
 typedef struct pgNotify { char *relname; int be_pid; char *extra; struct pgNotify *next; } PGnotify;
@@ -56,6 +57,15 @@ struct taskq_libpq {
     void (*freemem)(void *);
     int (*consumeInput)(PGconn *);
     void (*reset)(PGconn *);
+    PGresult *(*prepare)(PGconn *, const char *, const char *, int, const Oid *);
+    PGresult *(*execPrepared)(PGconn *, const char *, int, const char *const *, const int *, const int *, int);
+    int (*sendPrepare)(PGconn *, const char *, const char *, int, const Oid *);
+    int (*sendQueryPrepared)(PGconn *, const char *, int, const char *const *, const int *, const int *, int);
+    PGresult *(*getResult)(PGconn *);
+    // Pipeline mode (libpq 14 and later); NULL with an older libpq.
+    int (*enterPipelineMode)(PGconn *);
+    int (*exitPipelineMode)(PGconn *);
+    int (*pipelineSync)(PGconn *);
 };
 extern struct taskq_libpq taskq_libpq;
 
@@ -87,5 +97,25 @@ static inline PGnotify *PQnotifies(PGconn *c) { return taskq_libpq.notifies(c); 
 static inline void PQfreemem(void *p) { taskq_libpq.freemem(p); }
 static inline int PQconsumeInput(PGconn *c) { return taskq_libpq.consumeInput(c); }
 static inline void PQreset(PGconn *c) { taskq_libpq.reset(c); }
+static inline PGresult *PQprepare(PGconn *c, const char *name, const char *q, int n, const Oid *types) {
+    return taskq_libpq.prepare(c, name, q, n, types);
+}
+static inline PGresult *PQexecPrepared(PGconn *c, const char *name, int n, const char *const *values, const int *lengths,
+                                       const int *formats, int resultFormat) {
+    return taskq_libpq.execPrepared(c, name, n, values, lengths, formats, resultFormat);
+}
+static inline int PQsendPrepare(PGconn *c, const char *name, const char *q, int n, const Oid *types) {
+    return taskq_libpq.sendPrepare(c, name, q, n, types);
+}
+static inline int PQsendQueryPrepared(PGconn *c, const char *name, int n, const char *const *values, const int *lengths,
+                                      const int *formats, int resultFormat) {
+    return taskq_libpq.sendQueryPrepared(c, name, n, values, lengths, formats, resultFormat);
+}
+static inline PGresult *PQgetResult(PGconn *c) { return taskq_libpq.getResult(c); }
+/// 1 when this libpq has pipeline mode (14 and later).
+static inline int taskq_libpq_has_pipeline(void) { return taskq_libpq.pipelineSync != NULL; }
+static inline int PQenterPipelineMode(PGconn *c) { return taskq_libpq.enterPipelineMode(c); }
+static inline int PQexitPipelineMode(PGconn *c) { return taskq_libpq.exitPipelineMode(c); }
+static inline int PQpipelineSync(PGconn *c) { return taskq_libpq.pipelineSync(c); }
 
 #endif

@@ -1,0 +1,122 @@
+// The PostgreSQL connection's prepared statements and pipelines: a pipeline is one
+// transaction, a failure in it leaves nothing written and the connection usable,
+// prepared statements are made again after a reconnect, and the one-round-trip
+// enqueue keeps the order of ids and waits for a stop in flight.
+
+import Foundation
+import Testing
+@testable import TaskQueue
+@testable import TaskQueuePostgres
+import TaskQueueTestSupport
+import TaskQueueConformance
+
+@Suite(.enabled(if: TestPostgres.isAvailable, TestPostgres.skipReason))
+struct PostgresPipelineTests {
+    func connection() throws -> (String, PostgresConnection) {
+        let url = try TestPostgres.freshSchema()
+        let db = try PostgresConnection(url)
+        try db.exec("CREATE TABLE notes (n int8 PRIMARY KEY)")
+        return (url, db)
+    }
+
+    func notes(_ db: PostgresConnection) throws -> [Int64] {
+        let r = try db.exec("SELECT n FROM notes ORDER BY n")
+        return r.rows { r.int($0, 0) }
+    }
+
+    @Test func aPipelineCommitsAllOrNothing() throws {
+        let (_, db) = try connection()
+        let insert = "INSERT INTO notes VALUES ($1)"
+        #expect(throws: PostgresError.self) {
+            try db.pipeline([PGStatement(sql: insert, params: [.int(1)]), PGStatement(sql: "SELECT 1 / $1", params: [.int(0)]),
+                             PGStatement(sql: insert, params: [.int(2)])])
+        }
+        #expect(db.isIdle, "the failed pipeline's transaction is over")
+        #expect(try notes(db).isEmpty, "the statement before the failure was rolled back")
+        let r = try db.pipeline([PGStatement(sql: insert, params: [.int(3)]), PGStatement(sql: insert, params: [.int(4)]),
+                                 PGStatement(sql: "SELECT count(*) FROM notes")])
+        #expect(r.count == 3 && r[2].int(0, 0) == 2, "each statement sees the ones before it")
+        #expect(try notes(db) == [3, 4])
+        // A failure at the end (a duplicate key) also undoes the rest.
+        #expect(throws: PostgresError.self) {
+            try db.pipeline([PGStatement(sql: insert, params: [.int(5)]), PGStatement(sql: insert, params: [.int(3)])])
+        }
+        #expect(try notes(db) == [3, 4])
+    }
+
+    @Test func insideATransactionAPipelineIsPartOfIt() throws {
+        let (_, db) = try connection()
+        try db.transaction {
+            try db.pipeline([PGStatement(sql: "INSERT INTO notes VALUES ($1)", params: [.int(1)])])
+            #expect(!db.isIdle, "still in the transaction")
+            try db.run(script: "SELECT 1")
+        }
+        #expect(try notes(db) == [1])
+        #expect(throws: (any Error).self) {
+            try db.transaction {
+                try db.pipeline([PGStatement(sql: "INSERT INTO notes VALUES ($1)", params: [.int(2)])])
+                throw TaskQueueError.failed("changed my mind")
+            }
+        }
+        #expect(try notes(db) == [1])
+    }
+
+    @Test func preparedStatementsAreMadeAgainAfterAReconnect() throws {
+        let (url, db) = try connection()
+        let insert = "INSERT INTO notes VALUES ($1)"
+        try db.execPrepared(insert, [.int(1)])
+        try db.pipeline([PGStatement(sql: insert, params: [.int(2)])])
+        #expect(db.prepared.count == 1, "one statement, prepared once")
+        let pid = try db.exec("SELECT pg_backend_pid()").int(0, 0)
+        _ = try PostgresConnection(url).exec("SELECT pg_terminate_backend($1::int4)", [.int(pid)])
+        #expect(throws: PostgresError.self) { try db.execPrepared(insert, [.int(3)]) }
+        try db.reconnect()
+        try db.execPrepared(insert, [.int(3)])
+        try db.pipeline([PGStatement(sql: insert, params: [.int(4)])])
+        #expect(try notes(db) == [1, 2, 3, 4])
+    }
+
+    /// A batch mixing kinds with and without a policy row (joined in the insert)
+    /// gets its ids in the order given, each with its kind's policy.
+    @Test func aBatchKeepsItsOrderAndEachKindsPolicy() throws {
+        let store = try PostgresTaskStore(url: try TestPostgres.freshSchema())
+        _ = try store.setKindPolicy("b", KindPolicy(maxAttempts: 9, backoffBase: 2), clear: [], now: .now())
+        let tasks = (0..<60).map { i in
+            NewTask(kind: ["a", "b", "c"][i % 3], payload: "\(i)",
+                    options: EnqueueOptions(maxAttempts: i % 5 == 0 ? 4 : nil, backoffCap: i % 3 == 1 && i % 2 == 0 ? 1 : nil))
+        }
+        let ids = try store.insertTasks(tasks, now: .now())
+        #expect(ids.count == 60)
+        let r = try store.db.exec("SELECT id, payload, max_attempts, backoff_base_s, backoff_cap_s FROM tasks ORDER BY id")
+        for i in 0..<r.count {
+            let n = Int(r.string(i, 1))!
+            #expect(r.int(i, 0) == ids[n], "task \(n) has the \(n)th id")
+            let p = tasks[n].options.storedPolicy(kind: tasks[n].kind == "b" ? KindPolicy(maxAttempts: 9, backoffBase: 2) : nil)
+            #expect(r.int(i, 2) == p.maxAttempts && r.optionalDouble(i, 3) == p.backoffBase && r.optionalDouble(i, 4) == p.backoffCap)
+        }
+    }
+
+    /// A stop in flight holds the insert lock: an enqueue waits for its commit and
+    /// takes an id above the sentinel's, so the stop's bound leaves it for later.
+    @Test func anEnqueueWaitsForAStopInFlight() throws {
+        let url = try TestPostgres.freshSchema()
+        let store = try PostgresTaskStore(url: url)
+        let stopper = try PostgresConnection(url)
+        try stopper.run(script: "SET taskq.writer = 'taskq'; " + PostgresTaskStore.beginSentinels)
+        let sentinel = try stopper.exec("INSERT INTO tasks (kind, payload, created_at, max_attempts) VALUES ('taskq.stop', '{}', now(), 1) RETURNING id")
+            .int(0, 0)
+        let inserted = Locked<Int64?>(nil)
+        Thread {
+            let id = try? PostgresTaskStore(url: url).insertTasks([NewTask(kind: "t")], now: .now()).first
+            inserted.withLock { $0 = id }
+        }.start()
+        #expect(eventually {
+            (try? store.db.exec("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'")
+                .int(0, 0)) == 1
+        }, "the enqueue should wait for the stop's commit")
+        #expect(inserted.current == nil)
+        try stopper.run(script: "COMMIT")
+        #expect(eventually { inserted.current != nil })
+        #expect(try #require(inserted.current) > sentinel)
+    }
+}
