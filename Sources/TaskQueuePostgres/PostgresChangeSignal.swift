@@ -82,16 +82,24 @@ final class PostgresChangeSignal: ChangeSignal {
         }
     }
 
+    /// The locks go with the worker's next transaction (its claim follows at
+    /// once), not in a round trip of their own before it.
     func stopWaiting() {
         followReconnect()
         guard armed, !db.isBroken else { return }
         armed = false
-        try? db.run(script: Self.unlockAll)
+        db.withNextBegin.append(PGStatement(sql: Self.unlockAll))
     }
 
     /// LISTENs (once) and takes the waiting locks. False when the server refused:
     /// the caller then sleeps out its timeouts instead.
     private func arm() -> Bool {
+        // Still held (their unlock not sent yet): keep them.
+        if let i = db.withNextBegin.firstIndex(where: { $0.sql == Self.unlockAll }) {
+            db.withNextBegin.remove(at: i)
+            armed = true
+            return true
+        }
         guard db.isIdle else { return false }
         do {
             try db.run(script: (listening ? "" : "LISTEN \(Self.channel); ") + Self.lockAll)

@@ -37,8 +37,8 @@ extension PostgresConnection {
     @discardableResult
     func pipeline(_ statements: [PGStatement]) throws -> [PGResult] {
         guard taskq_libpq_has_pipeline() == 1 else { return try oneByOne(statements) }
-        // Outside a transaction it commits: the tests' COMMIT faults apply.
-        let commits = isIdle
+        // Outside a transaction, or ending one, it commits: the tests' COMMIT faults apply.
+        let commits = isIdle || statements.last?.sql == "COMMIT"
         if commits && commitFault == .beforeSending { commitFault = nil; cut() }
         guard PQenterPipelineMode(handle) == 1 else { throw error(nil, statements.first?.sql ?? "") }
         defer { _ = PQexitPipelineMode(handle) }
@@ -106,14 +106,15 @@ extension PostgresConnection {
 
     /// Without pipeline mode (libpq 13 and older): the same, a round trip each.
     private func oneByOne(_ statements: [PGStatement]) throws -> [PGResult] {
-        let inTransaction = !isIdle
-        if !inTransaction { try run(script: "BEGIN") }
+        // Statements that open a transaction, or run in one, are left to it.
+        let wrap = isIdle && statements.first?.sql != "BEGIN"
+        if wrap { try run(script: "BEGIN") }
         do {
             let results = try statements.map { try execPrepared($0.sql, $0.params) }
-            if !inTransaction { try run(script: "COMMIT") }
+            if wrap { try run(script: "COMMIT") }
             return results
         } catch {
-            if !inTransaction && !isIdle { _ = PQexec(handle, "ROLLBACK").map { PQclear($0) } }
+            if wrap && !isIdle { _ = PQexec(handle, "ROLLBACK").map { PQclear($0) } }
             throw error
         }
     }

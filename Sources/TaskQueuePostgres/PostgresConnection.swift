@@ -208,6 +208,7 @@ final class PostgresConnection {
         }
         generation += 1
         prepared = [:]
+        withNextBegin = []
         PQsetClientEncoding(handle, "UTF8")
         for statement in sessionSetup { try run(script: statement) }
     }
@@ -313,6 +314,14 @@ final class PostgresConnection {
     /// True while no transaction is open or failed on this connection.
     var isIdle: Bool { PQtransactionStatus(handle) == PQTRANS_IDLE }
 
+    /// Statements whose results nobody reads and that need not run at once, sent
+    /// right after the BEGIN of the next transaction begun with statements (the
+    /// same round trip). Forgotten on a reconnect.
+    var withNextBegin: [PGStatement] = []
+    /// Statements whose results nobody reads, sent with this transaction's COMMIT
+    /// (in the same round trip) rather than each on its own.
+    var beforeCommit: [PGStatement] = []
+
     /// For the tests: the connection drops at the next COMMIT, just before it is
     /// sent (the transaction is rolled back) or just after its reply came (it
     /// committed): both look the same to the caller, a COMMIT without a reply.
@@ -328,20 +337,32 @@ final class PostgresConnection {
     /// Runs `body` in a transaction (READ COMMITTED) begun by `begin`: committed
     /// when it returns, rolled back when it throws.
     func transaction<T>(begin: String = "BEGIN", _ body: () throws -> T) throws -> T {
+        try inTransaction(start: { try run(script: begin) }, body)
+    }
+
+    /// The same, begun by `begin` (BEGIN and the statements that go with it, sent in
+    /// one round trip); `body` gets the results of those after BEGIN.
+    func transaction<T>(begin: [PGStatement], _ body: ([PGResult]) throws -> T) throws -> T {
+        var results: [PGResult] = []
+        let extra = withNextBegin
+        withNextBegin = []
+        return try inTransaction(start: {
+            results = Array(try pipeline(begin.prefix(1) + extra + begin.dropFirst()).dropFirst(1 + extra.count))
+        }, { try body(results) })
+    }
+
+    private func inTransaction<T>(start: () throws -> Void, _ body: () throws -> T) throws -> T {
+        beforeCommit = []
         do {
-            try run(script: begin)
+            try start()
             let value = try body()
             // A COMMIT that fails with the connection lost may have committed: see
             // `PostgresTaskStore.keepingConnected`.
-            if commitFault == .beforeSending { commitFault = nil; cut() }
-            try run(script: "COMMIT")
-            if commitFault == .afterCommitting {
-                commitFault = nil
-                cut()
-                throw PostgresError(sqlstate: "08006", message: "server closed the connection unexpectedly", statement: "COMMIT")
-            }
+            try pipeline(beforeCommit + [PGStatement(sql: "COMMIT")])
+            beforeCommit = []
             return value
         } catch {
+            beforeCommit = []
             if !isIdle { _ = PQexec(handle, "ROLLBACK").map { PQclear($0) } }
             throw error
         }

@@ -80,7 +80,7 @@ extension PostgresTaskStore {
             // has locked and may not take (it locks up to twice its limit): look
             // without locking, and try again while something is claimable, so a
             // worker does not go idle beside a task nobody took.
-            let probe = try db.exec(Self.claimSQL(queues: hasQueues, paused: paused != nil, lock: false),
+            let probe = try db.execPrepared(Self.claimSQL(queues: hasQueues, paused: paused != nil, lock: false),
                                     values + (paused.map { [.texts($0)] } ?? []))
             if !probe.bool(0, 0) { return [] }
         }
@@ -88,7 +88,7 @@ extension PostgresTaskStore {
     }
 
     private func run(_ values: [PGValue], queues: Bool, paused: Bool) throws -> [ClaimedTask] {
-        let r = try db.exec(Self.claimSQL(queues: queues, paused: paused), values)
+        let r = try db.execPrepared(Self.claimSQL(queues: queues, paused: paused), values)
         if r.count == 0 { return [] }
         // RETURNING gives no order: put them in claim order.
         let keyed = r.rows { i in (task: claimedTask(r, i), priority: r.int(i, 10), since: r.timestamp(i, 11)) }

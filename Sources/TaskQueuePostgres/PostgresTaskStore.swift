@@ -86,6 +86,13 @@ package final class PostgresTaskStore: TaskStore {
         try pg { try db.transaction(begin: begin, body) }
     }
 
+    /// The same, begun by BEGIN and the statements that go with it in one round
+    /// trip; `body` gets their results.
+    @discardableResult
+    func write<T>(begin: [PGStatement], _ body: ([PGResult]) throws -> T) throws -> T {
+        try pg { try db.transaction(begin: begin, body) }
+    }
+
     // MARK: - stop sentinels and the order of ids
 
     /// Taken shared by every transaction that inserts tasks, and exclusive by the

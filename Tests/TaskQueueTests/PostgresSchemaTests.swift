@@ -79,12 +79,20 @@ struct PostgresSchemaTests {
         try sql.exec("ANALYZE tasks")
         let running = try f.claimed(w, supervisor: s, limit: 512)
         #expect(running.count == 512)
-        try sql.run(script: PostgresTaskStore.beginWorker)
-        let claim = try sql.exec("EXPLAIN (COSTS OFF) " + PostgresTaskStore.claimSQL(queues: false, paused: false),
-                                 [.ts(.now()), .text(String(s)), .int(512), .texts(["t"]), .int(w), .int(1), .text("h")])
-        let finish = try sql.exec("EXPLAIN (COSTS OFF) " + PostgresTaskStore.finishBatchSQL,
-                                  [.ts(.now()), .ints(running.map(\.id)), .ints(running.map { _ in w }), .ints(running.map(\.attempt)),
-                                   .byteas(running.map { _ in [] }), .list(running.map { _ in .null }, of: PGType.text, arrayOID: PGType.textArray)])
+        // The worker prepares both, and runs them with the plan made for any values
+        // (see `PostgresTaskStore.beginWorker`): check that one, as the server makes it.
+        try sql.exec("""
+            PREPARE claim(timestamptz, text, int8, text[], int8, int8, text) AS \(PostgresTaskStore.claimSQL(queues: false, paused: false))
+            """)
+        try sql.exec("PREPARE finish(timestamptz, int8[], int8[], int8[], bytea[], text[]) AS \(PostgresTaskStore.finishBatchSQL)")
+        try sql.pipeline(PostgresTaskStore.beginWorker)
+        // (EXECUTE takes no bound parameters: literals; the plan is the same for any.)
+        let ids = running.map { String($0.id) }.joined(separator: ",")
+        let claim = try sql.exec("EXPLAIN (COSTS OFF) EXECUTE claim(now(), '\(s)', 512, '{t}', \(w), 1, 'h')")
+        let finish = try sql.exec("""
+            EXPLAIN (COSTS OFF) EXECUTE finish(now(), '{\(ids)}', array_fill(\(w)::int8, ARRAY[\(running.count)]),
+                                               array_fill(1::int8, ARRAY[\(running.count)]), '{}', '{}')
+            """)
         try sql.run(script: "ROLLBACK")
         for plan in [claim, finish] {
             let text = plan.rows { plan.string($0, 0) }.joined(separator: "\n")

@@ -63,9 +63,20 @@ struct PostgresChangeSignalTests {
         signal.wait(timeout: 5)
         #expect(signal.drain() == false)   // `wait` took it
 
+        // Waiting again before the worker's next transaction keeps the locks it holds.
         signal.stopWaiting()
+        signal.wait(timeout: 0)
+        try producer.enqueue(kind: "k")
+        #expect(try notified(listener))
+
+        // The locks go with the worker's next transaction (its claim), each released once.
+        signal.stopWaiting()
+        try waiterStore.db.transaction(begin: [PGStatement(sql: "BEGIN")]) { _ in }
         try producer.enqueue(kind: "k")
         #expect(try notified(listener) == false)
+        let pid = try waiterStore.db.exec("SELECT pg_backend_pid()").int(0, 0)
+        #expect(try listener.exec("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1::int4", [.int(pid)])
+            .int(0, 0) == 0)
     }
 
     @Test func synchronousMapsToSynchronousCommit() throws {
