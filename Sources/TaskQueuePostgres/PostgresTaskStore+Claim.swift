@@ -60,14 +60,29 @@ extension PostgresTaskStore {
     /// locked by other claimers (whose transactions are about to end).
     static let claimRetries = 3
 
-    func claim(_ claim: ClaimRequest, now: Timestamp) throws -> [ClaimedTask] {
+    /// The claim's first try (no queue paused), to send ahead (see `claim`).
+    func claimStatement(_ claim: ClaimRequest, now: Timestamp) -> PGStatement {
+        PGStatement(sql: Self.claimSQL(queues: claim.queues != nil, paused: false), params: claimValues(claim, now: now))
+    }
+
+    private func claimValues(_ claim: ClaimRequest, now: Timestamp) -> [PGValue] {
         var values: [PGValue] = [.ts(now), .text(String(claim.supervisorID)), .int(Int64(claim.limit)), .texts(claim.kinds),
                                  .int(claim.owner), .int(Int64(claim.pid)), .text(claim.host)]
         if let q = claim.queues { values.append(.texts(q)) }
+        return values
+    }
+
+    /// Claims up to `claim.limit` tasks. `first`: the result of `claimStatement`,
+    /// already run in this transaction.
+    func claim(_ claim: ClaimRequest, now: Timestamp, first: PGResult? = nil) throws -> [ClaimedTask] {
+        let values = claimValues(claim, now: now)
         let hasQueues = claim.queues != nil
         var paused: [String]? = nil
+        var first = first
         for _ in 0...Self.claimRetries {
-            var got = try run(values + (paused.map { [.texts($0)] } ?? []), queues: hasQueues, paused: paused != nil)
+            var got: [ClaimedTask]
+            if let r = first { got = claimed(r); first = nil }
+            else { got = try run(values + (paused.map { [.texts($0)] } ?? []), queues: hasQueues, paused: paused != nil) }
             if got.isEmpty && paused == nil {
                 let r = try db.exec("SELECT name FROM queues WHERE paused_at IS NOT NULL")
                 if r.count > 0 {
@@ -81,14 +96,17 @@ extension PostgresTaskStore {
             // without locking, and try again while something is claimable, so a
             // worker does not go idle beside a task nobody took.
             let probe = try db.execPrepared(Self.claimSQL(queues: hasQueues, paused: paused != nil, lock: false),
-                                    values + (paused.map { [.texts($0)] } ?? []))
+                                            values + (paused.map { [.texts($0)] } ?? []))
             if !probe.bool(0, 0) { return [] }
         }
         return []
     }
 
     private func run(_ values: [PGValue], queues: Bool, paused: Bool) throws -> [ClaimedTask] {
-        let r = try db.execPrepared(Self.claimSQL(queues: queues, paused: paused), values)
+        claimed(try db.execPrepared(Self.claimSQL(queues: queues, paused: paused), values))
+    }
+
+    private func claimed(_ r: PGResult) -> [ClaimedTask] {
         if r.count == 0 { return [] }
         // RETURNING gives no order: put them in claim order.
         let keyed = r.rows { i in (task: claimedTask(r, i), priority: r.int(i, 10), since: r.timestamp(i, 11)) }

@@ -55,12 +55,20 @@ extension PostgresTaskStore: OutcomeSettling {
         let claim = claim.flatMap { $0.limit > 0 ? $0 : nil }
         if outcomes.isEmpty && claim == nil { return ([], []) }
         // The owner fence: every owner's row, locked in id order before anything
-        // is written (sent with BEGIN). Recovery deletes the row first: it waits
-        // for this transaction, or this one finds the row gone.
+        // is written. Recovery deletes the row first: it waits for this
+        // transaction, or this one finds the row gone.
         var owners = Set(outcomes.map(\.owner))
         if let claim { owners.insert(claim.owner) }
-        let lock = PGStatement(sql: Self.lockOwnersSQL, params: [.ints(owners.sorted())])
-        let result = try write(begin: Self.beginWorker + [lock]) { begun -> (accepted: [Bool], claimed: [ClaimedTask]) in
+        var begin = Self.beginWorker + [PGStatement(sql: Self.lockOwnersSQL, params: [.ints(owners.sorted())])]
+        // Sent with BEGIN too, in one round trip: the batch of successes and the
+        // claim. They are fenced by their own rows, so they may run before the
+        // owners' rows are read: an owner found gone throws below, and rolls them
+        // back. A finish that may have committed unseen is settled first, step by step.
+        let oneTrip = uncertainFinish == nil
+        let batch = oneTrip ? successBatch(outcomes) : []
+        if !batch.isEmpty { begin.append(finishBatchStatement(outcomes, batch, now: now)) }
+        if oneTrip, let claim { begin.append(claimStatement(claim, now: now)) }
+        let result = try write(begin: begin) { begun -> (accepted: [Bool], claimed: [ClaimedTask]) in
             let r = begun[1]
             var lists: [Int64: [Int64]?] = [:]
             for i in 0..<r.count { lists[r.int(i, 0)] = .some(r.int64s(i, 1)) }
@@ -68,10 +76,10 @@ extension PostgresTaskStore: OutcomeSettling {
                 return settled
             }
             for o in outcomes where lists[o.owner] == nil { throw OwnerNotRegistered(owner: o.owner) }
-            let accepted = try finish(outcomes, now: now)
+            let accepted = try finish(outcomes, now: now, batch: oneTrip ? (batch, batch.isEmpty ? nil : begun[2]) : nil)
             var claimed: [ClaimedTask] = []
             if let claim {
-                claimed = try self.claim(claim, now: now)
+                claimed = try self.claim(claim, now: now, first: oneTrip ? begun.last : nil)
                 // As on SQLite: an owner whose row is gone may not claim; with
                 // nothing to claim there is nothing to refuse.
                 if lists[claim.owner] == nil && !claimed.isEmpty { throw OwnerNotRegistered(owner: claim.owner) }
@@ -152,22 +160,36 @@ extension PostgresTaskStore: OutcomeSettling {
 
     // MARK: - finishing
 
-    /// Applies each outcome under the fence; true at the index of each it applied.
-    /// The successful ones are written by one UPDATE over the batch (the first
-    /// outcome for each task only); the rest, rarer, one by one in order, so the
-    /// result is as if each outcome were applied alone, in order.
-    private func finish(_ outcomes: [TaskOutcome], now: Timestamp) throws -> [Bool] {
-        var accepted = [Bool](repeating: false, count: outcomes.count)
+    /// The outcomes written by one UPDATE over the batch (`finishBatchSQL`): the
+    /// successes, the first outcome for each task only.
+    private func successBatch(_ outcomes: [TaskOutcome]) -> [Int] {
         var batch: [Int] = []
         var seen = Set<Int64>()
         for (k, o) in outcomes.enumerated() where seen.insert(o.taskID).inserted {
             if case .succeeded = o.result { batch.append(k) }
         }
+        return batch
+    }
+
+    private func finishBatchStatement(_ outcomes: [TaskOutcome], _ batch: [Int], now: Timestamp) -> PGStatement {
+        PGStatement(sql: Self.finishBatchSQL, params: [
+            .ts(now), .ints(batch.map { outcomes[$0].taskID }), .ints(batch.map { outcomes[$0].owner }),
+            .ints(batch.map { outcomes[$0].attempt }),
+            .byteas(batch.map { k in if case .succeeded(let out) = outcomes[k].result { return out } else { return [] } }),
+            .list(batch.map { .opt(outcomes[$0].stderr) }, of: PGType.text, arrayOID: PGType.textArray)])
+    }
+
+    /// Applies each outcome under the fence; true at the index of each it applied.
+    /// The successful ones are written by one UPDATE over the batch (`batch`: its
+    /// outcomes and that UPDATE's result when it has run already); the rest,
+    /// rarer, one by one in order, so the result is as if each outcome were
+    /// applied alone, in order.
+    private func finish(_ outcomes: [TaskOutcome], now: Timestamp, batch given: ([Int], PGResult?)? = nil) throws -> [Bool] {
+        var accepted = [Bool](repeating: false, count: outcomes.count)
+        let batch = given?.0 ?? successBatch(outcomes)
         if !batch.isEmpty {
-            let r = try db.execPrepared(Self.finishBatchSQL, [.ts(now), .ints(batch.map { outcomes[$0].taskID }), .ints(batch.map { outcomes[$0].owner }),
-                      .ints(batch.map { outcomes[$0].attempt }),
-                      .byteas(batch.map { k in if case .succeeded(let out) = outcomes[k].result { return out } else { return [] } }),
-                      .list(batch.map { .opt(outcomes[$0].stderr) }, of: PGType.text, arrayOID: PGType.textArray)])
+            let s = finishBatchStatement(outcomes, batch, now: now)
+            let r = try given?.1 ?? db.execPrepared(s.sql, s.params)
             var done: [Int64: Bool] = [:]
             for i in 0..<r.count { done[r.int(i, 0)] = r.bool(i, 1) }
             for k in batch {
