@@ -12,15 +12,25 @@ extension PostgresTaskStore {
     /// else 3 attempts), and rows are inserted in the order given, so ids follow it.
     /// With `unique`, a row whose key is held by a queued or running task is
     /// skipped (the partial unique index decides, also against a concurrent insert).
-    static func insertSQL(unique: Bool) -> String {
+    /// With `sharing`, only the payloads ($4) are an array: every other column is
+    /// one value for all rows (`enqueue --lines`).
+    static func insertSQL(unique: Bool, sharing: Bool = false) -> String {
+        let rows = sharing ? """
+            (SELECT $1::text AS k, $2::text AS q, $3::int8 AS p, b.pl, $5::timestamptz AS r, $6::int8 AS m, $7::float8 AS t,
+                    $8::text AS oc, $10::text AS u, $11::float8 AS bb, $12::float8 AS bc, b.n
+             FROM unnest($4::text[]) WITH ORDINALITY AS b(pl, n)) AS x
+            """ : """
+            unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::timestamptz[], $6::int8[], $7::float8[],
+                   $8::text[], $10::text[], $11::float8[], $12::float8[]) WITH ORDINALITY AS x(k, q, p, pl, r, m, t, oc, u, bb, bc, n)
+            """
+        return 
         """
         INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash,
                            unique_key, backoff_base_s, backoff_cap_s)
         SELECT x.k, x.q, x.p, x.pl, x.r, coalesce(x.m, kd.max_attempts, 3), x.t, $9, coalesce(x.oc, kd.on_crash), x.u,
                coalesce(x.bb, CASE WHEN kd.backoff_base_s IS NOT NULL THEN least(kd.backoff_base_s, coalesce(x.bc, kd.backoff_base_s)) END),
                coalesce(x.bc, CASE WHEN kd.backoff_cap_s IS NOT NULL THEN greatest(kd.backoff_cap_s, coalesce(x.bb, kd.backoff_cap_s)) END)
-        FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::timestamptz[], $6::int8[], $7::float8[],
-                    $8::text[], $10::text[], $11::float8[], $12::float8[]) WITH ORDINALITY AS x(k, q, p, pl, r, m, t, oc, u, bb, bc, n)
+        FROM \(rows)
         LEFT JOIN kinds kd ON kd.kind = x.k
         ORDER BY x.n
         """ + (unique ? """
@@ -39,6 +49,17 @@ extension PostgresTaskStore {
             let r = try db.pipeline(Self.insertPrologue + [insertStatement(tasks, now: now, unique: false)])
             return Self.ids(r.last!)
         }
+    }
+
+    package func insertTasks(kind: String, options o: EnqueueOptions, payloads: PayloadBatch, now: Timestamp) throws -> [Int64] {
+        if o.uniqueKey != nil || !o.after.isEmpty || payloads.isEmpty {
+            return try insertTasks((0..<payloads.count).map { NewTask(kind: kind, payload: payloads.payload($0), options: o) }, now: now)
+        }
+        let insert = PGStatement(sql: Self.insertSQL(unique: false, sharing: true), params: [
+            .text(kind), .text(o.queue), .int(o.priority), .texts((0..<payloads.count).map { payloads.payload($0) }), .opt(o.runAt),
+            .opt(o.maxAttempts), .opt(o.timeout), .opt(o.onCrash?.rawValue), .ts(now), .null, .opt(o.backoffBase), .opt(o.backoffCap),
+        ])
+        return try pg { Self.ids(try db.pipeline(Self.insertPrologue + [insert]).last!) }
     }
 
     /// Inserts `tasks` in this transaction; returns their ids in order (a sequence

@@ -94,6 +94,14 @@ struct PostgresPipelineTests {
             let p = tasks[n].options.storedPolicy(kind: tasks[n].kind == "b" ? KindPolicy(maxAttempts: 9, backoffBase: 2) : nil)
             #expect(r.int(i, 2) == p.maxAttempts && r.optionalDouble(i, 3) == p.backoffBase && r.optionalDouble(i, 4) == p.backoffCap)
         }
+        // A batch sharing its kind and options (`enqueue --lines`): the same.
+        var batch = PayloadBatch()
+        for i in 0..<30 { Array("\(i)".utf8).withUnsafeBytes { batch.append($0) } }
+        let shared = try store.insertTasks(kind: "b", options: EnqueueOptions(backoffCap: 1), payloads: batch, now: .now())
+        let b = try store.db.exec("SELECT payload, max_attempts, backoff_base_s, backoff_cap_s FROM tasks WHERE id = ANY($1) ORDER BY id",
+                                  [.ints(shared)])
+        #expect(b.rows { b.string($0, 0) } == (0..<30).map { "\($0)" })
+        #expect(b.int(0, 1) == 9 && b.optionalDouble(0, 2) == 1 && b.optionalDouble(0, 3) == 1, "the kind's base, lowered to the task's cap")
     }
 
     /// A stop in flight holds the insert lock: an enqueue waits for its commit and
