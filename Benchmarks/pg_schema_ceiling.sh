@@ -33,8 +33,8 @@ pad=$(printf 'x%.0s' $(seq 60))
 payload="{\"seq\":1,\"enq_ns\":0,\"pad\":\"$pad\"}"
 for i in $(seq "$n"); do echo "{\"seq\":$i,\"enq_ns\":0,\"pad\":\"$pad\"}"; done > "$tmp/lines1"
 for i in $(seq 20); do cat "$tmp/lines1"; done > "$tmp/lines100"
-values() {  # one INSERT of $1 rows into the table named $2
-    local cols=$2 row=$3 sql="INSERT INTO $cols VALUES "
+values() {  # one INSERT of $1 rows $3 into $2 (a table and its columns)
+    local row=$3 sql="INSERT INTO $2 VALUES "
     for i in $(seq "$1"); do sql+="$row"; [ "$i" -lt "$1" ] && sql+=","; done
     echo "$sql;"
 }
