@@ -3,12 +3,17 @@ import TaskQueue
 import Glibc
 #endif
 
-/// One test's world: a temporary directory holding the database (./taskq.db),
-/// handler scripts and process logs, and the background processes it started.
-/// `close()` kills anything still running and removes the directory.
+/// One test's world: a temporary directory holding the database (./taskq.db, or
+/// a PostgreSQL database named at init), handler scripts and process logs, and the
+/// background processes it started. `close()` kills anything still running and
+/// removes the directory.
 public final class Scenario {
     public let dir: String
-    public var db: String { dir + "/taskq.db" }
+    /// The PostgreSQL URL every command of this scenario uses (`TASKQ_DB`), or nil
+    /// for the file.
+    public let postgresURL: String?
+    public var db: String { postgresURL ?? dir + "/taskq.db" }
+    public var isPostgres: Bool { postgresURL != nil }
     private var children: [Child] = []
 
     /// A `sleep` command unique to this scenario (a long, odd duration), so
@@ -16,15 +21,16 @@ public final class Scenario {
     /// other tests run at the same time.
     public let longSleep: String
 
-    public init(_ name: String = "taskq-test") {
+    public init(_ name: String = "taskq-test", postgresURL: String? = nil) {
         dir = Harness.tempDir(name)
+        self.postgresURL = postgresURL
         longSleep = "sleep \(300 + Int.random(in: 0...99_999))"
     }
 
     /// Runs `taskq args` in the scenario's directory.
     @discardableResult
     public func taskq(_ args: [String], stdin: String? = nil, env: [String: String] = [:], timeout: Double = 120) -> RunResult {
-        TaskQueueTestSupport.taskq(args, stdin: stdin, env: env, cwd: dir, timeout: timeout)
+        TaskQueueTestSupport.taskq(args, stdin: stdin, env: withDatabase(env), cwd: dir, timeout: timeout)
     }
 
     /// Enqueues one task and returns its id (fails the precondition on error).
@@ -37,14 +43,14 @@ public final class Scenario {
 
     /// Starts `taskq supervise args` in the background (logs in the directory).
     public func supervise(_ args: [String], env: [String: String] = [:]) -> Child {
-        let c = Child(Harness.taskq, ["supervise"] + args, env: env, cwd: dir, logDir: dir)
+        let c = Child(Harness.taskq, ["supervise"] + args, env: withDatabase(env), cwd: dir, logDir: dir)
         children.append(c)
         return c
     }
 
     /// Starts any program in the background, tracked for cleanup.
     public func start(_ path: String, _ args: [String], env: [String: String] = [:]) -> Child {
-        let c = Child(path, args, env: env, cwd: dir, logDir: dir)
+        let c = Child(path, args, env: withDatabase(env), cwd: dir, logDir: dir)
         children.append(c)
         return c
     }
@@ -57,9 +63,21 @@ public final class Scenario {
         return path
     }
 
-    /// Runs SQL against the database with the sqlite3 shell.
-    public func sql(_ query: String) -> String { sqlite(db, query) }
-    public func sqlInt(_ query: String) -> Int { sqliteInt(db, query) }
+    /// `env` with `TASKQ_DB` naming the PostgreSQL database, if there is one.
+    private func withDatabase(_ env: [String: String]) -> [String: String] {
+        guard let postgresURL, env["TASKQ_DB"] == nil else { return env }
+        return env.merging(["TASKQ_DB": postgresURL]) { a, _ in a }
+    }
+
+    /// Runs SQL against the database with its own shell (sqlite3, psql).
+    public func sql(_ query: String) -> String {
+        guard let postgresURL else { return sqlite(db, query) }
+        return PostgresServer.psql(postgresURL, query).out
+    }
+    public func sqlInt(_ query: String) -> Int {
+        guard isPostgres else { return sqliteInt(db, query) }
+        return Int(sql(query)) ?? -1
+    }
 
     /// Count of tasks (not sentinels) in `state`.
     public func count(_ state: String) -> Int {
@@ -70,7 +88,7 @@ public final class Scenario {
     /// (Only session leaders: a worker's child between fork and exec still shows
     /// the worker's command line.)
     public var workerPids: [Int32] {
-        pidsMatching("__taskq-worker {\"database\":\"\(db)\"").filter { pid in
+        pidsMatching("__taskq-worker {\"database\":" + JSON.quote(db)).filter { pid in
             let stat = String(decoding: readAll("/proc/\(pid)/stat"), as: UTF8.self)
             guard let close = stat.lastIndex(of: ")") else { return false }
             let f = stat[stat.index(after: close)...].split(separator: " ")

@@ -16,15 +16,29 @@ import Glibc
 /// - Eight producer processes enqueue one task at a time while four workers drain:
 ///   every task runs exactly once.
 ///
+/// The kill loop runs on a SQLite file and on PostgreSQL (skipped, saying why,
+/// without a server).
+///
 /// Always on: ≥ 100 kills and ~500–2000 tasks; 8 × 250 tasks. Long mode
 /// (`TASKQ_CHAOS_LONG=1`): 2000 kills and 8 × 5000 tasks; `TASKQ_CHAOS_KILLS=N`
 /// sets the number of kills alone. Each test prints a summary line to quote
 /// (docs/reliability.md).
 @Suite(.serialized) struct ChaosTests {
     @Test func killLoop() {
-        let scale = ChaosScale.current
         let s = Scenario("taskq-chaos")
         defer { s.close() }
+        killLoop(s)
+    }
+
+    @Test(.enabled(if: PostgresServer.url != nil, Comment(rawValue: PostgresServer.server.skipReason)))
+    func killLoopOnPostgreSQL() {
+        let s = Scenario("taskq-chaos-pg", postgresURL: PostgresServer.freshSchema())
+        defer { s.close() }
+        killLoop(s)
+    }
+
+    func killLoop(_ s: Scenario) {
+        let scale = ChaosScale.current
         let audit = s.dir + "/audit"
         // One audit line per execution, written in one write(2) (O_APPEND) once the
         // handler's work is done; the result names the attempt that produced it.
@@ -138,7 +152,7 @@ import Glibc
 
         let f = final.figures
         print("""
-            taskq chaos kill loop: kills \(kills) (workers \(workerKills), of which \(youngKills) in their first second; supervisors \(supervisorKills)) in \(rounds) rounds, \
+            taskq chaos kill loop\(s.isPostgres ? " on PostgreSQL" : ""): kills \(kills) (workers \(workerKills), of which \(youngKills) in their first second; supervisors \(supervisorKills)) in \(rounds) rounds, \
             tasks \(f.tasks) (succeeded \(f.succeeded), failed after interrupted attempts \(f.failed)), lost \(f.lost), \
             completed twice \(f.completedTwice), executions \(f.executions), executions repeated after a kill \(f.repeated), \
             interrupted attempts \(f.interruptedAttempts), longest recovery after a supervisor restart \(ms(maxRecovery)), \
@@ -260,23 +274,31 @@ private struct Figures {
 ///   names the worker killed by signal 9, or found dead by recovery);
 /// - executions per task ≤ attempts, no attempt number executed twice;
 /// - every failed attempt has its row in the attempt history (task_attempts);
-/// - `PRAGMA integrity_check` is ok, the schema version is the latest migration's;
+/// - `PRAGMA integrity_check` is ok (SQLite), the schema version is the latest migration's;
 /// - at the end (`final`), every task is succeeded or failed, none is running.
 private func checkInvariants(_ s: Scenario, enqueued: [Int64], audit: String, final: Bool) -> (problems: [String], figures: Figures) {
     var problems: [String] = []
     var f = Figures()
-    let health = s.sql("PRAGMA integrity_check; SELECT (SELECT user_version FROM pragma_user_version) = max(version) AND max(version) = count(*) FROM taskq_migrations")
-    if health != "ok\n1" { problems.append("integrity_check / user_version = latest migration: \(health)") }
+    let (healthQuery, healthy) = s.isPostgres
+        ? ("SELECT 'ok', max(version) = count(*) FROM taskq_migrations", "ok|t")
+        : ("PRAGMA integrity_check; SELECT (SELECT user_version FROM pragma_user_version) = max(version) AND max(version) = count(*) FROM taskq_migrations",
+           "ok\n1")
+    let health = s.sql(healthQuery)
+    if health != healthy { problems.append("integrity_check / schema version = latest migration: \(health)") }
 
-    // One line per task, the checks that need its text done in SQL.
+    // One line per task, the checks that need its text done in SQL (the same SQL on
+    // both stores but for the result's type: text on SQLite, bytea on PostgreSQL).
+    let result = s.isPostgres ? "convert_from(result, 'UTF8')" : "result"
+    let newline = s.isPostgres ? "chr(10)" : "char(10)"
     let rows = s.sql("""
         SELECT id, state, attempts, max_attempts,
-               coalesce(result = id || ' ' || attempts || char(10), 0),
+               CASE WHEN \(result) = id || ' ' || attempts || \(newline) THEN 1 ELSE 0 END,
                CASE WHEN state = 'queued' OR state = 'failed' THEN attempts ELSE attempts - 1 END,
-               coalesce(last_error LIKE '%while running task ' || id || ', attempt '
+               CASE WHEN last_error LIKE '%while running task ' || id || ', attempt '
                         || (CASE WHEN state = 'queued' OR state = 'failed' THEN attempts ELSE attempts - 1 END)
                         || '/' || max_attempts || '%'
-                        AND (last_error LIKE '%killed by signal 9%' OR last_error LIKE '%exited without cleaning up%'), 0)
+                        AND (last_error LIKE '%killed by signal 9%' OR last_error LIKE '%exited without cleaning up%')
+                    THEN 1 ELSE 0 END
         FROM tasks WHERE kind = 't' ORDER BY id
         """)
     var executions: [Int64: [Int]] = [:]
@@ -315,7 +337,7 @@ private func checkInvariants(_ s: Scenario, enqueued: [Int64], audit: String, fi
         case "succeeded":
             f.succeeded += 1
             f.interruptedAttempts += attempts - 1
-            if !resultOK { problems.append("task \(id): result is not its last attempt's (\(attempts)): \(s.sql("SELECT quote(result) FROM tasks WHERE id = \(id)"))") }
+            if !resultOK { problems.append("task \(id): result is not its last attempt's (\(attempts)): \(s.sql("SELECT \(result) FROM tasks WHERE id = \(id)"))") }
             if !runs.contains(attempts) { problems.append("task \(id): succeeded at attempt \(attempts), which never ran (audit \(runs))") }
         case "failed":
             f.failed += 1
