@@ -56,7 +56,7 @@ package enum Recovery {
                 // and meanwhile the others are recovered.
                 continue
             }
-            log("recovered \(p.role.rawValue) pid \(p.pid) (process \(p.id)), which \(reason)" + fates(held, onCrash))
+            log("recovered \(p.role.rawValue) pid \(p.pid) on \(p.host) (process \(p.id)), which \(reason)" + fates(held, onCrash))
             recovered.append(p)
         }
         return recovered

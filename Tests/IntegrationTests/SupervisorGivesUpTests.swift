@@ -46,7 +46,10 @@ import Glibc
         let b = s.supervise(["--workers", "1", "--handler", "other=true", "--lease", "1"])
         #expect(eventually { b.stderrSoFar.contains("started as process") }, "\(b.stderrSoFar)")
         a.signal(SIGSTOP)
-        #expect(eventually(timeout: 20) { b.stderrSoFar.contains("recovered supervisor pid \(a.pid)") }, "\(b.stderrSoFar)")
+        // The log names the host too: on a shared PostgreSQL queue pids repeat across hosts.
+        let host = s.sql("SELECT host FROM processes WHERE pid = \(a.pid)")
+        #expect(eventually(timeout: 20) { b.stderrSoFar.contains("recovered supervisor pid \(a.pid) on \(host) (process ") },
+                "\(b.stderrSoFar)")
         // A's worker was not frozen: it still holds its task, under its own live row.
         #expect(s.sql("SELECT state || ':' || attempts FROM tasks WHERE id = \(id)") == "running:1")
         a.signal(SIGCONT)
