@@ -190,9 +190,10 @@ extension StoreConformance {
         #expect(try store.processes().map(\.id) == [s, remoteAlive, skipped])
 
         #expect(log.count == 3, "\(log)")
-        #expect(log.contains("recovered worker pid \(impossiblePid) (process \(deadWorker)), which exited without cleaning up; task \(t1.id) goes back for a retry; task \(t2.id) ends failed (no attempts left)"),
+        #expect(log.contains("recovered worker pid \(impossiblePid) on \(System.hostName) (process \(deadWorker)), which exited without cleaning up; task \(t1.id) goes back for a retry; task \(t2.id) ends failed (no attempts left)"),
                 "\(log)")
-        #expect(log.contains { $0.hasPrefix("recovered supervisor pid \(impossiblePid) (process \(rebootedSupervisor)), which stopped heartbeating") }, "\(log)")
+        #expect(log.contains { $0.hasPrefix("recovered supervisor pid \(impossiblePid) on \(System.hostName) (process \(rebootedSupervisor)), which stopped heartbeating") },
+                "\(log)")
         // Done once: a second pass finds nothing.
         #expect(try Recovery.recoverDead(store: store, retry: RetryPolicy(), skip: [skipped]) { _ in }.isEmpty)
     }

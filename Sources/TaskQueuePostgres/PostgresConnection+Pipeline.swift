@@ -41,7 +41,8 @@ extension PostgresConnection {
         let commits = isIdle || statements.last?.sql == "COMMIT"
         if commits && commitFault == .beforeSending { commitFault = nil; cut() }
         guard PQenterPipelineMode(handle) == 1 else { throw error(nil, statements.first?.sql ?? "") }
-        defer { _ = PQexitPipelineMode(handle) }
+        // Leaving needs every reply read: after a failure, read what is left.
+        defer { if PQexitPipelineMode(handle) != 1 { drainPipeline(); _ = PQexitPipelineMode(handle) } }
         // What each reply answers: a statement's Parse the first time (nil), then its run.
         var replies: [(statement: Int, prepare: (key: String, name: String)?)] = []
         var preparing: [String: String] = [:]
@@ -63,7 +64,9 @@ extension PostgresConnection {
         }
         if sendFailed || PQpipelineSync(handle) != 1 {
             let e = error(nil, statements.first?.sql ?? "")
-            drainPipeline()
+            // What was queued is sent with a Sync (the replies then end), or the
+            // connection is gone (they never come): either way nothing waits forever.
+            if !sendFailed || PQpipelineSync(handle) == 1 || isBroken { drainPipeline() }
             throw e
         }
         var results: [PGResult?] = Array(repeating: nil, count: statements.count)
