@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # What taskq's table costs an insert on PostgreSQL: W1 (one commit per task) and W1b
-# (commits of 100) three ways, alternating, medians of REPS:
+# (commits of 100) four ways, alternating, medians of REPS:
 #   limit  the harness limit's table (id, state, payload, result; two indexes), one
 #          prepared INSERT per commit (pgbench, as limit_pg does)
 #   table  taskq's own tasks table (its CHECKs, insert trigger and five indexes),
 #          written by one plain prepared INSERT per commit (pgbench): the most any
 #          producer on this schema can do
-#   taskq  `taskq enqueue --lines [--commit-every 100]` on the same table
+#   nochk  the same table with its CHECK constraints dropped (what they cost)
+#   taskq  `taskq enqueue --lines [--commit-every 100]` on taskq's table
 #
 #   Benchmarks/pg_schema_ceiling.sh URL [REPS] [N]
 #
-# URL: a database where it may create and drop the schemas taskq_ceiling_limit and
-# taskq_ceiling_taskq (a private server: ../shared/bench/pg/cluster.sh start DIR).
+# URL: a database where it may create and drop the schemas taskq_ceiling_limit,
+# taskq_ceiling_taskq and taskq_ceiling_nochk (a private server: ../shared/bench/pg/cluster.sh start DIR).
 # N tasks per W1 cell (default 5,000; W1b inserts 20 times as many).
 # Needs pgbench and psql (Debian: postgresql-15, postgresql-client-15) and the
 # release taskq (swift build -c release --static-swift-stdlib --product taskq).
@@ -26,7 +27,7 @@ for tool in pgbench psql "$taskq"; do
     command -v "$tool" >/dev/null || { echo "pg_schema_ceiling: $tool not found" >&2; exit 2; }
 done
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"; psql "$url" -qc "DROP SCHEMA IF EXISTS taskq_ceiling_limit CASCADE; DROP SCHEMA IF EXISTS taskq_ceiling_taskq CASCADE" >/dev/null 2>&1 || true' EXIT
+trap 'rm -rf "$tmp"; psql "$url" -qc "DROP SCHEMA IF EXISTS taskq_ceiling_limit CASCADE; DROP SCHEMA IF EXISTS taskq_ceiling_taskq CASCADE; DROP SCHEMA IF EXISTS taskq_ceiling_nochk CASCADE" >/dev/null 2>&1 || true' EXIT
 
 # ~100-byte JSON payloads, as the harness's
 pad=$(printf 'x%.0s' $(seq 60))
@@ -52,8 +53,17 @@ DROP SCHEMA IF EXISTS taskq_ceiling_limit CASCADE; CREATE SCHEMA taskq_ceiling_l
 CREATE TABLE taskq_ceiling_limit.t(id bigserial PRIMARY KEY, state int NOT NULL DEFAULT 0, payload text NOT NULL, result int);
 CREATE INDEX t_ready ON taskq_ceiling_limit.t(id) WHERE state = 0;
 DROP SCHEMA IF EXISTS taskq_ceiling_taskq CASCADE; CREATE SCHEMA taskq_ceiling_taskq;
+DROP SCHEMA IF EXISTS taskq_ceiling_nochk CASCADE; CREATE SCHEMA taskq_ceiling_nochk;
 SQL
     PGOPTIONS="-c search_path=taskq_ceiling_taskq" "$taskq" init --db "$url" >/dev/null
+    PGOPTIONS="-c search_path=taskq_ceiling_nochk" "$taskq" init --db "$url" >/dev/null
+    psql "$url" -q >/dev/null <<'SQL'
+DO $$ DECLARE c record; BEGIN
+  FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = 'taskq_ceiling_nochk.tasks'::regclass AND contype = 'c' LOOP
+    EXECUTE format('ALTER TABLE taskq_ceiling_nochk.tasks DROP CONSTRAINT %I', c.conname);
+  END LOOP;
+END $$;
+SQL
 }
 # tasks/s of pgbench running script $2 (rows per commit $3) in schema $1
 bench() {
@@ -74,15 +84,17 @@ for r in $(seq "$reps"); do
     fresh
     echo "W1 limit $(bench taskq_ceiling_limit "$tmp/limit1.sql" 1 "$n")" >> "$tmp/results"
     echo "W1 table $(bench taskq_ceiling_taskq "$tmp/table1.sql" 1 "$n")" >> "$tmp/results"
+    echo "W1 nochk $(bench taskq_ceiling_nochk "$tmp/table1.sql" 1 "$n")" >> "$tmp/results"
     echo "W1 taskq $(run_taskq 1)" >> "$tmp/results"
     echo "W1b limit $(bench taskq_ceiling_limit "$tmp/limit100.sql" 100 "$n")" >> "$tmp/results"
     echo "W1b table $(bench taskq_ceiling_taskq "$tmp/table100.sql" 100 "$n")" >> "$tmp/results"
+    echo "W1b nochk $(bench taskq_ceiling_nochk "$tmp/table100.sql" 100 "$n")" >> "$tmp/results"
     echo "W1b taskq $(run_taskq 100)" >> "$tmp/results"
 done
 echo "# pg_schema_ceiling: $reps reps, W1 $n tasks, W1b $((n * 20)) tasks; tasks/s, medians (every rep)"
 for w in W1 W1b; do
     l=$(awk -v w=$w '$1 == w && $2 == "limit" {print $3}' "$tmp/results" | median)
-    for who in limit table taskq; do
+    for who in limit table nochk taskq; do
         all=$(awk -v w=$w -v x=$who '$1 == w && $2 == x {print $3}' "$tmp/results" | paste -sd' ')
         m=$(awk -v w=$w -v x=$who '$1 == w && $2 == x {print $3}' "$tmp/results" | median)
         awk -v w=$w -v x=$who -v m="$m" -v l="$l" -v all="$all" \
