@@ -71,6 +71,15 @@ package struct DashboardTaskQuery: Sendable, Equatable {
     package var scansNewestOnly: Bool {
         isSearch || (boundedScan && (state != nil || queue != nil || kind != nil))
     }
+
+    /// The lowest id a bounded listing reads, given the table's highest id: the
+    /// scan limit's worth of ids below `beforeID` (or the newest); nil when the
+    /// table is smaller than that.
+    package func scanFloor(newest: Int64) -> Int64? {
+        let top = beforeID.map { $0 - 1 } ?? newest
+        let floor = top - Int64(scanLimit) + 1
+        return floor > 1 ? floor : nil
+    }
 }
 
 /// Upper bounds (seconds) of the attempt-duration histogram's buckets.

@@ -50,13 +50,9 @@ extension PostgresTaskStore: DashboardStore {
         }
     }
 
-    /// The lowest id a search may read (see `DashboardTaskQuery.scanLimit`).
+    /// The lowest id a search may read (see `DashboardTaskQuery.scanFloor`).
     private func scanFloor(_ q: DashboardTaskQuery) throws -> Int64? {
-        let r = try db.exec("SELECT max(id) FROM tasks")
-        let newest = r.optionalInt(0, 0) ?? 0
-        let top = q.beforeID.map { $0 - 1 } ?? newest
-        let floor = top - Int64(q.scanLimit) + 1
-        return floor > 1 ? floor : nil
+        q.scanFloor(newest: try db.exec("SELECT max(id) FROM tasks").optionalInt(0, 0) ?? 0)
     }
 
     private func dashboardWhere(_ q: DashboardTaskQuery, paging: Bool) -> (String, [PGValue]) {

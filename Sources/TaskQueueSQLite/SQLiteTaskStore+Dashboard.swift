@@ -55,13 +55,9 @@ extension SQLiteTaskStore {
         }
     }
 
-    /// The lowest id a search may read: the scan limit's worth of ids below the
-    /// newest; nil when the table is smaller than that.
+    /// The lowest id a search may read (see `DashboardTaskQuery.scanFloor`).
     private func scanFloor(_ q: DashboardTaskQuery) throws -> Int64? {
-        let newest = try db.scalarInt("SELECT max(id) FROM tasks") ?? 0
-        let top = q.beforeID.map { $0 - 1 } ?? newest
-        let floor = top - Int64(q.scanLimit) + 1
-        return floor > 1 ? floor : nil
+        q.scanFloor(newest: try db.scalarInt("SELECT max(id) FROM tasks") ?? 0)
     }
 
     private func dashboardWhere(_ q: DashboardTaskQuery, paging: Bool) -> (String, [SQLValue]) {
