@@ -11,6 +11,9 @@ import CLibPQ
 struct PGStatement {
     var sql: String
     var params: [PGValue] = []
+
+    static let begin = PGStatement(sql: "BEGIN")
+    static let commit = PGStatement(sql: "COMMIT")
 }
 
 extension PostgresConnection {
@@ -37,8 +40,10 @@ extension PostgresConnection {
     @discardableResult
     func pipeline(_ statements: [PGStatement]) throws -> [PGResult] {
         guard taskq_libpq_has_pipeline() == 1 else { return try oneByOne(statements) }
-        // Outside a transaction, or ending one, it commits: the tests' COMMIT faults apply.
-        let commits = isIdle || statements.last?.sql == "COMMIT"
+        // One that ends a transaction, or is one itself (outside a transaction and not
+        // opening one), commits: the tests' COMMIT faults apply to it.
+        let commits = statements.last?.sql == PGStatement.commit.sql
+            || (isIdle && statements.first?.sql.hasPrefix("BEGIN") != true)
         if commits && commitFault == .beforeSending { commitFault = nil; cut() }
         guard PQenterPipelineMode(handle) == 1 else { throw error(nil, statements.first?.sql ?? "") }
         // Leaving needs every reply read: after a failure, read what is left.
@@ -110,7 +115,7 @@ extension PostgresConnection {
     /// Without pipeline mode (libpq 13 and older): the same, a round trip each.
     private func oneByOne(_ statements: [PGStatement]) throws -> [PGResult] {
         // Statements that open a transaction, or run in one, are left to it.
-        let wrap = isIdle && statements.first?.sql != "BEGIN"
+        let wrap = isIdle && statements.first?.sql.hasPrefix("BEGIN") != true
         if wrap { try run(script: "BEGIN") }
         do {
             let results = try statements.map { try execPrepared($0.sql, $0.params) }

@@ -315,8 +315,8 @@ final class PostgresConnection {
     var isIdle: Bool { PQtransactionStatus(handle) == PQTRANS_IDLE }
 
     /// Statements whose results nobody reads and that need not run at once, sent
-    /// right after the BEGIN of the next transaction begun with statements (the
-    /// same round trip). Forgotten on a reconnect.
+    /// right after the BEGIN of the next transaction (the same round trip).
+    /// Forgotten on a reconnect.
     var withNextBegin: [PGStatement] = []
     /// Statements whose results nobody reads, sent with this transaction's COMMIT
     /// (in the same round trip) rather than each on its own.
@@ -334,31 +334,21 @@ final class PostgresConnection {
         _ = PQconsumeInput(handle)
     }
 
-    /// Runs `body` in a transaction (READ COMMITTED) begun by `begin`: committed
-    /// when it returns, rolled back when it throws.
-    func transaction<T>(begin: String = "BEGIN", _ body: () throws -> T) throws -> T {
-        try inTransaction(start: { try run(script: begin) }, body)
-    }
-
-    /// The same, begun by `begin` (BEGIN and the statements that go with it, sent in
-    /// one round trip); `body` gets the results of those after BEGIN.
-    func transaction<T>(begin: [PGStatement], _ body: ([PGResult]) throws -> T) throws -> T {
-        var results: [PGResult] = []
+    /// Runs `body` in a transaction (READ COMMITTED unless `begin` says otherwise):
+    /// committed when it returns, rolled back when it throws. `begin` is BEGIN and
+    /// the statements that go with it, sent in one round trip with `withNextBegin`;
+    /// `body` gets the results of those after BEGIN. The COMMIT goes with
+    /// `beforeCommit`, in one round trip too.
+    func transaction<T>(begin: [PGStatement] = [.begin], _ body: ([PGResult]) throws -> T) throws -> T {
         let extra = withNextBegin
         withNextBegin = []
-        return try inTransaction(start: {
-            results = Array(try pipeline(begin.prefix(1) + extra + begin.dropFirst()).dropFirst(1 + extra.count))
-        }, { try body(results) })
-    }
-
-    private func inTransaction<T>(start: () throws -> Void, _ body: () throws -> T) throws -> T {
         beforeCommit = []
         do {
-            try start()
-            let value = try body()
+            let begun = Array(try pipeline(begin.prefix(1) + extra + begin.dropFirst()).dropFirst(1 + extra.count))
+            let value = try body(begun)
             // A COMMIT that fails with the connection lost may have committed: see
             // `PostgresTaskStore.keepingConnected`.
-            try pipeline(beforeCommit + [PGStatement(sql: "COMMIT")])
+            try pipeline(beforeCommit + [.commit])
             beforeCommit = []
             return value
         } catch {
@@ -366,6 +356,11 @@ final class PostgresConnection {
             if !isIdle { _ = PQexec(handle, "ROLLBACK").map { PQclear($0) } }
             throw error
         }
+    }
+
+    /// The same, for a body that needs no results of `begin`.
+    func transaction<T>(begin: [PGStatement] = [.begin], _ body: () throws -> T) throws -> T {
+        try transaction(begin: begin) { (_: [PGResult]) in try body() }
     }
 }
 

@@ -64,7 +64,7 @@ enum PostgresMigrator {
     static func migrate(_ db: PostgresConnection, now: Timestamp) throws {
         if try version(db) == latestVersion { return }
         for m in embeddedPostgresMigrations {
-            try db.transaction(begin: "BEGIN; SELECT pg_advisory_xact_lock(\(lockKey))") {
+            try db.transaction(begin: [.begin, PGStatement(sql: "SELECT pg_advisory_xact_lock(\(lockKey))")]) {
                 // Looked at again under the lock: another process may have applied it.
                 guard try version(db) < m.version else { return }
                 try db.run(script: m.sql)

@@ -64,7 +64,7 @@ extension PostgresTaskStore: TaskOperationsStore {
         """
 
     package func retryTasks(_ ids: [Int64], now: Timestamp) throws -> [TaskChange] {
-        try write(begin: "BEGIN; " + PostgresChangeSignal.notifyIfWaiting) {
+        try write(begin: [.begin, PGStatement(sql: PostgresChangeSignal.notifyIfWaiting)]) {
             // Oldest first: a task runs --after older ones only, so a dependency
             // retried in the same call is queued before its dependants look at it.
             try TaskChange.eachOnce(ids, order: <) { try retryTask($0, now: now) }

@@ -6,7 +6,7 @@ import TaskQueue
 extension PostgresTaskStore: DashboardStore {
     /// `body` in one REPEATABLE READ, READ ONLY transaction: one snapshot.
     func snapshot<T>(_ body: () throws -> T) throws -> T {
-        try write(begin: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", body)
+        try write(begin: [PGStatement(sql: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")], body)
     }
 
     package func dashboardTasks(_ q: DashboardTaskQuery) throws -> (tasks: [TaskRecord], scannedDownTo: Int64?) {

@@ -147,7 +147,7 @@ extension PostgresTaskStore: ScheduleStore, TaskGroupStore, ActivityStore {
     }
 
     package func requeueGroupFailures(_ name: String, options o: EnqueueOptions, now: Timestamp) throws -> Int {
-        try write(begin: "BEGIN; " + PostgresChangeSignal.notifyIfWaiting) {
+        try write(begin: [.begin, PGStatement(sql: PostgresChangeSignal.notifyIfWaiting)]) {
             let inGroup = "kind = $3 AND id IN (SELECT task_id FROM task_groups WHERE group_name = $2)"
             // The re-run's options, resolved per kind as at enqueue.
             let options = "priority = $4, timeout_s = $5, max_attempts = $6, on_crash = $7, backoff_base_s = $8, backoff_cap_s = $9"

@@ -32,7 +32,7 @@ extension PostgresTaskStore: OutcomeSettling {
     /// any values (`force_generic_plan`): planning the claim took longer than
     /// running it (0.45 ms against 0.1 ms for one task, measured), and the plan
     /// does not depend on the values (the tests check it).
-    static let beginWorker = [PGStatement(sql: "BEGIN"), PGStatement(sql: """
+    static let beginWorker = [PGStatement.begin, PGStatement(sql: """
         SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
                set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true),
                set_config('plan_cache_mode', 'force_generic_plan', true)

@@ -82,12 +82,12 @@ package final class PostgresTaskStore: TaskStore {
 
     /// `body` in one transaction, errors as `pg`.
     @discardableResult
-    func write<T>(begin: String = "BEGIN", _ body: () throws -> T) throws -> T {
+    func write<T>(begin: [PGStatement] = [.begin], _ body: () throws -> T) throws -> T {
         try pg { try db.transaction(begin: begin, body) }
     }
 
-    /// The same, begun by BEGIN and the statements that go with it in one round
-    /// trip; `body` gets their results.
+    /// The same, `body` given the results of the statements sent with BEGIN (see
+    /// `PostgresConnection.transaction`).
     @discardableResult
     func write<T>(begin: [PGStatement], _ body: ([PGResult]) throws -> T) throws -> T {
         try pg { try db.transaction(begin: begin, body) }
@@ -110,10 +110,10 @@ package final class PostgresTaskStore: TaskStore {
     /// What an inserting transaction runs first: the insert lock, then (see
     /// `PostgresChangeSignal`) a NOTIFY if some worker waits.
     static let insertPrologue = [PGStatement(sql: insertLock), PGStatement(sql: PostgresChangeSignal.notifyIfWaiting)]
-    /// The same, as the BEGIN of a transaction sent statement by statement.
-    static let beginInsert = "BEGIN; \(insertLock); " + PostgresChangeSignal.notifyIfWaiting
-    static let beginSentinels = "BEGIN; SELECT pg_advisory_xact_lock(\(insertLockKey), 'tasks'::regclass::oid::integer); "
-        + PostgresChangeSignal.notifyAlways
+    /// The same, beginning a transaction.
+    static let beginInsert = [PGStatement.begin] + insertPrologue
+    static let beginSentinels = [.begin, PGStatement(sql: "SELECT pg_advisory_xact_lock(\(insertLockKey), 'tasks'::regclass::oid::integer)"),
+                                 PGStatement(sql: PostgresChangeSignal.notifyAlways)]
 
     package func stopSentinel(for supervisorID: Int64) throws -> StopSentinel? {
         try pg {

@@ -200,7 +200,7 @@ struct PostgresStoreTests {
         let w = try f.worker(supervisor: s)
         // A producer mid-transaction: it has its id, and has not committed.
         let producer = try admin(url)
-        try producer.run(script: PostgresTaskStore.beginInsert)
+        try producer.pipeline(PostgresTaskStore.beginInsert)
         let late = try producer.exec("INSERT INTO tasks (kind, created_at) VALUES ('t', now()) RETURNING id").int(0, 0)
         let sentinel = Locked<StopSentinel?>(nil)
         let thread = Thread {

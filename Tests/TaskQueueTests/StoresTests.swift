@@ -71,7 +71,7 @@ struct PostgresChangeSignalTests {
 
         // The locks go with the worker's next transaction (its claim), each released once.
         signal.stopWaiting()
-        try waiterStore.db.transaction(begin: [PGStatement(sql: "BEGIN")]) { _ in }
+        try waiterStore.db.transaction {}
         try producer.enqueue(kind: "k")
         #expect(try notified(listener) == false)
         let pid = try waiterStore.db.exec("SELECT pg_backend_pid()").int(0, 0)
