@@ -1,17 +1,16 @@
 import TaskQueueTestSupport
 
-/// One test's queue on PostgreSQL: a scenario directory for scripts and logs, and
-/// the database (or fresh schema) `url` names.
+/// One test's queue on PostgreSQL: a scenario on the database (or fresh schema)
+/// `url` names, whose commands spell out `--db URL`, as a user types them.
 class PGQueue {
     let s: Scenario
-    let url: String
+    var url: String { s.db }
 
     /// A fresh schema on the test server.
     convenience init() { self.init("taskq-pgcli", url: PostgresServer.freshSchema()!) }
 
     init(_ name: String, url: String) {
-        s = Scenario(name)
-        self.url = url
+        s = Scenario(name, postgresURL: url)
     }
 
     /// `taskq COMMAND ARGS… --db URL`.
@@ -23,12 +22,11 @@ class PGQueue {
     func supervise(_ args: [String]) -> Child { s.supervise(["--db", url] + args) }
 
     /// One value (or rows, one per line) of a query; "" while the server is down.
-    func sql(_ query: String) -> String { PostgresServer.psql(url, query).out }
+    func sql(_ query: String) -> String { s.sql(query) }
 
-    func count(_ state: String) -> Int {
-        Int(sql("SELECT count(*) FROM tasks WHERE state = '\(state)' AND kind <> 'taskq.stop'")) ?? -1
-    }
+    func count(_ state: String) -> Int { s.count(state) }
 
+    /// The registered workers' pids.
     var workerPids: [Int32] {
         sql("SELECT pid FROM processes WHERE role = 'worker' ORDER BY pid").split(separator: "\n").compactMap { Int32($0) }
     }
