@@ -30,6 +30,7 @@ static void load(void) {
     SYM(clear, "PQclear") SYM(notifies, "PQnotifies") SYM(freemem, "PQfreemem") SYM(consumeInput, "PQconsumeInput")
     SYM(reset, "PQreset") SYM(prepare, "PQprepare") SYM(execPrepared, "PQexecPrepared")
     SYM(sendPrepare, "PQsendPrepare") SYM(sendQueryPrepared, "PQsendQueryPrepared") SYM(getResult, "PQgetResult")
+    SYM(conninfoParse, "PQconninfoParse") SYM(conninfoFree, "PQconninfoFree")
 #undef SYM
     // Pipeline mode is optional: without it, taskq sends a pipeline's statements one by one.
     *(void **)&taskq_libpq.enterPipelineMode = dlsym(h, "PQenterPipelineMode");

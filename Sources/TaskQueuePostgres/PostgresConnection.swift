@@ -159,6 +159,16 @@ final class PostgresConnection {
         guard taskq_libpq_load() == 0 else {
             throw TaskQueueError.unavailable("cannot open a PostgreSQL queue: \(String(cString: taskq_libpq_error()))")
         }
+        // A URL or key=value string libpq cannot read is the caller's mistake (exit
+        // 64), not an unreachable server.
+        var parseError: UnsafeMutablePointer<CChar>?
+        if let options = PQconninfoParse(conninfo, &parseError) {
+            PQconninfoFree(options)
+        } else {
+            let m = parseError.map { Self.oneLine(String(cString: $0)) } ?? "out of memory"
+            parseError.map { PQfreemem($0) }
+            throw TaskQueueError.usage("not a PostgreSQL URL or connection string libpq can read: \(m)")
+        }
         guard let c = PQconnectdb(conninfo) else {
             throw TaskQueueError.unavailable("cannot connect to PostgreSQL: out of memory")
         }

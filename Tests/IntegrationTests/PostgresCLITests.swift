@@ -178,7 +178,11 @@ struct PostgresCLITests {
         #expect(notFound.status == 66, "\(notFound)")
         let bad = s.taskq(["list", "--db", "postgresql://[bad"])
         #expect(bad.status == 69 || bad.status == 64, "\(bad)")
-        for r in [refused, notFound, bad] {
+        // A URL libpq cannot read is a usage mistake, told before any connection.
+        let garbled = s.taskq(["list", "--db", "postgresql:///jobs?bogus=1"])
+        #expect(garbled.status == 64 && garbled.stderr.contains("not a PostgreSQL URL or connection string libpq can read"),
+                "\(garbled)")
+        for r in [refused, notFound, bad, garbled] {
             #expect(r.stderr.split(separator: "\n").count == 1, "\(r)")
             #expect(!r.stderr.contains("Fatal error") && !r.stderr.contains("secret"))
         }

@@ -26,6 +26,7 @@ typedef enum {
 typedef enum { PQTRANS_IDLE, PQTRANS_ACTIVE, PQTRANS_INTRANS, PQTRANS_INERROR, PQTRANS_UNKNOWN } PGTransactionStatusType;
 typedef struct pgNotify { char *relname; int be_pid; char *extra; struct pgNotify *next; } PGnotify;
 typedef void (*PQnoticeProcessor)(void *arg, const char *message);
+typedef struct _PQconninfoOption PQconninfoOption;
 
 /// Loads libpq once; 0 when it is there, else -1 with the reason in taskq_libpq_error().
 int taskq_libpq_load(void);
@@ -62,6 +63,8 @@ struct taskq_libpq {
     int (*sendPrepare)(PGconn *, const char *, const char *, int, const Oid *);
     int (*sendQueryPrepared)(PGconn *, const char *, int, const char *const *, const int *, const int *, int);
     PGresult *(*getResult)(PGconn *);
+    PQconninfoOption *(*conninfoParse)(const char *, char **);
+    void (*conninfoFree)(PQconninfoOption *);
     // Pipeline mode (libpq 14 and later); NULL with an older libpq.
     int (*enterPipelineMode)(PGconn *);
     int (*exitPipelineMode)(PGconn *);
@@ -112,6 +115,8 @@ static inline int PQsendQueryPrepared(PGconn *c, const char *name, int n, const 
     return taskq_libpq.sendQueryPrepared(c, name, n, values, lengths, formats, resultFormat);
 }
 static inline PGresult *PQgetResult(PGconn *c) { return taskq_libpq.getResult(c); }
+static inline PQconninfoOption *PQconninfoParse(const char *s, char **err) { return taskq_libpq.conninfoParse(s, err); }
+static inline void PQconninfoFree(PQconninfoOption *o) { taskq_libpq.conninfoFree(o); }
 /// 1 when this libpq has pipeline mode (14 and later).
 static inline int taskq_libpq_has_pipeline(void) { return taskq_libpq.pipelineSync != NULL; }
 static inline int PQenterPipelineMode(PGconn *c) { return taskq_libpq.enterPipelineMode(c); }
