@@ -3,10 +3,11 @@
 # (commits of 100) four ways, alternating, medians of REPS:
 #   limit  the harness limit's table (id, state, payload, result; two indexes), one
 #          prepared INSERT per commit (pgbench, as limit_pg does)
-#   table  taskq's own tasks table (its CHECKs, insert trigger and five indexes),
+#   table  taskq's own tasks table (its CHECKs, on the table and on its columns'
+#          domains, insert trigger and five indexes),
 #          written by one plain prepared INSERT per commit (pgbench): the most any
 #          producer on this schema can do
-#   nochk  the same table with its CHECK constraints dropped (what they cost)
+#   nochk  the same table with every CHECK constraint dropped (what they cost)
 #   taskq  `taskq enqueue --lines [--commit-every 100]` on taskq's table
 #
 #   Benchmarks/pg_schema_ceiling.sh URL [REPS] [N]
@@ -61,6 +62,10 @@ SQL
 DO $$ DECLARE c record; BEGIN
   FOR c IN SELECT conname FROM pg_constraint WHERE conrelid = 'taskq_ceiling_nochk.tasks'::regclass AND contype = 'c' LOOP
     EXECUTE format('ALTER TABLE taskq_ceiling_nochk.tasks DROP CONSTRAINT %I', c.conname);
+  END LOOP;
+  FOR c IN SELECT t.typname, k.conname FROM pg_constraint k JOIN pg_type t ON t.oid = k.contypid
+           WHERE t.typnamespace = 'taskq_ceiling_nochk'::regnamespace LOOP
+    EXECUTE format('ALTER DOMAIN taskq_ceiling_nochk.%I DROP CONSTRAINT %I', c.typname, c.conname);
   END LOOP;
 END $$;
 SQL

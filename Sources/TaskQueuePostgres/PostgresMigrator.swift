@@ -67,7 +67,14 @@ enum PostgresMigrator {
             try db.transaction(begin: [.begin, PGStatement(sql: "SELECT pg_advisory_xact_lock(\(lockKey))")]) {
                 // Looked at again under the lock: another process may have applied it.
                 guard try version(db) < m.version else { return }
-                try db.run(script: m.sql)
+                do {
+                    try db.run(script: m.sql)
+                } catch let e as PostgresError where !e.sqlstate.hasPrefix("08") && e.sqlstate != "42501" {
+                    // Something of the user's stands in the way (a view the migration
+                    // cannot keep): say which migration, and that it changed nothing.
+                    throw TaskQueueError.unavailable(
+                        "cannot upgrade \(db.location) to taskq schema version \(m.version) (\(m.name)): \(e.message); nothing was changed")
+                }
                 try db.exec("INSERT INTO taskq_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
                             [.int(Int64(m.version)), .text(m.name), .ts(now)])
             }

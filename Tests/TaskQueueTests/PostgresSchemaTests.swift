@@ -261,9 +261,11 @@ struct PostgresSchemaTests {
         #expect(e?.code == .unavailable && e?.message.contains("newer than this taskq knows") == true, "\(String(describing: e))")
     }
 
-    /// Rows a version-6 schema holds are kept by 0007 as they are, even ones its
-    /// new CHECKs would refuse (they are NOT VALID: new rows only).
-    @Test func version7KeepsRowsItsChecksWouldRefuse() throws {
+    /// Rows a version-6 schema holds are kept by 0007 and 0008 as they are, even
+    /// ones their new CHECKs would refuse (they are NOT VALID: new values only), and
+    /// such a row can still change state: a domain's CHECK sees only the values
+    /// written, not the row's other columns.
+    @Test func laterVersionsKeepRowsTheirChecksWouldRefuse() throws {
         let url = try TestPostgres.freshSchema()
         let sql = try admin(url)
         for m in embeddedPostgresMigrations where m.version <= 6 {
@@ -276,7 +278,49 @@ struct PostgresSchemaTests {
         #expect(try sql.exec("SELECT max(version) FROM taskq_migrations").int(0, 0) == Int64(PostgresMigrator.latestVersion))
         let t = try #require(try store.task(old))
         #expect(t.kind == "a b" && t.payload == "not json" && t.maxAttempts == 3)
+        try sql.exec("UPDATE tasks SET state = 'cancelled', finished_at = now() WHERE id = $1", [.int(old)])
+        #expect(try store.task(old)?.state == .cancelled)
+        // Writing the bad value is refused, also over the stored one.
+        #expect(throws: PostgresError.self) { try sql.exec("UPDATE tasks SET kind = 'a b' WHERE id = $1", [.int(old)]) }
         #expect(try store.insertTasks([NewTask(kind: "t")], now: .now()) == [old + 1])
+    }
+
+    /// 0008 changes the types of columns that views read: the user's own views
+    /// (and views on those) are kept with their options, privileges and comments; a
+    /// materialized view stops the upgrade, which then changes nothing and says why.
+    @Test func version8KeepsTheUsersViewsAndStopsAtAMaterializedOne() throws {
+        let url = try TestPostgres.freshSchema()
+        let sql = try admin(url)
+        func upTo(_ version: Int) throws {
+            for m in embeddedPostgresMigrations where m.version <= version {
+                try sql.run(script: m.sql)
+                try sql.exec("INSERT INTO taskq_migrations (version, name, applied_at) VALUES ($1, $2, now())", [.int(Int64(m.version)), .text(m.name)])
+            }
+        }
+        try upTo(7)
+        try sql.run(script: """
+            CREATE VIEW "Kinds" AS SELECT kind, count(*) AS n FROM tasks GROUP BY kind;
+            CREATE VIEW queued_kinds WITH (security_barrier) AS
+                SELECT k.kind, k.n FROM "Kinds" k JOIN tasks t USING (kind) WHERE t.state = 'queued';
+            GRANT SELECT ON queued_kinds TO PUBLIC;
+            COMMENT ON VIEW "Kinds" IS 'tasks per kind';
+            CREATE MATERIALIZED VIEW kind_snapshot AS SELECT kind FROM tasks;
+            """)
+        let e = taskQueueError { _ = try PostgresTaskStore(url: url) }
+        #expect(e?.code == .unavailable && e?.message.contains("materialized view") == true
+                && e?.message.contains("kind_snapshot") == true && e?.message.contains("nothing was changed") == true,
+                "\(String(describing: e))")
+        #expect(try sql.exec("SELECT max(version) FROM taskq_migrations").int(0, 0) == 7)
+        try sql.exec("DROP MATERIALIZED VIEW kind_snapshot")
+        let store = try PostgresTaskStore(url: url)
+        #expect(try sql.exec("SELECT max(version) FROM taskq_migrations").int(0, 0) == Int64(PostgresMigrator.latestVersion))
+        _ = try store.insertTasks([NewTask(kind: "a"), NewTask(kind: "a")], now: .now())
+        #expect(try sql.exec("SELECT n FROM queued_kinds").int(0, 0) == 2)
+        let kept = try sql.exec("""
+            SELECT obj_description('"Kinds"'::regclass, 'pg_class'), has_table_privilege('public', 'queued_kinds', 'SELECT'),
+                   (SELECT array_to_string(reloptions, ',') FROM pg_class WHERE oid = 'queued_kinds'::regclass)
+            """)
+        #expect(kept.text(0, 0) == "tasks per kind" && kept.bool(0, 1) && kept.text(0, 2) == "security_barrier=true")
     }
 
     @Test func aSchemaWithOtherTablesIsRefusedAndAnEmptyOneNotCreatedWithoutCreate() throws {

@@ -1,0 +1,6 @@
+-- taskq schema, version 8: no change on SQLite. Version 8 of the PostgreSQL schema
+-- (migrations/postgres/0008) moves the CHECKs of single columns of tasks onto the
+-- columns' types, because PostgreSQL reads and plans a table's CHECKs again for
+-- every statement; SQLite compiles them with each statement it prepares, and taskq
+-- prepares its statements once per connection. The number is taken here too, so
+-- that one version number names one schema on both stores.
