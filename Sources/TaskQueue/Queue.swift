@@ -96,6 +96,16 @@ public final class Queue {
         return try store.insertTasks(kind: template.kind, options: template.options, payloads: payloads, now: .now())
     }
 
+    /// `enqueue(validated:payloads:)` for each of `batches`, each in a transaction
+    /// of its own, sent together where the store can; returns each batch's ids.
+    /// Throws `InsertsStopped` (what was committed, and why the rest was not).
+    package func enqueue(validated template: NewTask, eachOf batches: [PayloadBatch]) throws -> [[Int64]] {
+        precondition(template.options.uniqueKey == nil && template.options.after.isEmpty, "a shared template has no unique key and no after")
+        let batches = batches.filter { !$0.isEmpty }
+        if batches.isEmpty { return [] }
+        return try store.insertEach(kind: template.kind, options: template.options, batches: batches, now: .now())
+    }
+
     /// One task, or nil when there is no such id.
     public func task(_ id: Int64) throws -> TaskRecord? { try store.task(id) }
 

@@ -112,6 +112,13 @@ package protocol TaskStore: AnyObject {
     /// backend without a faster way keeps the default, which builds the tasks.
     func insertTasks(kind: String, options: EnqueueOptions, payloads: PayloadBatch, now: Timestamp) throws -> [Int64]
 
+    /// `insertTasks(kind:options:payloads:now:)` for each of `batches`, each in a
+    /// transaction of its own, in order; returns each batch's ids. When one fails,
+    /// the batches before it stay committed and those after it are not written:
+    /// the error is an `InsertsStopped`. A backend may send them all at once
+    /// (PostgreSQL: one round trip); the default commits them one after another.
+    func insertEach(kind: String, options: EnqueueOptions, batches: [PayloadBatch], now: Timestamp) throws -> [[Int64]]
+
     /// In one transaction: applies each outcome only if its task is still
     /// `running` with that owner and attempt (the fence; a rescued task's late
     /// result changes nothing), then, when `claim` is given, claims up to
@@ -213,6 +220,15 @@ extension TaskStore {
         try insertTasks((0..<payloads.count).map { NewTask(kind: kind, payload: payloads.payload($0), options: options) }, now: now)
     }
 
+    package func insertEach(kind: String, options: EnqueueOptions, batches: [PayloadBatch], now: Timestamp) throws -> [[Int64]] {
+        var committed: [[Int64]] = []
+        for b in batches {
+            do { committed.append(try insertTasks(kind: kind, options: options, payloads: b, now: now)) }
+            catch { throw InsertsStopped(committed: committed, unconfirmed: 0, cause: error) }
+        }
+        return committed
+    }
+
     /// `nextRunAt` among every queued task the claim could take.
     package func nextRunAt(_ claim: ClaimRequest, now: Timestamp) throws -> Timestamp? {
         try nextRunAt(claim, now: now, retriesOnly: false)
@@ -223,5 +239,23 @@ extension TaskStore {
     package func recoverProcess(_ processID: Int64, now: Timestamp,
                                 outcome: (ClaimedTask) -> TaskOutcome.Result) throws -> [ClaimedTask] {
         try recoverProcess(processID, now: now, startedTaskID: nil, outcome: outcome)
+    }
+}
+
+/// `insertEach` stopped at a batch that failed.
+package struct InsertsStopped: Error {
+    /// The ids of the batches committed before it, in order.
+    package var committed: [[Int64]]
+    /// How many batches after those may or may not have committed: the connection
+    /// was lost before their commit was confirmed (0 when the failure was refused
+    /// by the database, and nothing after the committed ones was written).
+    package var unconfirmed: Int
+    /// What stopped it.
+    package var cause: Error
+
+    package init(committed: [[Int64]], unconfirmed: Int, cause: Error) {
+        self.committed = committed
+        self.unconfirmed = unconfirmed
+        self.cause = cause
     }
 }

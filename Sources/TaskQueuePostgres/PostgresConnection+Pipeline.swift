@@ -39,7 +39,19 @@ extension PostgresConnection {
     /// thrown, and the statements after it do not run.
     @discardableResult
     func pipeline(_ statements: [PGStatement]) throws -> [PGResult] {
-        guard taskq_libpq_has_pipeline() == 1 else { return try oneByOne(statements) }
+        let (results, failure) = try pipelineUntilFailure(statements)
+        if let failure { throw failure }
+        return results.map { $0! }
+    }
+
+    /// `pipeline`, reporting how far it got: the results of the statements that
+    /// ran (nil from the first that did not) and the failure that stopped the rest,
+    /// a refused statement or the lost connection (whose statements after the last
+    /// reply read may or may not have run). For several transactions in one round
+    /// trip, each BEGIN … COMMIT: those whose COMMIT has a result are committed.
+    /// Throws only when nothing could be sent or read at all.
+    func pipelineUntilFailure(_ statements: [PGStatement]) throws -> (results: [PGResult?], failure: PostgresError?) {
+        guard taskq_libpq_has_pipeline() == 1 else { return try oneByOneUntilFailure(statements) }
         // One that ends a transaction, or is one itself (outside a transaction and not
         // opening one), commits: the tests' COMMIT faults apply to it.
         let commits = statements.last?.sql == PGStatement.commit.sql
@@ -102,28 +114,33 @@ extension PostgresConnection {
                 PQclear(r)
             }
         }
-        if let failure { throw failure }
-        guard next >= replies.count, !isBroken else { throw error(nil, statements.last?.sql ?? "") }
+        if let failure { return (results, failure) }
+        guard next >= replies.count, !isBroken else { return (results, error(nil, statements.last?.sql ?? "")) }
         if commits && commitFault == .afterCommitting {
             commitFault = nil
             cut()
-            throw PostgresError(sqlstate: "08006", message: "server closed the connection unexpectedly", statement: "COMMIT")
+            results[results.count - 1] = nil   // the reply that was "lost"
+            return (results,
+                    PostgresError(sqlstate: "08006", message: "server closed the connection unexpectedly", statement: "COMMIT"))
         }
-        return results.map { $0! }
+        return (results, nil)
     }
 
     /// Without pipeline mode (libpq 13 and older): the same, a round trip each.
-    private func oneByOne(_ statements: [PGStatement]) throws -> [PGResult] {
+    private func oneByOneUntilFailure(_ statements: [PGStatement]) throws -> (results: [PGResult?], failure: PostgresError?) {
         // Statements that open a transaction, or run in one, are left to it.
-        let wrap = isIdle && statements.first?.sql.hasPrefix("BEGIN") != true
+        let opens = statements.first?.sql.hasPrefix("BEGIN") == true
+        let wrap = isIdle && !opens
         if wrap { try run(script: "BEGIN") }
+        var results: [PGResult?] = Array(repeating: nil, count: statements.count)
         do {
-            let results = try statements.map { try execPrepared($0.sql, $0.params) }
+            for (i, s) in statements.enumerated() { results[i] = try execPrepared(s.sql, s.params) }
             if wrap { try run(script: "COMMIT") }
-            return results
-        } catch {
-            if wrap && !isIdle { _ = PQexec(handle, "ROLLBACK").map { PQclear($0) } }
-            throw error
+            return (results, nil)
+        } catch let e as PostgresError {
+            if (wrap || opens) && !isIdle && !isBroken { _ = PQexec(handle, "ROLLBACK").map { PQclear($0) } }
+            // Wrapped, nothing committed: no statement's result stands.
+            return (wrap ? results.map { _ in nil } : results, e)
         }
     }
 

@@ -55,11 +55,48 @@ extension PostgresTaskStore {
         if o.uniqueKey != nil || !o.after.isEmpty || payloads.isEmpty {
             return try insertTasks((0..<payloads.count).map { NewTask(kind: kind, payload: payloads.payload($0), options: o) }, now: now)
         }
-        let insert = PGStatement(sql: Self.insertSQL(unique: false, sharing: true), params: [
+        let insert = Self.sharedInsert(kind: kind, options: o, payloads: payloads, now: now)
+        return try pg { Self.ids(try db.pipeline(Self.insertPrologue + [insert]).last!) }
+    }
+
+    /// Each batch in its own transaction, all sent in one round trip: a producer
+    /// committing line by line (`enqueue --lines`) waits for the server once per
+    /// read of its input, not once per line, and the server works on one
+    /// transaction while the producer prepares the next. Each transaction is an
+    /// enqueue's: the insert lock, the NOTIFY if a worker waits, the rows, COMMIT.
+    /// The first that fails stops the pipeline; the server skips the rest.
+    package func insertEach(kind: String, options o: EnqueueOptions, batches: [PayloadBatch], now: Timestamp) throws -> [[Int64]] {
+        if o.uniqueKey != nil || !o.after.isEmpty {
+            return try batches.map { try insertTasks(kind: kind, options: o, payloads: $0, now: now) }
+        }
+        let one = Self.beginInsert.count + 2   // BEGIN, the prologue, the INSERT, COMMIT
+        let statements = batches.flatMap {
+            Self.beginInsert + [Self.sharedInsert(kind: kind, options: o, payloads: $0, now: now), .commit]
+        }
+        // Failures come back as values, so that what committed before one is known.
+        let (results, failure) = try pg { () -> ([PGResult?], PostgresError?) in
+            do { return try db.pipelineUntilFailure(statements) }
+            catch let e as PostgresError { return (Array(repeating: nil, count: statements.count), e) }
+        }
+        var committed: [[Int64]] = []
+        for i in batches.indices {
+            guard results[i * one + one - 1] != nil, let rows = results[i * one + one - 2] else { break }
+            committed.append(Self.ids(rows))
+        }
+        guard let failure else { return committed }
+        // The Sync ends the pipeline, not the failed transaction block.
+        if !db.isIdle && !db.isBroken { _ = try? db.run(script: "ROLLBACK") }
+        let lost = db.isBroken || failure.sqlstate.hasPrefix("08")
+        throw InsertsStopped(committed: committed, unconfirmed: lost ? batches.count - committed.count : 0,
+                             cause: explained(failure).taskQueueError(location: db.location))
+    }
+
+    /// The INSERT of one task per payload, all of `kind` with options `o` (see `insertSQL`).
+    private static func sharedInsert(kind: String, options o: EnqueueOptions, payloads: PayloadBatch, now: Timestamp) -> PGStatement {
+        PGStatement(sql: insertSQL(unique: false, sharing: true), params: [
             .text(kind), .text(o.queue), .int(o.priority), .texts((0..<payloads.count).map { payloads.payload($0) }), .opt(o.runAt),
             .opt(o.maxAttempts), .opt(o.timeout), .opt(o.onCrash?.rawValue), .ts(now), .null, .opt(o.backoffBase), .opt(o.backoffCap),
         ])
-        return try pg { Self.ids(try db.pipeline(Self.insertPrologue + [insert]).last!) }
     }
 
     /// Inserts `tasks` in this transaction; returns their ids in order (a sequence

@@ -300,24 +300,59 @@ struct Enqueue: ParsableCommand {
     /// database is opened before the first line is read, so a problem with it shows
     /// at once, not when the first line arrives (maybe hours later, from `tail -f`);
     /// a new one (or an empty file) gets the schema only with the first good line.
+    /// Each `--commit-every` lines are one transaction. Transactions whose lines
+    /// have all been read are sent together while more input is already waiting
+    /// (up to `sendAtMost` of them), and at once when it is not: a slow input is
+    /// committed line by line as it comes, a fast one waits for the database once
+    /// per read instead of once per transaction (PostgreSQL sends them in one round
+    /// trip; SQLite commits them one after another).
+    /// At most this many transactions, or this many lines, are sent together
+    /// (their replies, and the lines kept meanwhile, stay small).
+    static let sendAtMost = 64, sendAtMostLines = 2_000
+
     private func runLines(_ defaults: EnqueueOptions) throws {
         var st = stat()
         let existing = database.isPostgres || (stat(database.path, &st) == 0 && st.st_size > 0)
         var queue: Queue? = existing ? try database.openForEnqueue() : nil
-        var pending = PayloadBatch()
+        var pending = PayloadBatch()        // the transaction being filled
+        var full: [PayloadBatch] = []       // transactions read whole, not yet sent
+        var fullLines = 0
         var n = 0, count = 0, committed = 0
         let start = System.monotonic()
         var first: Double?
         // Option values read once: each read of an @Option goes through its property wrapper.
         let commitEvery = commitEvery, quiet = quiet
-        func commit() throws {
-            if pending.isEmpty { return }
-            if queue == nil { queue = try database.openForEnqueue() }
-            let ids = try queue!.enqueue(validated: template, payloads: pending)
+        func enqueued(_ ids: [Int64]) {
+            if ids.isEmpty { return }
             committed += ids.count
-            pending.removeAll()
             if !quiet { out(ids.map { "\($0)\n" }.joined()) }
             if committed == ids.count { warnIfPaused(queue!, [template.options.queue]) }   // once, at the first commit
+        }
+        func send() throws {
+            if full.isEmpty { return }
+            if queue == nil { queue = try database.openForEnqueue() }
+            let batches = full
+            full.removeAll()
+            fullLines = 0
+            do {
+                for ids in try queue!.enqueue(validated: template, eachOf: batches) { enqueued(ids) }
+            } catch let e as InsertsStopped {
+                for ids in e.committed { enqueued(ids) }
+                guard let cause = e.cause as? TaskQueueError, committed > 0 || e.unconfirmed > 0 else { throw e.cause }
+                var said = committed == 0 ? "no line was enqueued for sure"
+                    : "the \(committed) earlier line\(committed == 1 ? " was" : "s were") enqueued"
+                if e.unconfirmed > 0 {
+                    let unknown = batches.suffix(e.unconfirmed).reduce(0) { $0 + $1.count }
+                    said += "; whether the next \(unknown) line\(unknown == 1 ? " was" : "s were") is unknown (the connection was lost before the database confirmed the commit)"
+                }
+                throw TaskQueueError(cause.code, "\(cause.message); \(said)", isTransient: cause.isTransient)
+            }
+        }
+        func seal() {
+            if pending.isEmpty { return }
+            full.append(pending)
+            fullLines += pending.count
+            pending.removeAll()
         }
         // Kind and options are the same for every line: checked once here; each
         // line's payload is checked as it is read (so a bad line is named before
@@ -345,14 +380,19 @@ struct Enqueue: ParsableCommand {
                 }
                 if !appended { continue }
             } catch let e as TaskQueueError {
-                try commit()
+                seal()
+                try send()
                 let earlier = committed == 0 ? "nothing was enqueued" : "the \(committed) earlier line\(committed == 1 ? " was" : "s were") enqueued"
                 throw TaskQueueError.badData("line \(n): \(e.message); \(earlier)")
             }
             count += 1
-            if pending.count >= commitEvery { try commit() }
+            if pending.count >= commitEvery {
+                seal()
+                if full.count >= Self.sendAtMost || fullLines >= Self.sendAtMostLines || !reader.hasInputWaiting() { try send() }
+            }
         }
-        try commit()
+        seal()
+        try send()
         if report {
             let elapsed = System.monotonic() - (first ?? start)
             out("{\"enqueued\": \(count), \"elapsed_s\": \(elapsed)}\n")

@@ -45,6 +45,16 @@ struct LineReader {
             if got == 0 { eof = true } else { buffer += chunk[0..<got] }
         }
     }
+
+    /// Whether `next` would return at once: a whole line is buffered, the input
+    /// has ended, or more is waiting to be read. False when the next line has yet
+    /// to be written (`tail -f`, a slow producer): what was read should be
+    /// committed now rather than wait for it.
+    func hasInputWaiting() -> Bool {
+        if eof || buffer[start...].contains(0x0A) { return true }
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, 0) > 0
+    }
 }
 
 /// `bytes` without surrounding spaces, tabs, CRs and newlines.

@@ -76,6 +76,23 @@ struct PostgresCLITests {
         #expect(q.sql("SELECT count(*) FROM tasks WHERE attempts <> 1 AND kind <> 'taskq.stop'") == "0")
     }
 
+    /// `--lines` sends the transactions of the lines it has read together; one the
+    /// database refuses stops the rest: the lines before it stay enqueued, their ids
+    /// printed, the error says how many, and nothing after it is written.
+    @Test func linesReadAheadStopAtARefusedLine() {
+        let q = PGQueue()
+        defer { q.close() }
+        #expect(q.taskq("init").status == 0)
+        _ = q.sql(#"ALTER TABLE tasks ADD CONSTRAINT "no 7" CHECK (payload <> '7')"#)
+        for every in ["1", "2"] {
+            _ = q.sql("DELETE FROM tasks")
+            let r = q.taskq("enqueue", ["t", "--lines", "--commit-every", every], stdin: (1...10).map { "\($0)\n" }.joined())
+            #expect(r.status == 1 && r.stderr.contains("no 7") && r.stderr.contains("the 6 earlier lines were enqueued"), "\(r)")
+            #expect(r.out.split(separator: "\n").count == 6, "\(r)")
+            #expect(q.sql("SELECT string_agg(payload, ',' ORDER BY id) FROM tasks") == "1,2,3,4,5,6")
+        }
+    }
+
     /// The other commands, each once, on a PostgreSQL URL: exit 0 and their usual output.
     @Test func everyCommandTakesAURL() {
         let q = PGQueue()

@@ -104,6 +104,53 @@ struct PostgresPipelineTests {
         #expect(b.int(0, 1) == 9 && b.optionalDouble(0, 2) == 1 && b.optionalDouble(0, 3) == 1, "the kind's base, lowered to the task's cap")
     }
 
+    /// Several transactions in one round trip (`enqueue --lines` reading ahead):
+    /// each commits on its own; one the database refuses stops the rest, which the
+    /// server skips, and the caller learns which committed. A COMMIT whose reply
+    /// was lost is reported as unconfirmed, not as refused.
+    @Test func eachBatchCommitsOnItsOwnAndAFailureStopsTheRest() throws {
+        let url = try TestPostgres.freshSchema()
+        let store = try PostgresTaskStore(url: url)
+        func batches(_ range: ClosedRange<Int>, per: Int) -> [PayloadBatch] {
+            stride(from: range.lowerBound, through: range.upperBound, by: per).map { first in
+                var b = PayloadBatch()
+                for i in first...min(first + per - 1, range.upperBound) { Array("\(i)".utf8).withUnsafeBytes { b.append($0) } }
+                return b
+            }
+        }
+        func payloads() throws -> [String] {
+            let r = try store.db.exec("SELECT payload FROM tasks ORDER BY id")
+            return r.rows { r.string($0, 0) }
+        }
+        let ids = try store.insertEach(kind: "t", options: EnqueueOptions(), batches: batches(1...10, per: 3), now: .now())
+        #expect(ids.map(\.count) == [3, 3, 3, 1] && ids.flatMap { $0 } == ids.flatMap { $0 }.sorted())
+        #expect(try payloads() == (1...10).map { "\($0)" })
+
+        try store.db.exec("DELETE FROM tasks")
+        try store.db.exec(#"ALTER TABLE tasks ADD CONSTRAINT "not 7" CHECK (payload <> '7')"#)
+        do {
+            _ = try store.insertEach(kind: "t", options: EnqueueOptions(), batches: batches(1...10, per: 2), now: .now())
+            Issue.record("the batch holding 7 was accepted")
+        } catch let e as InsertsStopped {
+            #expect(e.committed.map(\.count) == [2, 2, 2] && e.unconfirmed == 0)
+            #expect((e.cause as? TaskQueueError)?.message.contains("not 7") == true, "\(e.cause)")
+        }
+        #expect(try payloads() == (1...6).map { "\($0)" }, "the batches after the refused one were not written")
+        #expect(store.db.isIdle)
+
+        try store.db.exec(#"ALTER TABLE tasks DROP CONSTRAINT "not 7""#)
+        try store.db.exec("DELETE FROM tasks")
+        store.db.commitFault = .afterCommitting
+        do {
+            _ = try store.insertEach(kind: "t", options: EnqueueOptions(), batches: batches(1...4, per: 2), now: .now())
+            Issue.record("the lost reply went unnoticed")
+        } catch let e as InsertsStopped {
+            #expect(e.committed.map(\.count) == [2] && e.unconfirmed == 1, "\(e)")
+        }
+        let after = try PostgresConnection(url)
+        #expect(try after.exec("SELECT count(*) FROM tasks").int(0, 0) == 4, "the unconfirmed one did commit")
+    }
+
     /// A stop in flight holds the insert lock: an enqueue waits for its commit and
     /// takes an id above the sentinel's, so the stop's bound leaves it for later.
     @Test func anEnqueueWaitsForAStopInFlight() throws {
