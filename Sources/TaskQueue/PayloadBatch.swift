@@ -16,6 +16,8 @@ package struct PayloadBatch: Sendable {
     /// The number of payloads.
     package var count: Int { ends.count }
     package var isEmpty: Bool { ends.isEmpty }
+    /// The payloads' bytes, all together.
+    package var byteCount: Int { bytes.count }
 
     /// Adds one payload: JSON text, already validated (`JSON.validate`).
     package mutating func append(_ payload: UnsafeRawBufferPointer) {

@@ -87,23 +87,17 @@ public final class Queue {
         return try store.insertTasks(tasks, now: .now())
     }
 
-    /// One task per payload, all with `template`'s kind and options, in one
-    /// transaction. For a template that passed `validate` and has no unique key
-    /// and no `after`, and payloads that passed `validatePayload(bytes:)`.
-    package func enqueue(validated template: NewTask, payloads: PayloadBatch) throws -> [Int64] {
-        precondition(template.options.uniqueKey == nil && template.options.after.isEmpty, "a shared template has no unique key and no after")
-        if payloads.isEmpty { return [] }
-        return try store.insertTasks(kind: template.kind, options: template.options, payloads: payloads, now: .now())
-    }
-
-    /// `enqueue(validated:payloads:)` for each of `batches`, each in a transaction
-    /// of its own, sent together where the store can; returns each batch's ids.
-    /// Throws `InsertsStopped` (what was committed, and why the rest was not).
-    package func enqueue(validated template: NewTask, eachOf batches: [PayloadBatch]) throws -> [[Int64]] {
+    /// One task per payload of each of `batches`, all with `template`'s kind and
+    /// options (a template that passed `validate`, with no unique key and no
+    /// `after`; payloads that passed `validatePayload(bytes:)`), each batch in a
+    /// transaction of its own, sent together where the store can; `finish` returns
+    /// each batch's ids or throws `InsertsStopped` (what was committed, and why the
+    /// rest was not). Until then, use this queue for nothing else.
+    package func startEnqueue(validated template: NewTask, eachOf batches: [PayloadBatch]) throws -> PendingInserts {
         precondition(template.options.uniqueKey == nil && template.options.after.isEmpty, "a shared template has no unique key and no after")
         let batches = batches.filter { !$0.isEmpty }
-        if batches.isEmpty { return [] }
-        return try store.insertEach(kind: template.kind, options: template.options, batches: batches, now: .now())
+        if batches.isEmpty { return PendingInserts { [] } }
+        return try store.startInsertEach(kind: template.kind, options: template.options, batches: batches, now: .now())
     }
 
     /// One task, or nil when there is no such id.

@@ -112,12 +112,14 @@ package protocol TaskStore: AnyObject {
     /// backend without a faster way keeps the default, which builds the tasks.
     func insertTasks(kind: String, options: EnqueueOptions, payloads: PayloadBatch, now: Timestamp) throws -> [Int64]
 
-    /// `insertTasks(kind:options:payloads:now:)` for each of `batches`, each in a
-    /// transaction of its own, in order; returns each batch's ids. When one fails,
-    /// the batches before it stay committed and those after it are not written:
-    /// the error is an `InsertsStopped`. A backend may send them all at once
-    /// (PostgreSQL: one round trip); the default commits them one after another.
-    func insertEach(kind: String, options: EnqueueOptions, batches: [PayloadBatch], now: Timestamp) throws -> [[Int64]]
+    /// Begins `insertTasks(kind:options:payloads:now:)` for each of `batches`, each
+    /// in a transaction of its own, in order; `finish` waits for them and returns
+    /// each batch's ids. When one fails, the batches before it stay committed and
+    /// those after it are not written: `finish` throws an `InsertsStopped`. A store
+    /// may return before they are done (PostgreSQL sends them in one round trip,
+    /// and the caller reads its next input while they run); until `finish`, use
+    /// the store for nothing else. The default inserts them here, one by one.
+    func startInsertEach(kind: String, options: EnqueueOptions, batches: [PayloadBatch], now: Timestamp) throws -> PendingInserts
 
     /// In one transaction: applies each outcome only if its task is still
     /// `running` with that owner and attempt (the fence; a rescued task's late
@@ -220,13 +222,13 @@ extension TaskStore {
         try insertTasks((0..<payloads.count).map { NewTask(kind: kind, payload: payloads.payload($0), options: options) }, now: now)
     }
 
+    package func startInsertEach(kind: String, options: EnqueueOptions, batches: [PayloadBatch], now: Timestamp) throws -> PendingInserts {
+        .oneByOne(batches) { try insertTasks(kind: kind, options: options, payloads: $0, now: now) }
+    }
+
+    /// `startInsertEach`, finished.
     package func insertEach(kind: String, options: EnqueueOptions, batches: [PayloadBatch], now: Timestamp) throws -> [[Int64]] {
-        var committed: [[Int64]] = []
-        for b in batches {
-            do { committed.append(try insertTasks(kind: kind, options: options, payloads: b, now: now)) }
-            catch { throw InsertsStopped(committed: committed, unconfirmed: 0, cause: error) }
-        }
-        return committed
+        try startInsertEach(kind: kind, options: options, batches: batches, now: now).finish()
     }
 
     /// `nextRunAt` among every queued task the claim could take.
@@ -242,7 +244,28 @@ extension TaskStore {
     }
 }
 
-/// `insertEach` stopped at a batch that failed.
+/// Inserts `startInsertEach` has begun.
+package struct PendingInserts {
+    /// Waits for them; returns each batch's ids, or throws `InsertsStopped`.
+    package let finish: () throws -> [[Int64]]
+
+    package init(finish: @escaping () throws -> [[Int64]]) { self.finish = finish }
+
+    /// Each batch inserted now by `insert`, one after another, until one fails.
+    package static func oneByOne(_ batches: [PayloadBatch], _ insert: (PayloadBatch) throws -> [Int64]) -> PendingInserts {
+        var committed: [[Int64]] = []
+        for b in batches {
+            do { committed.append(try insert(b)) }
+            catch {
+                let stopped = InsertsStopped(committed: committed, unconfirmed: 0, cause: error)
+                return PendingInserts { throw stopped }
+            }
+        }
+        return PendingInserts { [committed] in committed }
+    }
+}
+
+/// `startInsertEach` stopped at a batch that failed.
 package struct InsertsStopped: Error {
     /// The ids of the batches committed before it, in order.
     package var committed: [[Int64]]

@@ -7,6 +7,16 @@ import CLibPQ
 // transaction's statements at once and reads their replies together, so an
 // enqueue is one round trip, as a bare INSERT is.
 
+/// A pipeline `send` has sent, whose replies `collect` reads.
+struct SentPipeline {
+    fileprivate let statements: [PGStatement]
+    /// What each reply answers (see `send`).
+    fileprivate let replies: [(statement: Int, prepare: (key: String, name: String)?)]
+    fileprivate let commits: Bool
+    /// Without pipeline mode the statements ran at once: how that went.
+    fileprivate let ran: (results: [PGResult?], failure: PostgresError?)?
+}
+
 /// A statement and its parameters, one step of a `pipeline`.
 struct PGStatement {
     var sql: String
@@ -49,17 +59,24 @@ extension PostgresConnection {
     /// a refused statement or the lost connection (whose statements after the last
     /// reply read may or may not have run). For several transactions in one round
     /// trip, each BEGIN … COMMIT: those whose COMMIT has a result are committed.
-    /// Throws only when nothing could be sent or read at all.
+    /// Throws only when nothing could be sent at all.
     func pipelineUntilFailure(_ statements: [PGStatement]) throws -> (results: [PGResult?], failure: PostgresError?) {
-        guard taskq_libpq_has_pipeline() == 1 else { return try oneByOneUntilFailure(statements) }
+        collect(try send(statements))
+    }
+
+    /// Sends `statements` as a pipeline and returns without waiting for the
+    /// server: the caller may do other work (not on this connection) while they
+    /// run, then `collect`s their replies. Without pipeline mode they run here.
+    func send(_ statements: [PGStatement]) throws -> SentPipeline {
+        guard taskq_libpq_has_pipeline() == 1 else {
+            return SentPipeline(statements: statements, replies: [], commits: false, ran: try oneByOneUntilFailure(statements))
+        }
         // One that ends a transaction, or is one itself (outside a transaction and not
         // opening one), commits: the tests' COMMIT faults apply to it.
         let commits = statements.last?.sql == PGStatement.commit.sql
             || (isIdle && statements.first?.sql.hasPrefix("BEGIN") != true)
         if commits && commitFault == .beforeSending { commitFault = nil; cut() }
         guard PQenterPipelineMode(handle) == 1 else { throw error(nil, statements.first?.sql ?? "") }
-        // Leaving needs every reply read: after a failure, read what is left.
-        defer { if PQexitPipelineMode(handle) != 1 { drainPipeline(); _ = PQexitPipelineMode(handle) } }
         // What each reply answers: a statement's Parse the first time (nil), then its run.
         var replies: [(statement: Int, prepare: (key: String, name: String)?)] = []
         var preparing: [String: String] = [:]
@@ -84,8 +101,17 @@ extension PostgresConnection {
             // What was queued is sent with a Sync (the replies then end), or the
             // connection is gone (they never come): either way nothing waits forever.
             if !sendFailed || PQpipelineSync(handle) == 1 || isBroken { drainPipeline() }
+            leavePipeline()
             throw e
         }
+        return SentPipeline(statements: statements, replies: replies, commits: commits, ran: nil)
+    }
+
+    /// Reads the replies of a pipeline `send` sent: results as `pipelineUntilFailure`.
+    func collect(_ sent: SentPipeline) -> (results: [PGResult?], failure: PostgresError?) {
+        if let ran = sent.ran { return ran }
+        defer { leavePipeline() }
+        let statements = sent.statements, replies = sent.replies
         var results: [PGResult?] = Array(repeating: nil, count: statements.count)
         var failure: PostgresError?
         var next = 0
@@ -116,7 +142,7 @@ extension PostgresConnection {
         }
         if let failure { return (results, failure) }
         guard next >= replies.count, !isBroken else { return (results, error(nil, statements.last?.sql ?? "")) }
-        if commits && commitFault == .afterCommitting {
+        if sent.commits && commitFault == .afterCommitting {
             commitFault = nil
             cut()
             results[results.count - 1] = nil   // the reply that was "lost"
@@ -124,6 +150,11 @@ extension PostgresConnection {
                     PostgresError(sqlstate: "08006", message: "server closed the connection unexpectedly", statement: "COMMIT"))
         }
         return (results, nil)
+    }
+
+    /// Leaves pipeline mode, which needs every reply read: after a failure, reads what is left.
+    private func leavePipeline() {
+        if PQexitPipelineMode(handle) != 1 { drainPipeline(); _ = PQexitPipelineMode(handle) }
     }
 
     /// Without pipeline mode (libpq 13 and older): the same, a round trip each.

@@ -12,31 +12,44 @@ extension PostgresTaskStore {
     /// else 3 attempts), and rows are inserted in the order given, so ids follow it.
     /// With `unique`, a row whose key is held by a queued or running task is
     /// skipped (the partial unique index decides, also against a concurrent insert).
-    /// With `sharing`, only the payloads ($4) are an array: every other column is
-    /// one value for all rows (`enqueue --lines`).
-    static func insertSQL(unique: Bool, sharing: Bool = false) -> String {
-        let rows = sharing ? """
-            (SELECT $1::text AS k, $2::text AS q, $3::int8 AS p, b.pl, $5::timestamptz AS r, $6::int8 AS m, $7::float8 AS t,
-                    $8::text AS oc, $10::text AS u, $11::float8 AS bb, $12::float8 AS bc, b.n
-             FROM unnest($4::text[]) WITH ORDINALITY AS b(pl, n)) AS x
-            """ : """
-            unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::timestamptz[], $6::int8[], $7::float8[],
-                   $8::text[], $10::text[], $11::float8[], $12::float8[]) WITH ORDINALITY AS x(k, q, p, pl, r, m, t, oc, u, bb, bc, n)
-            """
-        return 
+    static func insertSQL(unique: Bool) -> String {
         """
         INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash,
                            unique_key, backoff_base_s, backoff_cap_s)
         SELECT x.k, x.q, x.p, x.pl, x.r, coalesce(x.m, kd.max_attempts, 3), x.t, $9, coalesce(x.oc, kd.on_crash), x.u,
                coalesce(x.bb, CASE WHEN kd.backoff_base_s IS NOT NULL THEN least(kd.backoff_base_s, coalesce(x.bc, kd.backoff_base_s)) END),
                coalesce(x.bc, CASE WHEN kd.backoff_cap_s IS NOT NULL THEN greatest(kd.backoff_cap_s, coalesce(x.bb, kd.backoff_cap_s)) END)
-        FROM \(rows)
+        FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::timestamptz[], $6::int8[], $7::float8[],
+                    $8::text[], $10::text[], $11::float8[], $12::float8[]) WITH ORDINALITY AS x(k, q, p, pl, r, m, t, oc, u, bb, bc, n)
         LEFT JOIN kinds kd ON kd.kind = x.k
         ORDER BY x.n
         """ + (unique ? """
 
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('queued', 'running') DO NOTHING
         """ : "") + "\nRETURNING id"
+    }
+
+    /// The INSERT of one task per payload ($4), all of one kind with the same
+    /// options and retry policy, resolved before (`startInsertEach`): no join, and
+    /// one VALUES row for one payload. For several, the payloads are an array, and
+    /// the kind and queue are cast to their columns' domains in subqueries the
+    /// executor runs once per statement, so their CHECKs are not evaluated again
+    /// for every row.
+    static func sharedInsertSQL(rows: Int) -> String {
+        let columns = """
+            INSERT INTO tasks (kind, queue, priority, payload, run_at, max_attempts, timeout_s, created_at, on_crash,
+                               backoff_base_s, backoff_cap_s)
+            """
+        let values = rows == 1 ? """
+            VALUES ($1::tasks_kind, $2::tasks_queue, $3::int8, $4::text, $5::timestamptz, $6::int8, $7::float8, $8::timestamptz,
+                    $9::text, $10::float8, $11::float8)
+            """ : """
+            SELECT (SELECT $1::tasks_kind), (SELECT $2::tasks_queue), $3::int8, b.pl, $5::timestamptz, $6::int8, $7::float8,
+                   $8::timestamptz, $9::text, $10::float8, $11::float8
+            FROM unnest($4::text[]) WITH ORDINALITY AS b(pl, n)
+            ORDER BY b.n
+            """
+        return columns + "\n" + values + "\nRETURNING id"
     }
 
     package func insertTasks(_ tasks: [NewTask], now: Timestamp) throws -> [Int64] {
@@ -52,50 +65,59 @@ extension PostgresTaskStore {
     }
 
     package func insertTasks(kind: String, options o: EnqueueOptions, payloads: PayloadBatch, now: Timestamp) throws -> [Int64] {
-        if o.uniqueKey != nil || !o.after.isEmpty || payloads.isEmpty {
-            return try insertTasks((0..<payloads.count).map { NewTask(kind: kind, payload: payloads.payload($0), options: o) }, now: now)
-        }
-        let insert = Self.sharedInsert(kind: kind, options: o, payloads: payloads, now: now)
-        return try pg { Self.ids(try db.pipeline(Self.insertPrologue + [insert]).last!) }
+        if payloads.isEmpty { return [] }
+        do { return try startInsertEach(kind: kind, options: o, batches: [payloads], now: now).finish()[0] }
+        catch let e as InsertsStopped { throw e.cause }
     }
 
     /// Each batch in its own transaction, all sent in one round trip: a producer
     /// committing line by line (`enqueue --lines`) waits for the server once per
-    /// read of its input, not once per line, and the server works on one
-    /// transaction while the producer prepares the next. Each transaction is an
-    /// enqueue's: the insert lock, the NOTIFY if a worker waits, the rows, COMMIT.
-    /// The first that fails stops the pipeline; the server skips the rest.
-    package func insertEach(kind: String, options o: EnqueueOptions, batches: [PayloadBatch], now: Timestamp) throws -> [[Int64]] {
+    /// read of its input, not once per line, and reads on while they run. Each
+    /// transaction is an enqueue's: the insert lock, the NOTIFY if a worker waits,
+    /// the rows, COMMIT. The first that fails stops the pipeline (the server skips
+    /// the rest). The kind's retry policy is read once, before they are sent, and
+    /// resolved here (`EnqueueOptions.storedPolicy`), so each INSERT is a plain one.
+    package func startInsertEach(kind: String, options o: EnqueueOptions, batches: [PayloadBatch], now: Timestamp) throws -> PendingInserts {
         if o.uniqueKey != nil || !o.after.isEmpty {
-            return try batches.map { try insertTasks(kind: kind, options: o, payloads: $0, now: now) }
+            return .oneByOne(batches) { b in
+                try insertTasks((0..<b.count).map { NewTask(kind: kind, payload: b.payload($0), options: o) }, now: now)
+            }
         }
         let one = Self.beginInsert.count + 2   // BEGIN, the prologue, the INSERT, COMMIT
-        let statements = batches.flatMap {
-            Self.beginInsert + [Self.sharedInsert(kind: kind, options: o, payloads: $0, now: now), .commit]
+        let sent: SentPipeline
+        do {
+            let policy = o.storedPolicy(kind: try pg { try kindPolicies(of: [kind])[kind] })
+            let statements = batches.flatMap {
+                Self.beginInsert + [Self.sharedInsert(kind: kind, options: o, policy: policy, payloads: $0, now: now), .commit]
+            }
+            sent = try pg { try db.send(statements) }
+        } catch {
+            let stopped = InsertsStopped(committed: [], unconfirmed: db.isBroken ? batches.count : 0, cause: error)
+            return PendingInserts { throw stopped }
         }
-        // Failures come back as values, so that what committed before one is known.
-        let (results, failure) = try pg { () -> ([PGResult?], PostgresError?) in
-            do { return try db.pipelineUntilFailure(statements) }
-            catch let e as PostgresError { return (Array(repeating: nil, count: statements.count), e) }
+        return PendingInserts { [self] in
+            let (results, failure) = db.collect(sent)
+            var committed: [[Int64]] = []
+            for i in batches.indices {
+                guard results[i * one + one - 1] != nil, let rows = results[i * one + one - 2] else { break }
+                committed.append(Self.ids(rows))
+            }
+            guard let failure else { return committed }
+            // The Sync ends the pipeline, not the failed transaction block.
+            if !db.isIdle && !db.isBroken { _ = try? db.run(script: "ROLLBACK") }
+            let lost = db.isBroken || failure.sqlstate.hasPrefix("08")
+            throw InsertsStopped(committed: committed, unconfirmed: lost ? batches.count - committed.count : 0,
+                                 cause: explained(failure).taskQueueError(location: db.location))
         }
-        var committed: [[Int64]] = []
-        for i in batches.indices {
-            guard results[i * one + one - 1] != nil, let rows = results[i * one + one - 2] else { break }
-            committed.append(Self.ids(rows))
-        }
-        guard let failure else { return committed }
-        // The Sync ends the pipeline, not the failed transaction block.
-        if !db.isIdle && !db.isBroken { _ = try? db.run(script: "ROLLBACK") }
-        let lost = db.isBroken || failure.sqlstate.hasPrefix("08")
-        throw InsertsStopped(committed: committed, unconfirmed: lost ? batches.count - committed.count : 0,
-                             cause: explained(failure).taskQueueError(location: db.location))
     }
 
-    /// The INSERT of one task per payload, all of `kind` with options `o` (see `insertSQL`).
-    private static func sharedInsert(kind: String, options o: EnqueueOptions, payloads: PayloadBatch, now: Timestamp) -> PGStatement {
-        PGStatement(sql: insertSQL(unique: false, sharing: true), params: [
-            .text(kind), .text(o.queue), .int(o.priority), .texts((0..<payloads.count).map { payloads.payload($0) }), .opt(o.runAt),
-            .opt(o.maxAttempts), .opt(o.timeout), .opt(o.onCrash?.rawValue), .ts(now), .null, .opt(o.backoffBase), .opt(o.backoffCap),
+    /// `sharedInsertSQL` for `payloads`, with its parameters.
+    private static func sharedInsert(kind: String, options o: EnqueueOptions, policy p: KindPolicy, payloads: PayloadBatch,
+                                     now: Timestamp) -> PGStatement {
+        let payload: PGValue = payloads.count == 1 ? .text(payloads.payload(0)) : .texts((0..<payloads.count).map { payloads.payload($0) })
+        return PGStatement(sql: sharedInsertSQL(rows: payloads.count), params: [
+            .text(kind), .text(o.queue), .int(o.priority), payload, .opt(o.runAt), .opt(p.maxAttempts), .opt(o.timeout),
+            .ts(now), .opt(p.onCrash?.rawValue), .opt(p.backoffBase), .opt(p.backoffCap),
         ])
     }
 

@@ -83,7 +83,7 @@ struct Enqueue: ParsableCommand {
     @Flag(help: "Read JSON objects from stdin, one task per line: {\"kind\", \"payload\", and optionally any option above, e.g. \"max_attempts\"}. All commit in one transaction, or none.")
     var batch = false
 
-    @Flag(help: "Read stdin line by line; each line is the JSON payload of one task of KIND, committed as soon as it is read (see --commit-every).")
+    @Flag(help: "Read stdin line by line; each line is the JSON payload of one task of KIND, committed as soon as it is read (see --commit-every); lines already waiting are sent together.")
     var lines = false
 
     @Option(name: .customLong("commit-every"), parsing: .unconditional, help: ArgumentHelp("With --lines: commit every N lines instead of every line.", valueName: "n"))
@@ -295,28 +295,30 @@ struct Enqueue: ParsableCommand {
         return nil
     }
 
+    /// At most this many transactions, lines or payload bytes are sent together
+    /// (their replies, and the lines kept meanwhile, stay small).
+    static let sendAtMost = 64, sendAtMostLines = 2_000, sendAtMostBytes = 4 << 20
+
     /// One task per stdin line, committed as it is read: the shape the benchmark
     /// harness drives, and `tail -f log | taskq enqueue KIND --lines`. An existing
     /// database is opened before the first line is read, so a problem with it shows
     /// at once, not when the first line arrives (maybe hours later, from `tail -f`);
     /// a new one (or an empty file) gets the schema only with the first good line.
-    /// Each `--commit-every` lines are one transaction. Transactions whose lines
-    /// have all been read are sent together while more input is already waiting
-    /// (up to `sendAtMost` of them), and at once when it is not: a slow input is
-    /// committed line by line as it comes, a fast one waits for the database once
-    /// per read instead of once per transaction (PostgreSQL sends them in one round
-    /// trip; SQLite commits them one after another).
-    /// At most this many transactions, or this many lines, are sent together
-    /// (their replies, and the lines kept meanwhile, stay small).
-    static let sendAtMost = 64, sendAtMostLines = 2_000
-
+    ///
+    /// Each `--commit-every` lines are one transaction. While more input is already
+    /// waiting, the transactions read whole are sent together (PostgreSQL: in one
+    /// round trip), and the next ones are read while those run; their outcome is
+    /// read before the next ones are sent, so a refused transaction still stops
+    /// everything after it. When no input is waiting, what was read is committed at
+    /// once: a slow input (`tail -f`) is committed line by line as it comes.
     private func runLines(_ defaults: EnqueueOptions) throws {
         var st = stat()
         let existing = database.isPostgres || (stat(database.path, &st) == 0 && st.st_size > 0)
         var queue: Queue? = existing ? try database.openForEnqueue() : nil
         var pending = PayloadBatch()        // the transaction being filled
         var full: [PayloadBatch] = []       // transactions read whole, not yet sent
-        var fullLines = 0
+        var fullLines = 0, fullBytes = 0
+        var inFlight: (inserts: PendingInserts, batches: [PayloadBatch])?
         var n = 0, count = 0, committed = 0
         let start = System.monotonic()
         var first: Double?
@@ -328,14 +330,12 @@ struct Enqueue: ParsableCommand {
             if !quiet { out(ids.map { "\($0)\n" }.joined()) }
             if committed == ids.count { warnIfPaused(queue!, [template.options.queue]) }   // once, at the first commit
         }
-        func send() throws {
-            if full.isEmpty { return }
-            if queue == nil { queue = try database.openForEnqueue() }
-            let batches = full
-            full.removeAll()
-            fullLines = 0
+        // Waits for the transactions in flight; prints their ids.
+        func collect() throws {
+            guard let (inserts, batches) = inFlight else { return }
+            inFlight = nil
             do {
-                for ids in try queue!.enqueue(validated: template, eachOf: batches) { enqueued(ids) }
+                for ids in try inserts.finish() { enqueued(ids) }
             } catch let e as InsertsStopped {
                 for ids in e.committed { enqueued(ids) }
                 guard let cause = e.cause as? TaskQueueError, committed > 0 || e.unconfirmed > 0 else { throw e.cause }
@@ -348,11 +348,25 @@ struct Enqueue: ParsableCommand {
                 throw TaskQueueError(cause.code, "\(cause.message); \(said)", isTransient: cause.isTransient)
             }
         }
+        // Sends the transactions read whole, once those in flight are done; with
+        // `wait`, waits for them too.
+        func send(wait: Bool) throws {
+            try collect()
+            if !full.isEmpty {
+                if queue == nil { queue = try database.openForEnqueue() }
+                inFlight = (try queue!.startEnqueue(validated: template, eachOf: full), full)
+                full.removeAll()
+                fullLines = 0
+                fullBytes = 0
+            }
+            if wait { try collect() }
+        }
         func seal() {
             if pending.isEmpty { return }
             full.append(pending)
             fullLines += pending.count
-            pending.removeAll()
+            fullBytes += pending.byteCount
+            pending = PayloadBatch()
         }
         // Kind and options are the same for every line: checked once here; each
         // line's payload is checked as it is read (so a bad line is named before
@@ -381,18 +395,21 @@ struct Enqueue: ParsableCommand {
                 if !appended { continue }
             } catch let e as TaskQueueError {
                 seal()
-                try send()
+                try send(wait: true)
                 let earlier = committed == 0 ? "nothing was enqueued" : "the \(committed) earlier line\(committed == 1 ? " was" : "s were") enqueued"
                 throw TaskQueueError.badData("line \(n): \(e.message); \(earlier)")
             }
             count += 1
             if pending.count >= commitEvery {
                 seal()
-                if full.count >= Self.sendAtMost || fullLines >= Self.sendAtMostLines || !reader.hasInputWaiting() { try send() }
+                let waiting = reader.hasInputWaiting()
+                if !waiting || full.count >= Self.sendAtMost || fullLines >= Self.sendAtMostLines || fullBytes >= Self.sendAtMostBytes {
+                    try send(wait: !waiting)
+                }
             }
         }
         seal()
-        try send()
+        try send(wait: true)
         if report {
             let elapsed = System.monotonic() - (first ?? start)
             out("{\"enqueued\": \(count), \"elapsed_s\": \(elapsed)}\n")
