@@ -49,19 +49,9 @@ extension PostgresConnection {
     /// thrown, and the statements after it do not run.
     @discardableResult
     func pipeline(_ statements: [PGStatement]) throws -> [PGResult] {
-        let (results, failure) = try pipelineUntilFailure(statements)
+        let (results, failure) = collect(try send(statements))
         if let failure { throw failure }
         return results.map { $0! }
-    }
-
-    /// `pipeline`, reporting how far it got: the results of the statements that
-    /// ran (nil from the first that did not) and the failure that stopped the rest,
-    /// a refused statement or the lost connection (whose statements after the last
-    /// reply read may or may not have run). For several transactions in one round
-    /// trip, each BEGIN … COMMIT: those whose COMMIT has a result are committed.
-    /// Throws only when nothing could be sent at all.
-    func pipelineUntilFailure(_ statements: [PGStatement]) throws -> (results: [PGResult?], failure: PostgresError?) {
-        collect(try send(statements))
     }
 
     /// Sends `statements` as a pipeline and returns without waiting for the
@@ -107,7 +97,12 @@ extension PostgresConnection {
         return SentPipeline(statements: statements, replies: replies, commits: commits, ran: nil)
     }
 
-    /// Reads the replies of a pipeline `send` sent: results as `pipelineUntilFailure`.
+    /// Reads the replies of a pipeline `send` sent, reporting how far it got: the
+    /// results of the statements that ran (nil from the first that did not) and the
+    /// failure that stopped the rest, a refused statement or the lost connection
+    /// (whose statements after the last reply read may or may not have run). For
+    /// several transactions in one pipeline, each BEGIN … COMMIT: those whose COMMIT
+    /// has a result are committed.
     func collect(_ sent: SentPipeline) -> (results: [PGResult?], failure: PostgresError?) {
         if let ran = sent.ran { return ran }
         defer { leavePipeline() }
@@ -157,7 +152,8 @@ extension PostgresConnection {
         if PQexitPipelineMode(handle) != 1 { drainPipeline(); _ = PQexitPipelineMode(handle) }
     }
 
-    /// Without pipeline mode (libpq 13 and older): the same, a round trip each.
+    /// Without pipeline mode (libpq 13 and older): `send` and `collect` at once, a
+    /// round trip per statement.
     private func oneByOneUntilFailure(_ statements: [PGStatement]) throws -> (results: [PGResult?], failure: PostgresError?) {
         // Statements that open a transaction, or run in one, are left to it.
         let opens = statements.first?.sql.hasPrefix("BEGIN") == true

@@ -84,14 +84,18 @@ extension PostgresTaskStore {
             }
         }
         let one = Self.beginInsert.count + 2   // BEGIN, the prologue, the INSERT, COMMIT
+        let policy: KindPolicy?
+        do { policy = try pg { try kindPolicies(of: [kind])[kind] } } catch {
+            let stopped = InsertsStopped(committed: [], unconfirmed: 0, cause: error)   // nothing was sent
+            return PendingInserts { throw stopped }
+        }
+        let stored = o.storedPolicy(kind: policy)
+        let statements = batches.flatMap {
+            Self.beginInsert + [Self.sharedInsert(kind: kind, options: o, policy: stored, payloads: $0, now: now), .commit]
+        }
         let sent: SentPipeline
-        do {
-            let policy = o.storedPolicy(kind: try pg { try kindPolicies(of: [kind])[kind] })
-            let statements = batches.flatMap {
-                Self.beginInsert + [Self.sharedInsert(kind: kind, options: o, policy: policy, payloads: $0, now: now), .commit]
-            }
-            sent = try pg { try db.send(statements) }
-        } catch {
+        do { sent = try pg { try db.send(statements) } } catch {
+            // A send cut off by a lost connection may have delivered some of them.
             let stopped = InsertsStopped(committed: [], unconfirmed: db.isBroken ? batches.count : 0, cause: error)
             return PendingInserts { throw stopped }
         }

@@ -43,6 +43,9 @@ extension Enqueue {
             if !quiet { out(ids.map { "\($0)\n" }.joined()) }
             if committed == ids.count { warnIfPaused(queue!, [template.options.queue]) }   // once, at the first commit
         }
+        func enqueuedSoFar() -> String {
+            committed == 0 ? "nothing was enqueued" : "the \(committed) earlier line\(committed == 1 ? " was" : "s were") enqueued"
+        }
         // Waits for the transactions in flight; prints their ids.
         func collect() throws {
             guard let (inserts, batches) = inFlight else { return }
@@ -52,8 +55,7 @@ extension Enqueue {
             } catch let e as InsertsStopped {
                 for ids in e.committed { enqueued(ids) }
                 guard let cause = e.cause as? TaskQueueError, committed > 0 || e.unconfirmed > 0 else { throw e.cause }
-                var said = committed == 0 ? "no line was enqueued for sure"
-                    : "the \(committed) earlier line\(committed == 1 ? " was" : "s were") enqueued"
+                var said = enqueuedSoFar()
                 if e.unconfirmed > 0 {
                     let unknown = batches.suffix(e.unconfirmed).reduce(0) { $0 + $1.count }
                     said += "; whether the next \(unknown) line\(unknown == 1 ? " was" : "s were") is unknown (the connection was lost before the database confirmed the commit)"
@@ -109,8 +111,7 @@ extension Enqueue {
             } catch let e as TaskQueueError {
                 seal()
                 try send(wait: true)
-                let earlier = committed == 0 ? "nothing was enqueued" : "the \(committed) earlier line\(committed == 1 ? " was" : "s were") enqueued"
-                throw TaskQueueError.badData("line \(n): \(e.message); \(earlier)")
+                throw TaskQueueError.badData("line \(n): \(e.message); \(enqueuedSoFar())")
             }
             count += 1
             if pending.count >= commitEvery {
