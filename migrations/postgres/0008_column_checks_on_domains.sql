@@ -15,21 +15,21 @@
 -- Each domain is first made without its CHECK, so changing the column's type
 -- neither rewrites nor scans the table; the CHECK is then added NOT VALID, as the
 -- table's were: rows already stored are kept as they are, new and changed values
--- are checked. The trigger and view that name these columns are made again
--- around the change, unchanged.
+-- are checked.
 --
 -- SQLite's 0008 changes nothing: SQLite keeps its CHECKs compiled with the table.
 
--- PostgreSQL will not change the type of a column a view reads. Views of your own
--- that read tasks (and views that read those) are kept: each one's definition,
--- owner, privileges and comment are saved, the views dropped, and made again once
--- the columns have their new types. A materialized view is not dropped (it holds
+-- PostgreSQL will not change the type of a column a view or a trigger's WHEN reads.
+-- The views that read tasks (taskq's `attempts`, yours, and views that read those)
+-- are kept: each one's definition, owner, privileges and comment are saved, the
+-- views dropped, and made again once the columns have their new types; so are the
+-- triggers on tasks with a WHEN (tasks_state_machine, and yours). A materialized view is not dropped (it holds
 -- data): the migration stops, changing nothing, and says which one to drop first.
 CREATE TEMP TABLE taskq_0008_views ON COMMIT DROP AS
 WITH RECURSIVE reads(oid, depth) AS (
     SELECT DISTINCT r.ev_class, 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
     WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-      AND d.refobjid = 'tasks'::regclass AND r.ev_class NOT IN ('tasks'::regclass, 'attempts'::regclass)
+      AND d.refobjid = 'tasks'::regclass AND r.ev_class <> 'tasks'::regclass
     UNION
     SELECT r.ev_class, reads.depth + 1 FROM reads JOIN pg_depend d ON d.refobjid = reads.oid
     JOIN pg_rewrite r ON r.oid = d.objid
@@ -52,8 +52,17 @@ BEGIN
         EXECUTE format('DROP VIEW IF EXISTS %s', v.name);
     END LOOP;
 END $$;
-DROP VIEW attempts;
-DROP TRIGGER tasks_state_machine ON tasks;
+CREATE TEMP TABLE taskq_0008_triggers ON COMMIT DROP AS
+SELECT tgname, pg_get_triggerdef(oid) AS definition FROM pg_trigger
+WHERE tgrelid = 'tasks'::regclass AND NOT tgisinternal AND tgqual IS NOT NULL;
+DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN SELECT * FROM taskq_0008_triggers LOOP
+        EXECUTE format('DROP TRIGGER %I ON tasks', t.tgname);
+    END LOOP;
+END $$;
 
 CREATE DOMAIN tasks_kind AS text COLLATE "C";
 CREATE DOMAIN tasks_queue AS text COLLATE "C";
@@ -114,30 +123,14 @@ ALTER DOMAIN tasks_backoff_base_s ADD CONSTRAINT tasks_backoff_base_s_check
 ALTER DOMAIN tasks_backoff_cap_s ADD CONSTRAINT tasks_backoff_cap_s_check
     CHECK (VALUE IS NULL OR VALUE >= 0) NOT VALID;
 
--- As in 0006.
-CREATE TRIGGER tasks_state_machine BEFORE UPDATE OF state ON tasks
-FOR EACH ROW WHEN (NOT (
-        OLD.state = NEW.state
-    OR  OLD.state = 'queued' AND NEW.state IN ('running', 'cancelled')
-    OR  OLD.state = 'queued' AND NEW.state = 'succeeded' AND OLD.kind = 'taskq.stop'
-    OR  OLD.state = 'running'
-    OR  OLD.state IN ('failed', 'cancelled') AND NEW.state = 'queued'))
-EXECUTE FUNCTION tasks_state_machine();
-
--- As in 0007.
-CREATE VIEW attempts AS
-    SELECT task_id, attempt, started_at, finished_at, worker_pid, worker_host, outcome, error,
-           CASE WHEN strpos(error, '; stderr: ') > 0 THEN substr(error, strpos(error, '; stderr: ') + 10) END AS stderr
-    FROM task_attempts
-    UNION ALL
-    SELECT id, attempts, started_at, CASE WHEN state = 'succeeded' THEN finished_at END, worker_pid, worker_host, state, NULL, stderr
-    FROM tasks WHERE state IN ('running', 'succeeded') AND kind <> 'taskq.stop';
-
 DO $$
 DECLARE
     v record;
     g record;
 BEGIN
+    FOR v IN SELECT * FROM taskq_0008_triggers LOOP
+        EXECUTE v.definition;
+    END LOOP;
     FOR v IN SELECT * FROM taskq_0008_views ORDER BY depth LOOP
         EXECUTE format('CREATE VIEW %s%s AS %s', v.name,
                        CASE WHEN v.reloptions IS NOT NULL THEN format(' WITH (%s)', array_to_string(v.reloptions, ', ')) ELSE '' END,
